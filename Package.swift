@@ -1,0 +1,51 @@
+// swift-tools-version:6.0
+// noisy: the data side of Noisy Student self-training.
+// Dependencies point one way: CLI -> pipeline/trainer -> store/codec -> C.
+import PackageDescription
+
+let package = Package(
+    name: "noisy",
+    products: [
+        .executable(name: "noisy", targets: ["NoisyCLI"]),
+        .library(name: "DatasetStore", targets: ["DatasetStore"]),
+        .library(name: "ImageCodec", targets: ["ImageCodec"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C libraries from Debian, installed by tools/bootstrap.sh.
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+
+        // The codec loops in C: every libjpeg/libpng longjmp stays inside this target.
+        .target(
+            name: "CNoisyCodec",
+            dependencies: ["CJPEG", "CPNG", "CZlib"],
+            cSettings: [.unsafeFlags(["-O3"])]
+        ),
+
+        .target(name: "LMDB", dependencies: ["CLMDB"]),
+        .target(name: "ImageCodec", dependencies: ["CNoisyCodec"]),
+        .target(name: "DatasetStore", dependencies: ["LMDB", "ImageCodec", "CNoisyCodec"]),
+        // Example data for `noisy demo`: Fashion-MNIST IDX files written out as image folders.
+        .target(name: "Datasets", dependencies: ["ImageCodec"]),
+
+        .executableTarget(
+            name: "NoisyCLI",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "DatasetStore", "ImageCodec", "Datasets",
+            ]
+        ),
+
+        .target(name: "TestSupport", dependencies: ["ImageCodec"], path: "Tests/TestSupport"),
+        .testTarget(name: "LMDBTests", dependencies: ["LMDB", "TestSupport"]),
+        .testTarget(name: "ImageCodecTests", dependencies: ["ImageCodec", "TestSupport"]),
+        .testTarget(name: "DatasetStoreTests", dependencies: ["DatasetStore", "ImageCodec", "Datasets", "TestSupport"]),
+        .testTarget(name: "NoisyCLITests", dependencies: ["DatasetStore", "ImageCodec", "TestSupport"]),
+    ]
+)

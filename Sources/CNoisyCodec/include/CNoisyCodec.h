@@ -1,0 +1,142 @@
+/*
+ * CNoisyCodec: the C loops behind noisy's image codec.
+ *
+ * libjpeg and libpng report fatal errors by longjmp, and libjpeg's default error
+ * manager prints to stderr and calls exit(). Swift can survive neither, so every
+ * call into those libraries happens in this target, under a setjmp of our own,
+ * and comes back as a return code plus a message in a caller-owned buffer.
+ * No function here prints anything.
+ *
+ * All symbols carry the nc_ prefix.
+ */
+#ifndef CNOISYCODEC_H
+#define CNOISYCODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Size of the message buffer every fallible function takes. */
+#define NC_ERROR_CAPACITY 256
+
+typedef enum {
+    NC_OK = 0,
+    NC_ERR_CORRUPT = 1,      /* the library rejected the data, or warned of corrupt data */
+    NC_ERR_TOO_LARGE = 2,    /* header claims more pixels than allowed */
+    NC_ERR_UNSUPPORTED = 3,  /* a valid file in a form we do not decode */
+    NC_ERR_ARGUMENT = 4,     /* the caller asked for something impossible */
+    NC_ERR_NO_MEMORY = 5,
+    NC_ERR_IO = 6,
+    NC_ERR_BUFFER = 7        /* output buffer smaller than nc_*_plan said */
+} nc_status;
+
+typedef enum {
+    NC_FORMAT_UNKNOWN = 0,
+    NC_FORMAT_JPEG = 1,
+    NC_FORMAT_PNG = 2,
+    NC_FORMAT_GIF = 3,
+    NC_FORMAT_WEBP = 4,
+    NC_FORMAT_TIFF = 5,
+    NC_FORMAT_BMP = 6
+} nc_format;
+
+/** Recognises a format by its magic bytes; never reads past len. */
+nc_format nc_sniff(const uint8_t *data, size_t len);
+
+/** What a file holds, read from its header alone. */
+typedef struct {
+    int32_t width;          /* full-size image width */
+    int32_t height;
+    int32_t channels;       /* decoded channels: 1 (gray) or 3 (RGB) */
+    int32_t source_kind;    /* JPEG: components (1,3,4); PNG: color type */
+    int32_t bit_depth;      /* PNG bit depth; 8 for JPEG */
+    int32_t progressive;    /* JPEG: 1 when progressive; PNG: 1 when interlaced */
+} nc_info;
+
+/**
+ * How to decode. scale_denom is 1, 2, 4 or 8 (JPEG DCT scaling; PNG takes 1 only).
+ * The crop rectangle is in scaled output coordinates; crop_w == 0 means the whole
+ * image. max_pixels bounds width*height of the full-size header (0: no bound).
+ */
+typedef struct {
+    int32_t scale_denom;
+    int32_t crop_x, crop_y, crop_w, crop_h;
+    uint64_t max_pixels;
+} nc_decode_options;
+
+/** Output of a decode plan: the exact size of the pixels a decode will write. */
+typedef struct {
+    nc_info info;
+    int32_t out_width;
+    int32_t out_height;
+    int32_t out_channels;
+} nc_plan;
+
+/** Reads the header and tells what a decode with these options will produce. */
+int nc_jpeg_plan(const uint8_t *data, size_t len, const nc_decode_options *opt,
+                 nc_plan *plan, char *err);
+/**
+ * Decodes into out (capacity cap bytes, at least out_width*out_height*out_channels
+ * from nc_jpeg_plan). Every libjpeg warning (premature end, corrupt data) is an error.
+ */
+int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt,
+                   uint8_t *out, size_t cap, nc_plan *plan, char *err);
+
+int nc_png_plan(const uint8_t *data, size_t len, const nc_decode_options *opt,
+                nc_plan *plan, char *err);
+int nc_png_decode(const uint8_t *data, size_t len, const nc_decode_options *opt,
+                  uint8_t *out, size_t cap, nc_plan *plan, char *err);
+
+/**
+ * Encodes 8-bit pixels (components 1 = gray, 3 = RGB, 4 = CMYK as given) to JPEG.
+ * *out is malloc'd; release it with nc_free.
+ */
+int nc_jpeg_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t components,
+                   int32_t quality, int32_t progressive, uint8_t **out, size_t *out_len,
+                   char *err);
+/** Encodes 8-bit gray or RGB pixels to PNG. *out is malloc'd; release it with nc_free. */
+int nc_png_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t channels,
+                  uint8_t **out, size_t *out_len, char *err);
+
+void nc_free(void *p);
+
+/* ---- Resampling (Pillow's ImagingResample, 8-bit fixed point) ---- */
+
+typedef enum {
+    NC_FILTER_NEAREST = 0,  /* not used by resample; here for completeness */
+    NC_FILTER_BILINEAR = 2,
+    NC_FILTER_BICUBIC = 3,
+    NC_FILTER_LANCZOS = 1
+} nc_filter;
+
+/** Reusable scratch memory, so that steady-state resampling does not allocate. */
+typedef struct {
+    void *buffer;
+    size_t capacity;
+} nc_scratch;
+
+void nc_scratch_release(nc_scratch *s);
+
+/**
+ * Resamples the box [x0,x1) x [y0,y1) of src (sw x sh, ch channels, tightly packed)
+ * to dst (dw x dh). Matches Pillow's Image.resize(size, filter, box) to the byte.
+ */
+int nc_resample(const uint8_t *src, int32_t sw, int32_t sh, int32_t ch,
+                float x0, float y0, float x1, float y1,
+                uint8_t *dst, int32_t dw, int32_t dh, int32_t filter, nc_scratch *scratch);
+
+/* ---- Hashing and compressed files ---- */
+
+/** SHA-256 of data into out[32]. */
+void nc_sha256(const uint8_t *data, size_t len, uint8_t out[32]);
+
+/** Reads a whole gzip (or plain) file. *out is malloc'd; release with nc_free. */
+int nc_gunzip_file(const char *path, uint8_t **out, size_t *out_len, char *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,2 @@
+/* Debian installs cblas.h for OpenBLAS under the multiarch include folder. */
+#include <cblas.h>

@@ -1,0 +1,338 @@
+import Dispatch
+import Foundation
+import ImageCodec
+import LMDB
+
+/// What to ingest and how.
+public struct IngestOptions: Sendable {
+    public var labeled: [String] = []
+    public var unlabeled: [String] = []
+    public var test: [String] = []
+    /// Re-encode images whose long side exceeds this as JPEG (nil: store originals).
+    public var maxSide: Int?
+    public var quality: Int = 90
+    public var maxPixels: UInt64 = DecodeOptions.defaultMaxPixels
+    /// Files per write transaction (and per parallel decode round).
+    public var batchSize: Int = 256
+
+    public init() {}
+}
+
+/// One file that was not added, as written to `--report`.
+public struct IngestReportEntry: Codable, Sendable, Equatable {
+    public enum Status: String, Codable, Sendable { case skipped, duplicate }
+    public var path: String
+    public var split: Split
+    public var status: Status
+    public var reason: String
+    /// Short machine-readable cause, e.g. `corrupt`, `leakage`.
+    public var category: String
+}
+
+/// The end-of-ingest summary (schemas/ingest-summary.schema.json).
+public struct IngestSummary: Codable, Sendable {
+    public var added = 0
+    public var addedBySplit: [String: Int] = [:]
+    /// Files whose exact bytes were already stored under the same split and source
+    /// by an earlier run: what makes re-running an interrupted ingest finish the job.
+    public var alreadyStored = 0
+    public var duplicates = 0
+    public var leakage = 0
+    public var skipped = 0
+    public var skippedByReason: [String: Int] = [:]
+    public var newClasses: [String] = []
+    public var bytesRead = 0
+    public var bytesStored = 0
+    public var elapsedSeconds = 0.0
+    public var imagesPerSecond = 0.0
+    public var megabytesPerSecond = 0.0
+
+    enum CodingKeys: String, CodingKey {
+        case added, addedBySplit = "added_by_split", alreadyStored = "already_stored", duplicates, leakage, skipped
+        case skippedByReason = "skipped_by_reason", newClasses = "new_classes", bytesRead = "bytes_read"
+        case bytesStored = "bytes_stored", elapsedSeconds = "elapsed_seconds", imagesPerSecond = "images_per_second"
+        case megabytesPerSecond = "megabytes_per_second"
+    }
+}
+
+/// Progress of a long ingest, reported after every committed batch.
+public struct IngestProgress: Sendable {
+    public var done: Int
+    public var total: Int
+    public var bytesRead: Int
+    public var elapsed: Double
+}
+
+/// Slots written by exactly one `concurrentPerform` iteration each and read only
+/// after it returns, which orders the writes before the reads.
+/// `@unchecked Sendable` because of that one-writer-per-index discipline.
+final class Slots<T>: @unchecked Sendable {
+    private var items: [T?]
+    init(count: Int) { items = Array(repeating: nil, count: count) }
+    subscript(i: Int) -> T? {
+        get { items[i] }
+        set { items[i] = newValue }
+    }
+}
+
+/// Ingests folders of JPEG and PNG images: validates every file with a full decode
+/// in parallel, dedupes by content hash, and commits in large transactions, so an
+/// interrupted ingest leaves only whole samples and a re-run adds exactly what is missing.
+public final class Ingester {
+    let store: Store
+    let options: IngestOptions
+    public var onProgress: ((IngestProgress) -> Void)?
+    /// Called for every file not added, as it happens (for `--report`).
+    public var onRefused: ((IngestReportEntry) -> Void)?
+
+    public init(store: Store, options: IngestOptions) {
+        self.store = store
+        self.options = options
+    }
+
+    private enum Loaded {
+        case refused(String, String)  // category, reason
+        case bytes([UInt8], [UInt8])  // file bytes, sha256
+    }
+
+    private struct Prepared {
+        var record: SampleRecord
+        var data: [UInt8]
+    }
+
+    private enum Checked {
+        case refused(String, String)
+        case prepared(Prepared)
+    }
+
+    public func run() throws -> IngestSummary {
+        let start = DispatchTime.now().uptimeNanoseconds
+        var files: [ScannedFile] = []
+        var classNames: Set<String> = []
+        // Every folder is checked before anything is written.
+        for (dirs, split) in [(options.labeled, Split.labeled), (options.unlabeled, .unlabeled), (options.test, .test)] {
+            for dir in dirs {
+                files += try FolderScanner.scan(dir, split: split)
+                if split != .unlabeled { classNames.formUnion(FolderScanner.classFolders(dir)) }
+            }
+        }
+        var summary = IngestSummary()
+        let before = try store.classes()
+        let classList = try store.registerClasses(classNames)
+        summary.newClasses = Array(classList.dropFirst(before.count))
+        let classIndex = Dictionary(uniqueKeysWithValues: classList.enumerated().map { ($1, UInt32($0)) })
+
+        // Content hashes added in this run, with where they came from.
+        var seen: [[UInt8]: (UInt64, Split, String)] = [:]
+        var done = 0
+        var batchStart = 0
+        while batchStart < files.count {
+            let batch = Array(files[batchStart..<min(files.count, batchStart + options.batchSize)])
+            batchStart += batch.count
+            try ingestBatch(batch, classIndex: classIndex, seen: &seen, summary: &summary)
+            done += batch.count
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            onProgress?(IngestProgress(done: done, total: files.count, bytesRead: summary.bytesRead, elapsed: elapsed))
+        }
+        summary.elapsedSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        if summary.elapsedSeconds > 0 {
+            summary.imagesPerSecond = Double(summary.added) / summary.elapsedSeconds
+            summary.megabytesPerSecond = Double(summary.bytesRead) / 1e6 / summary.elapsedSeconds
+        }
+        return summary
+    }
+
+    private func refuse(_ file: ScannedFile, _ status: IngestReportEntry.Status, _ category: String, _ reason: String,
+                        _ summary: inout IngestSummary) {
+        if status == .skipped {
+            summary.skipped += 1
+            summary.skippedByReason[category, default: 0] += 1
+        } else {
+            summary.duplicates += 1
+            if category == "leakage" { summary.leakage += 1 }
+        }
+        onRefused?(IngestReportEntry(path: file.path, split: file.split, status: status, reason: reason, category: category))
+    }
+
+    private func ingestBatch(_ batch: [ScannedFile], classIndex: [String: UInt32],
+                             seen: inout [[UInt8]: (UInt64, Split, String)], summary: inout IngestSummary) throws {
+        // 1. Read and hash in parallel.
+        let loaded = Slots<Loaded>(count: batch.count)
+        DispatchQueue.concurrentPerform(iterations: batch.count) { i in
+            loaded[i] = Self.load(batch[i])
+        }
+        // 2. Dedupe against the store and this run, in one snapshot.
+        var fresh: [(Int, [UInt8], [UInt8])] = []  // index, bytes, hash
+        try store.environment.read { txn in
+            for (i, file) in batch.enumerated() {
+                guard let item = loaded[i] else { continue }
+                switch item {
+                case .refused(let category, let reason):
+                    refuse(file, .skipped, category, reason, &summary)
+                case .bytes(let bytes, let hash):
+                    summary.bytesRead += bytes.count
+                    var original: (UInt64, Split, String)?
+                    if let prior = seen[hash] {
+                        original = prior
+                    } else if let id = try store.id(forContentHash: hash, txn), let r = try store.sample(id, txn) {
+                        original = (id, r.split, r.source)
+                    }
+                    if let (id, split, source) = original {
+                        if split == file.split && source == file.source {
+                            summary.alreadyStored += 1
+                        } else if (split == .test) != (file.split == .test) {
+                            refuse(file, .duplicate, "leakage",
+                                   "LEAKAGE: \(file.split.rawValue) image identical to \(split.rawValue) sample \(id) (\(source)); kept the first", &summary)
+                        } else {
+                            refuse(file, .duplicate, "duplicate",
+                                   "same content as \(split.rawValue) sample \(id) (\(source)); kept the first", &summary)
+                        }
+                        continue
+                    }
+                    seen[hash] = (0, file.split, file.source)  // id assigned at write
+                    fresh.append((i, bytes, hash))
+                }
+            }
+        }
+        // 3. Validate (full decode) and optionally downsize, in parallel.
+        let checked = Slots<Checked>(count: fresh.count)
+        let options = self.options
+        let freshItems = fresh
+        DispatchQueue.concurrentPerform(iterations: freshItems.count) { j in
+            let (i, bytes, hash) = freshItems[j]
+            checked[j] = Self.check(batch[i], bytes: bytes, hash: hash, classIndex: classIndex, options: options)
+        }
+        var prepared: [(Int, Prepared)] = []
+        for (j, item) in fresh.enumerated() {
+            switch checked[j] {
+            case .refused(let category, let reason)?:
+                seen[item.2] = nil
+                refuse(batch[item.0], .skipped, category, reason, &summary)
+            case .prepared(let p)?:
+                prepared.append((item.0, p))
+            case nil:
+                break
+            }
+        }
+        guard !prepared.isEmpty else { return }
+        // 4. One write transaction for the batch: whole samples or none.
+        let ids: [UInt64]
+        do {
+            ids = try store.environment.write { txn in
+                var next = try txn.lastKey(store.db.samples).map { $0.withUnsafeBytes { Layout.readU64BE($0) } + 1 } ?? 0
+                var ids: [UInt64] = []
+                for (_, p) in prepared {
+                    var r = p.record
+                    r.id = next
+                    let key = Layout.idKey(next)
+                    try txn.put(store.db.samples, key: key, value: r.encoded(), append: true)
+                    try txn.put(store.db.images, key: key, value: p.data, append: true)
+                    try txn.put(store.db.hashes, key: r.contentHash, value: key, noOverwrite: true)
+                    try txn.put(store.db.sources, key: Array(r.source.utf8), value: key)
+                    var cls = (r.classIndex ?? SampleRecord.noClass).littleEndian
+                    try txn.put(store.db.splitIndex, key: Layout.splitKey(r.split, next),
+                                value: withUnsafeBytes(of: &cls) { Array($0) })
+                    ids.append(next)
+                    next += 1
+                }
+                return ids
+            }
+        } catch let e as LMDBError {
+            throw StoreError.from(e, store: store.path)
+        }
+        for ((_, p), id) in zip(prepared, ids) {
+            seen[p.record.contentHash] = (id, p.record.split, p.record.source)
+            summary.added += 1
+            summary.addedBySplit[p.record.split.rawValue, default: 0] += 1
+            summary.bytesStored += p.data.count
+        }
+    }
+
+    private static func load(_ file: ScannedFile) -> Loaded {
+        if let refusal = file.refusal {
+            let category = refusal.hasPrefix("symlink") ? "symlink_outside" :
+                refusal.hasPrefix("not inside") ? "not_in_class_folder" : refusal.hasPrefix("broken") ? "broken_symlink" : "unreadable"
+            return .refused(category, refusal)
+        }
+        switch readFile(file.path) {
+        case .failure(let e): return .refused("unreadable", e.message)
+        case .success(let bytes):
+            if bytes.isEmpty { return .refused("empty", "empty file (0 bytes)") }
+            return .bytes(bytes, Codec.sha256(bytes))
+        }
+    }
+
+    private static func check(_ file: ScannedFile, bytes: [UInt8], hash: [UInt8], classIndex: [String: UInt32],
+                              options: IngestOptions) -> Checked {
+        let header: ImageHeader
+        let image: Image
+        do {
+            let decodeOptions = DecodeOptions(maxPixels: options.maxPixels)
+            (header, image) = try Codec.decodeWithHeader(bytes, options: decodeOptions)
+        } catch {
+            let category: String
+            switch error.code {
+            case .tooLarge: category = "too_large"
+            case .unsupported: category = "unsupported_format"
+            default: category = error.message.hasPrefix("not a JPEG") ? "not_an_image" : "corrupt"
+            }
+            let reason = category == "too_large" ? error.message + " (--max-pixels)" : error.message
+            return .refused(category, reason)
+        }
+        var data = bytes
+        var format = header.format
+        var width = image.width, height = image.height
+        var reencoded = false
+        if let maxSide = options.maxSide, max(width, height) > maxSide {
+            let scale = Double(maxSide) / Double(max(width, height))
+            let w = max(1, Int((Double(width) * scale).rounded())), h = max(1, Int((Double(height) * scale).rounded()))
+            do {
+                let small = try Resampler().resize(image, width: w, height: h, filter: .lanczos)
+                data = try Codec.encodeJPEG(small, quality: options.quality)
+            } catch {
+                return .refused("corrupt", "cannot re-encode for --max-side: \(error.message)")
+            }
+            format = .jpeg
+            width = w; height = h
+            reencoded = true
+        }
+        var cls: UInt32? = nil
+        if file.split != .unlabeled {
+            guard let name = file.className, let c = classIndex[name] else {
+                return .refused("not_in_class_folder", "not inside a class folder")
+            }
+            cls = c
+        }
+        let record = SampleRecord(
+            id: 0, split: file.split, format: format, channels: image.channels, classIndex: cls,
+            width: width, height: height, originalWidth: image.width, originalHeight: image.height,
+            originalFormat: header.format, reencoded: reencoded, byteSize: data.count, originalByteSize: bytes.count,
+            contentHash: hash, dataHash: reencoded ? Codec.sha256(data) : hash, source: file.source)
+        return .prepared(Prepared(record: record, data: data))
+    }
+}
+
+/// Reads a whole file with plain POSIX calls (no Foundation Data round trip).
+func readFile(_ path: String) -> Result<[UInt8], FileReadError> {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return .failure(FileReadError("cannot open: \(String(cString: strerror(errno)))")) }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { return .failure(FileReadError("cannot stat: \(String(cString: strerror(errno)))")) }
+    let size = Int(st.st_size)
+    var out = [UInt8](repeating: 0, count: size)
+    var got = 0
+    while got < size {
+        let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, size - got) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return .failure(FileReadError("cannot read: \(String(cString: strerror(errno)))"))
+        }
+        if n == 0 { break }
+        got += n
+    }
+    if got < size { out.removeLast(size - got) }
+    return .success(out)
+}
+
+struct FileReadError: Error { let message: String; init(_ m: String) { message = m } }

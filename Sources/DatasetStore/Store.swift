@@ -1,0 +1,247 @@
+import Foundation
+import ImageCodec
+import LMDB
+
+/// A dataset store: one LMDB environment holding samples, classes and
+/// pseudo-label generations. Thread-safe: reads run in parallel snapshots, writes
+/// go through LMDB's single writer.
+public final class Store: Sendable {
+    public let path: String
+    public let environment: Environment
+    let db: Databases
+
+    struct Databases: Sendable {
+        let meta, samples, images, hashes, sources, splitIndex, classes: Database
+        let generations, labels, selections, tags: Database
+    }
+
+    /// Opens an existing store. `readOnly` opens without taking write locks.
+    public convenience init(path: String, readOnly: Bool = false) throws {
+        try self.init(path: path, create: false, readOnly: readOnly)
+    }
+
+    /// Creates the store if it does not exist; refuses a folder that is something else.
+    public static func openOrCreate(path: String) throws -> Store {
+        try Store(path: path, create: true, readOnly: false)
+    }
+
+    private init(path: String, create: Bool, readOnly: Bool) throws {
+        self.path = path
+        var isDir: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
+        let hasData = FileManager.default.fileExists(atPath: path + "/data.mdb")
+        if exists && !isDir.boolValue {
+            throw StoreError(.notAStore, "\(path): not a store (it is a file; a store is a folder)")
+        }
+        if exists && !hasData {
+            let contents = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+            if !contents.isEmpty || !create {
+                throw StoreError(.notAStore, "\(path): not a store (no data.mdb inside)")
+            }
+        }
+        if !exists && !create {
+            throw StoreError(.notAStore, "\(path): no such store")
+        }
+        if !exists {
+            do {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            } catch {
+                throw StoreError(.io, "\(path): cannot create the store folder: \(error.localizedDescription)")
+            }
+        }
+        let env: Environment
+        do {
+            env = try Environment(path: path, databases: Layout.all, readOnly: readOnly, create: create)
+        } catch let e {
+            throw StoreError(.notAStore, "\(path): not a readable store (\(e.message))")
+        }
+        func named(_ n: String) throws -> Database {
+            guard let d = env.database(n) else { throw StoreError(.notAStore, "\(path): database '\(n)' is missing") }
+            return d
+        }
+        environment = env
+        db = Databases(meta: try named(Layout.meta), samples: try named(Layout.samples), images: try named(Layout.images),
+                       hashes: try named(Layout.hashes), sources: try named(Layout.sources),
+                       splitIndex: try named(Layout.splitIndex), classes: try named(Layout.classes),
+                       generations: try named(Layout.generations), labels: try named(Layout.labels),
+                       selections: try named(Layout.selections), tags: try named(Layout.tags))
+        try checkFormat(create: create && !readOnly)
+    }
+
+    /// The `format` meta record says what wrote this store; a new store gets one.
+    private func checkFormat(create: Bool) throws {
+        let key = Array("format".utf8)
+        let existing = try environment.read { try $0.get(db.meta, key: key) }
+        if let existing {
+            guard let info = try? JSONDecoder().decode(FormatRecord.self, from: Data(existing)),
+                  info.format == Layout.formatName else {
+                throw StoreError(.notAStore, "\(path): not a noisy store (its format record is unreadable)")
+            }
+            guard info.version <= Layout.formatVersion else {
+                throw StoreError(.incompatible, "\(path): store format version \(info.version) is newer than this noisy (\(Layout.formatVersion)); upgrade noisy")
+            }
+            return
+        }
+        guard create else { throw StoreError(.notAStore, "\(path): not a noisy store (no format record)") }
+        let record = FormatRecord(format: Layout.formatName, version: Layout.formatVersion,
+                                  createdAt: ISO8601DateFormatter().string(from: Date()))
+        let bytes = try JSONEncoder.sorted.encode(record)
+        try environment.write { txn in
+            if try !txn.contains(db.meta, key: key) { try txn.put(db.meta, key: key, value: Array(bytes)) }
+        }
+    }
+
+    struct FormatRecord: Codable {
+        var format: String
+        var version: Int
+        var createdAt: String
+        enum CodingKeys: String, CodingKey { case format, version, createdAt = "created_at" }
+    }
+
+    // MARK: Classes
+
+    /// Class names by index, in the order they were registered.
+    public func classes() throws -> [String] {
+        try environment.read { txn in try classes(txn) }
+    }
+
+    func classes(_ txn: Transaction) throws -> [String] {
+        var names: [String] = []
+        try txn.scan(db.classes) { _, v in
+            names.append(String(decoding: v, as: UTF8.self))
+            return true
+        }
+        return names
+    }
+
+    /// Appends the names not yet known, sorted; existing indices never change.
+    /// Returns the full list.
+    @discardableResult
+    public func registerClasses(_ names: some Sequence<String>) throws -> [String] {
+        try environment.write { txn in
+            var known = try classes(txn)
+            let fresh = Set(names).subtracting(known).sorted()
+            for name in fresh {
+                try txn.put(db.classes, key: Layout.u32Key(UInt32(known.count)), value: Array(name.utf8))
+                known.append(name)
+            }
+            return known
+        }
+    }
+
+    // MARK: Samples
+
+    /// The metadata of sample `id`, or nil.
+    public func sample(_ id: UInt64) throws -> SampleRecord? {
+        try environment.read { txn in try sample(id, txn) }
+    }
+
+    func sample(_ id: UInt64, _ txn: Transaction) throws -> SampleRecord? {
+        try txn.withValue(db.samples, key: Layout.idKey(id)) { v in
+            guard let v else { return nil }
+            guard let r = SampleRecord(id: id, bytes: v) else {
+                throw StoreError(.corrupt, "\(path): sample \(id) has an unreadable record")
+            }
+            return r
+        }
+    }
+
+    /// Calls `body` with sample `id`'s stored bytes, borrowed from the map.
+    public func withImageBytes<T>(_ id: UInt64, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
+        try environment.read { txn in
+            try txn.withValue(db.images, key: Layout.idKey(id)) { v in
+                guard let v else { throw StoreError(.notFound, "\(path): no sample with id \(id)") }
+                return try body(v)
+            }
+        }
+    }
+
+    /// A copy of sample `id`'s stored bytes.
+    public func imageBytes(_ id: UInt64) throws -> [UInt8] {
+        try withImageBytes(id) { Array($0.bindMemory(to: UInt8.self)) }
+    }
+
+    /// Visits every sample record in id order.
+    public func forEachSample(_ body: (SampleRecord) throws -> Void) throws {
+        try environment.read { txn in
+            try txn.scan(db.samples) { k, v in
+                let id = Layout.readU64BE(k)
+                guard let r = SampleRecord(id: id, bytes: v) else {
+                    throw StoreError(.corrupt, "\(path): sample \(id) has an unreadable record")
+                }
+                try body(r)
+                return true
+            }
+        }
+    }
+
+    /// Ids (and class indices) of one split, in id order: what the pipeline samples from.
+    public func index(of split: Split) throws -> [(id: UInt64, classIndex: UInt32?)] {
+        try environment.read { txn in
+            var out: [(UInt64, UInt32?)] = []
+            try txn.scan(db.splitIndex, prefix: [split.code]) { k, v in
+                let id = Layout.readU64BE(k, at: 1)
+                let c = v.loadUnaligned(as: UInt32.self).littleEndian
+                out.append((id, c == SampleRecord.noClass ? nil : c))
+                return true
+            }
+            return out
+        }
+    }
+
+    /// Ids of samples whose source path equals `source` (any split).
+    public func ids(forSource source: String) throws -> [UInt64] {
+        try environment.read { txn in try ids(forSource: source, txn) }
+    }
+
+    func ids(forSource source: String, _ txn: Transaction) throws -> [UInt64] {
+        var out: [UInt64] = []
+        let key = Array(source.utf8)
+        try txn.scan(db.sources, from: key) { k, v in
+            guard k.elementsEqual(key) else { return false }
+            out.append(Layout.readU64BE(v))
+            return true
+        }
+        return out
+    }
+
+    /// The id stored under a content hash, if any.
+    func id(forContentHash hash: [UInt8], _ txn: Transaction) throws -> UInt64? {
+        try txn.withValue(db.hashes, key: hash) { v in v.map { Layout.readU64BE($0) } }
+    }
+
+    /// Number of samples.
+    public func count() throws -> Int {
+        try environment.read { try $0.count(db.samples) }
+    }
+
+    /// Decodes sample `id`.
+    public func decode(_ id: UInt64, options: DecodeOptions = .init()) throws -> Image {
+        try withImageBytes(id) { bytes in
+            do { return try Codec.decode(bytes, options: options) } catch {
+                throw StoreError(.corrupt, "\(path): sample \(id) does not decode: \(error)")
+            }
+        }
+    }
+
+    /// Writes a compacted copy to `destination` (a new or empty folder), like `mdb_copy -c`.
+    public func compact(to destination: String) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: destination) {
+            let contents = (try? fm.contentsOfDirectory(atPath: destination)) ?? []
+            guard contents.isEmpty else { throw StoreError(.conflict, "\(destination): exists and is not empty") }
+        } else {
+            try fm.createDirectory(atPath: destination, withIntermediateDirectories: true)
+        }
+        try environment.copy(to: destination, compact: true)
+    }
+}
+
+extension JSONEncoder {
+    /// Sorted keys: the same value always gives the same bytes.
+    static var sorted: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+}

@@ -1,0 +1,85 @@
+import Foundation
+import ImageCodec
+
+/// Fashion-MNIST as Debian's `dataset-fashion-mnist` ships it: gzip'd IDX files.
+public struct FashionMNIST: Sendable {
+    public static let defaultDirectory = "/usr/share/datasets/fashion-mnist"
+    /// Folder-safe class names, in label order 0...9.
+    public static let classNames = ["tshirt-top", "trouser", "pullover", "dress", "coat",
+                                    "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
+
+    public struct Split: Sendable {
+        public var images: [UInt8]  // count x 28 x 28
+        public var labels: [UInt8]
+        public var count: Int { labels.count }
+        public func image(_ i: Int) -> Image {
+            Image(width: 28, height: 28, channels: 1, pixels: Array(images[(i * 784)..<((i + 1) * 784)]))
+        }
+    }
+
+    public var train: Split
+    public var test: Split
+
+    public static func load(from dir: String = defaultDirectory) throws -> FashionMNIST {
+        func file(_ name: String) throws -> [UInt8] {
+            let path = dir + "/" + name
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw DatasetError("\(path): missing; install it with tools/bootstrap.sh (Debian package dataset-fashion-mnist)")
+            }
+            do { return try Codec.gunzip(path: path) } catch { throw DatasetError(error.message) }
+        }
+        return FashionMNIST(
+            train: try parse(images: file("train-images-idx3-ubyte.gz"), labels: file("train-labels-idx1-ubyte.gz"), name: "train"),
+            test: try parse(images: file("t10k-images-idx3-ubyte.gz"), labels: file("t10k-labels-idx1-ubyte.gz"), name: "t10k"))
+    }
+
+    static func be32(_ b: [UInt8], _ o: Int) -> Int {
+        Int(b[o]) << 24 | Int(b[o + 1]) << 16 | Int(b[o + 2]) << 8 | Int(b[o + 3])
+    }
+
+    static func parse(images: [UInt8], labels: [UInt8], name: String) throws -> Split {
+        guard images.count >= 16, be32(images, 0) == 0x0803, labels.count >= 8, be32(labels, 0) == 0x0801 else {
+            throw DatasetError("\(name): not IDX image/label files")
+        }
+        let n = be32(images, 4), rows = be32(images, 8), cols = be32(images, 12)
+        guard rows == 28, cols == 28, images.count == 16 + n * 784, be32(labels, 4) == n, labels.count == 8 + n else {
+            throw DatasetError("\(name): IDX sizes do not match")
+        }
+        return Split(images: Array(images[16...]), labels: Array(labels[8...]))
+    }
+
+    /// Writes the demo's folders: `labeled/<class>/` with `perClass` images per class
+    /// chosen by `seed`, `unlabeled/` with up to `unlabeledCount` of the rest, and
+    /// `test/<class>/` with the test set. PNG files, named by their index.
+    public func writeFolders(to root: String, perClass: Int, unlabeledCount: Int, seed: UInt64) throws {
+        let fm = FileManager.default
+        var rng = SplitMix64(seed: seed)
+        var byClass = [[Int]](repeating: [], count: 10)
+        for i in 0..<train.count { byClass[Int(train.labels[i])].append(i) }
+        var chosen = Set<Int>()
+        for c in 0..<10 { chosen.formUnion(byClass[c].shuffled(using: &rng).prefix(perClass)) }
+        let rest = (0..<train.count).filter { !chosen.contains($0) }
+        let unlabeled = Array(rest.shuffled(using: &rng).prefix(unlabeledCount)).sorted()
+        func write(_ img: Image, _ path: String) throws {
+            let png = try Codec.encodePNG(img)
+            guard fm.createFile(atPath: path, contents: Data(png)) else { throw DatasetError("\(path): cannot write") }
+        }
+        for name in Self.classNames {
+            try fm.createDirectory(atPath: "\(root)/labeled/\(name)", withIntermediateDirectories: true)
+            try fm.createDirectory(atPath: "\(root)/test/\(name)", withIntermediateDirectories: true)
+        }
+        try fm.createDirectory(atPath: "\(root)/unlabeled", withIntermediateDirectories: true)
+        for i in chosen.sorted() {
+            try write(train.image(i), "\(root)/labeled/\(Self.classNames[Int(train.labels[i])])/train-\(i).png")
+        }
+        for i in unlabeled { try write(train.image(i), "\(root)/unlabeled/train-\(i).png") }
+        for i in 0..<test.count {
+            try write(test.image(i), "\(root)/test/\(Self.classNames[Int(test.labels[i])])/test-\(i).png")
+        }
+    }
+}
+
+public struct DatasetError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}

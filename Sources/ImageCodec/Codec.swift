@@ -1,0 +1,197 @@
+import CNoisyCodec
+
+/// How to decode: DCT scale (JPEG only), an optional region, and a pixel bound.
+public struct DecodeOptions: Sendable, Equatable {
+    /// 1, 2, 4 or 8: libjpeg decodes at 1/scale of the full size, skipping IDCT work.
+    public var scaleDenominator: Int
+    /// A region in the scaled output's coordinates; nil decodes everything.
+    public var region: PixelRect?
+    /// Refuse headers that claim more pixels than this (0: no bound).
+    public var maxPixels: UInt64
+
+    public static let defaultMaxPixels: UInt64 = 100_000_000
+
+    public init(scaleDenominator: Int = 1, region: PixelRect? = nil, maxPixels: UInt64 = DecodeOptions.defaultMaxPixels) {
+        self.scaleDenominator = scaleDenominator
+        self.region = region
+        self.maxPixels = maxPixels
+    }
+
+    var c: nc_decode_options {
+        var o = nc_decode_options()
+        o.scale_denom = Int32(scaleDenominator)
+        if let r = region {
+            o.crop_x = Int32(clamping: r.x); o.crop_y = Int32(clamping: r.y)
+            o.crop_w = Int32(clamping: r.width); o.crop_h = Int32(clamping: r.height)
+        }
+        o.max_pixels = maxPixels
+        return o
+    }
+}
+
+/// A file's header, read without decoding the pixels.
+public struct ImageHeader: Sendable, Equatable {
+    public var format: ImageFormat
+    public var width: Int
+    public var height: Int
+    /// Channels a decode produces: 1 or 3.
+    public var channels: Int
+    /// JPEG: 1 when progressive. PNG: 1 when interlaced.
+    public var progressive: Bool
+    /// Size of the output a decode with the given options produces.
+    public var outputWidth: Int
+    public var outputHeight: Int
+}
+
+/// Decode, encode, resize and hash, over the C target. Stateless and thread-safe.
+public enum Codec {
+    public static func sniff(_ bytes: UnsafeRawBufferPointer) -> SniffedFormat {
+        guard let base = bytes.baseAddress else { return .unknown }
+        switch nc_sniff(base.assumingMemoryBound(to: UInt8.self), bytes.count) {
+        case NC_FORMAT_JPEG: return .supported(.jpeg)
+        case NC_FORMAT_PNG: return .supported(.png)
+        case NC_FORMAT_GIF: return .unsupported("GIF")
+        case NC_FORMAT_WEBP: return .unsupported("WebP")
+        case NC_FORMAT_TIFF: return .unsupported("TIFF")
+        case NC_FORMAT_BMP: return .unsupported("BMP")
+        default: return .unknown
+        }
+    }
+
+    /// The format of `bytes`, or an error that says why noisy cannot decode them.
+    public static func format(of bytes: UnsafeRawBufferPointer) throws(CodecError) -> ImageFormat {
+        if bytes.isEmpty { throw CodecError(.corrupt, "empty file (0 bytes)") }
+        switch sniff(bytes) {
+        case .supported(let f): return f
+        case .unsupported(let name): throw CodecError(.unsupported, "\(name) is not supported (JPEG and PNG only)")
+        case .unknown: throw CodecError(.corrupt, "not a JPEG or PNG file (unrecognised signature)")
+        }
+    }
+
+    /// Reads the header and says what a decode with `options` would produce.
+    public static func header(_ bytes: UnsafeRawBufferPointer, options: DecodeOptions = .init()) throws(CodecError) -> ImageHeader {
+        let format = try format(of: bytes)
+        var plan = nc_plan()
+        var opt = options.c
+        let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        try checked { err in
+            format == .jpeg ? nc_jpeg_plan(base, bytes.count, &opt, &plan, err)
+                            : nc_png_plan(base, bytes.count, &opt, &plan, err)
+        }
+        return ImageHeader(plan: plan, format: format)
+    }
+
+    /// Decodes `bytes` to 8-bit gray or RGB. Truncated or corrupt data is an error.
+    public static func decode(_ bytes: UnsafeRawBufferPointer, options: DecodeOptions = .init()) throws(CodecError) -> Image {
+        var pixels: [UInt8] = []
+        let header = try decode(bytes, options: options, into: &pixels)
+        return Image(width: header.outputWidth, height: header.outputHeight, channels: header.channels, pixels: pixels)
+    }
+
+    public static func decode(_ bytes: [UInt8], options: DecodeOptions = .init()) throws(CodecError) -> Image {
+        try decodeWithHeader(bytes, options: options).image
+    }
+
+    /// Decodes and also returns the header (format, full size, progressive).
+    public static func decodeWithHeader(_ bytes: [UInt8], options: DecodeOptions = .init()) throws(CodecError) -> (header: ImageHeader, image: Image) {
+        let result = bytes.withUnsafeBytes { raw in
+            Result { () throws(CodecError) -> (ImageHeader, Image) in
+                var pixels: [UInt8] = []
+                let h = try decode(raw, options: options, into: &pixels)
+                return (h, Image(width: h.outputWidth, height: h.outputHeight, channels: h.channels, pixels: pixels))
+            }
+        }
+        return try result.get()
+    }
+
+    /// Decodes into a caller-owned buffer, reusing its storage when it is large
+    /// enough: the batch pipeline decodes without allocating in steady state.
+    @discardableResult
+    public static func decode(_ bytes: UnsafeRawBufferPointer, options: DecodeOptions, into pixels: inout [UInt8]) throws(CodecError) -> ImageHeader {
+        let header = try header(bytes, options: options)
+        let need = header.outputWidth * header.outputHeight * header.channels
+        if pixels.count != need {
+            if pixels.capacity >= need {
+                pixels.removeAll(keepingCapacity: true)
+                pixels.append(contentsOf: repeatElement(0, count: need))
+            } else {
+                pixels = [UInt8](repeating: 0, count: need)
+            }
+        }
+        var opt = options.c
+        var plan = nc_plan()
+        let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let format = header.format
+        let failure = pixels.withUnsafeMutableBufferPointer { out -> CodecError? in
+            do {
+                try checked { err in
+                    format == .jpeg
+                        ? nc_jpeg_decode(base, bytes.count, &opt, out.baseAddress, out.count, &plan, err)
+                        : nc_png_decode(base, bytes.count, &opt, out.baseAddress, out.count, &plan, err)
+                }
+                return nil
+            } catch let error as CodecError { return error } catch { return CodecError(.corrupt, "\(error)") }
+        }
+        if let failure { throw failure }
+        return header
+    }
+
+    public static func encodePNG(_ image: Image) throws(CodecError) -> [UInt8] {
+        try encode { out, len, err in
+            nc_png_encode(image.pixels, Int32(image.width), Int32(image.height), Int32(image.channels), out, len, err)
+        }
+    }
+
+    /// Encodes gray or RGB pixels (or CMYK with `components: 4`, for test fixtures).
+    public static func encodeJPEG(_ image: Image, quality: Int = 90, progressive: Bool = false) throws(CodecError) -> [UInt8] {
+        try encode { out, len, err in
+            nc_jpeg_encode(image.pixels, Int32(image.width), Int32(image.height), Int32(image.channels),
+                           Int32(quality), progressive ? 1 : 0, out, len, err)
+        }
+    }
+
+    private static func encode(_ body: (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>, UnsafeMutablePointer<Int>, UnsafeMutablePointer<CChar>) -> Int32) throws(CodecError) -> [UInt8] {
+        var out: UnsafeMutablePointer<UInt8>? = nil
+        var len = 0
+        try checked { err in body(&out, &len, err) }
+        defer { nc_free(out) }
+        guard let out else { throw CodecError(.noMemory, "encoder returned no buffer") }
+        return Array(UnsafeBufferPointer(start: out, count: len))
+    }
+
+    /// SHA-256 of `bytes`.
+    public static func sha256(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: 32) { out, count in
+            nc_sha256(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, out.baseAddress)
+            count = 32
+        }
+    }
+
+    public static func sha256(_ bytes: [UInt8]) -> [UInt8] {
+        bytes.withUnsafeBytes { sha256($0) }
+    }
+
+    /// Reads a whole gzip-compressed (or plain) file.
+    public static func gunzip(path: String) throws(CodecError) -> [UInt8] {
+        try encode { out, len, err in nc_gunzip_file(path, out, len, err) }
+    }
+}
+
+extension ImageHeader {
+    init(plan: nc_plan, format: ImageFormat) {
+        self.init(format: format, width: Int(plan.info.width), height: Int(plan.info.height),
+                  channels: Int(plan.out_channels), progressive: plan.info.progressive != 0,
+                  outputWidth: Int(plan.out_width), outputHeight: Int(plan.out_height))
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Lower-case hex, for hashes in JSON and messages.
+    public var hexString: String {
+        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        var s = [UInt8]()
+        s.reserveCapacity(count * 2)
+        for b in self { s.append(digits[Int(b >> 4)]); s.append(digits[Int(b & 15)]) }
+        return String(decoding: s, as: UTF8.self)
+    }
+}

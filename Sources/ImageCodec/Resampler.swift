@@ -1,0 +1,50 @@
+import CNoisyCodec
+
+/// The resampling filters, with Pillow's kernels and supports.
+public enum ResampleFilter: String, Sendable, CaseIterable {
+    case bilinear, bicubic, lanczos
+    var c: Int32 {
+        switch self {
+        case .bilinear: Int32(NC_FILTER_BILINEAR.rawValue)
+        case .bicubic: Int32(NC_FILTER_BICUBIC.rawValue)
+        case .lanczos: Int32(NC_FILTER_LANCZOS.rawValue)
+        }
+    }
+}
+
+/// Resizes like Pillow's `Image.resize(size, filter, box)`, byte for byte, and keeps
+/// its coefficient and row scratch between calls so steady-state work does not
+/// allocate. Not thread-safe: each worker thread owns one.
+public final class Resampler {
+    private var scratch = nc_scratch()
+
+    public init() {}
+    deinit { nc_scratch_release(&scratch) }
+
+    /// Resamples the box `(x0, y0, x1, y1)` of `image` (default: all of it) to `width x height`.
+    public func resize(_ image: Image, width: Int, height: Int, box: (Float, Float, Float, Float)? = nil,
+                       filter: ResampleFilter = .bilinear) throws(CodecError) -> Image {
+        var out = [UInt8](repeating: 0, count: width * height * image.channels)
+        try resize(image, width: width, height: height, box: box, filter: filter, into: &out)
+        return Image(width: width, height: height, channels: image.channels, pixels: out)
+    }
+
+    /// As `resize`, writing into `out` (which must hold width*height*channels bytes).
+    public func resize(_ image: Image, width: Int, height: Int, box: (Float, Float, Float, Float)?,
+                       filter: ResampleFilter, into out: inout [UInt8]) throws(CodecError) {
+        let b = box ?? (0, 0, Float(image.width), Float(image.height))
+        guard out.count >= width * height * image.channels else {
+            throw CodecError(.buffer, "resize output holds \(out.count) bytes, needs \(width * height * image.channels)")
+        }
+        let status = out.withUnsafeMutableBufferPointer { dst in
+            image.pixels.withUnsafeBufferPointer { src in
+                nc_resample(src.baseAddress, Int32(image.width), Int32(image.height), Int32(image.channels),
+                            b.0, b.1, b.2, b.3, dst.baseAddress, Int32(width), Int32(height), filter.c, &scratch)
+            }
+        }
+        if status != 0 {
+            throw CodecError(CodecError.Code(rawValue: status),
+                             "cannot resize \(image.width)x\(image.height) box \(b) to \(width)x\(height)")
+        }
+    }
+}

@@ -1,0 +1,179 @@
+import CLMDB
+import Glibc
+
+/// A named database inside an environment, with the flags it was created with.
+public struct DatabaseSpec: Sendable, Hashable {
+    public var name: String
+    /// Several sorted values per key (MDB_DUPSORT).
+    public var duplicateKeys: Bool
+    public init(_ name: String, duplicateKeys: Bool = false) {
+        self.name = name
+        self.duplicateKeys = duplicateKeys
+    }
+}
+
+/// An opened named database. A plain handle: valid for the life of its environment.
+public struct Database: Sendable, Hashable {
+    let dbi: MDB_dbi
+    public let name: String
+}
+
+/// One LMDB environment (a directory with data.mdb and lock.mdb).
+///
+/// `@unchecked Sendable`: MDB_env is safe to share between threads once opened;
+/// with MDB_NOTLS read transactions are not tied to threads; LMDB serialises write
+/// transactions itself; and `mapLock` orders map growth (which needs no live
+/// transaction in this process) against every transaction we start.
+public final class Environment: @unchecked Sendable {
+    public let path: String
+    public let readOnly: Bool
+    let env: OpaquePointer
+    private var databases: [String: Database] = [:]
+    private var mapLock = pthread_rwlock_t()
+
+    /// Opens (and with `create`, creates) the environment and its named databases.
+    /// Stale reader slots left by killed processes are cleared on open.
+    public init(path: String, databases specs: [DatabaseSpec], readOnly: Bool = false, create: Bool = false,
+                initialMapSize: Int = 1 << 30) throws(LMDBError) {
+        self.path = path
+        self.readOnly = readOnly
+        var envp: OpaquePointer?
+        try check(mdb_env_create(&envp), "create environment", path: path)
+        guard let envp else { throw LMDBError(code: ENOMEM, operation: "create environment", path: path) }
+        env = envp
+        pthread_rwlock_init(&mapLock, nil)
+        do {
+            try check(mdb_env_set_maxdbs(env, MDB_dbi(max(specs.count, 1) + 4)), "set maxdbs", path: path)
+            try check(mdb_env_set_maxreaders(env, 1024), "set maxreaders", path: path)
+            // A map twice the file, at least initialMapSize: growth doubles it on demand.
+            var st = stat()
+            let fileSize = stat(path + "/data.mdb", &st) == 0 ? Int(st.st_size) : 0
+            try check(mdb_env_set_mapsize(env, max(initialMapSize, fileSize * 2)), "set map size", path: path)
+            var flags = UInt32(MDB_NOTLS)
+            if readOnly { flags |= UInt32(MDB_RDONLY) }
+            if create && !readOnly { mkdir(path, 0o755) }
+            try check(mdb_env_open(env, path, flags, 0o644), "open", path: path)
+            var dead: Int32 = 0
+            mdb_reader_check(env, &dead)
+            try openDatabases(specs, create: create && !readOnly)
+        } catch {
+            // mdb_env_close is required even after a failed mdb_env_open.
+            mdb_env_close(env)
+            pthread_rwlock_destroy(&mapLock)
+            throw error
+        }
+    }
+
+    deinit {
+        mdb_env_close(env)
+        pthread_rwlock_destroy(&mapLock)
+    }
+
+    private func openDatabases(_ specs: [DatabaseSpec], create: Bool) throws(LMDBError) {
+        var txn: OpaquePointer?
+        try check(mdb_txn_begin(env, nil, create ? 0 : UInt32(MDB_RDONLY), &txn), "begin", path: path)
+        var opened: [String: Database] = [:]
+        for spec in specs {
+            var flags: UInt32 = spec.duplicateKeys ? UInt32(MDB_DUPSORT) : 0
+            if create { flags |= UInt32(MDB_CREATE) }
+            var dbi: MDB_dbi = 0
+            let rc = mdb_dbi_open(txn, spec.name, flags, &dbi)
+            if rc != 0 {
+                mdb_txn_abort(txn)
+                throw LMDBError(code: rc, operation: "open database '\(spec.name)'", path: path)
+            }
+            opened[spec.name] = Database(dbi: dbi, name: spec.name)
+        }
+        try check(mdb_txn_commit(txn), "commit database list", path: path)
+        databases = opened
+    }
+
+    /// The handle of a database named at open; nil for a name that was not.
+    public func database(_ name: String) -> Database? { databases[name] }
+
+    /// Runs `body` in a read-only snapshot. Values it sees are borrowed from the map
+    /// and must be copied to outlive the closure.
+    public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
+        pthread_rwlock_rdlock(&mapLock)
+        defer { pthread_rwlock_unlock(&mapLock) }
+        let txn = try begin(readOnly: true)
+        defer { mdb_txn_abort(txn.txn) }
+        return try body(txn)
+    }
+
+    /// Runs `body` in the write transaction and commits; a throw rolls back.
+    ///
+    /// When the map is full the transaction is rolled back, the map doubled and the
+    /// body run again, so a user never sees MDB_MAP_FULL: the body must not keep
+    /// side effects outside the transaction.
+    public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
+        while true {
+            do {
+                return try writeOnce(body)
+            } catch let error as LMDBError where error.isMapFull {
+                try growMap()
+            }
+        }
+    }
+
+    private func writeOnce<T>(_ body: (Transaction) throws -> T) throws -> T {
+        pthread_rwlock_rdlock(&mapLock)
+        defer { pthread_rwlock_unlock(&mapLock) }
+        let txn = try begin(readOnly: false)
+        let result: T
+        do {
+            result = try body(txn)
+        } catch {
+            mdb_txn_abort(txn.txn)
+            throw error
+        }
+        // mdb_txn_commit frees the transaction even when it fails.
+        try check(mdb_txn_commit(txn.txn), "commit", path: path)
+        return result
+    }
+
+    private func begin(readOnly: Bool) throws(LMDBError) -> Transaction {
+        var txn: OpaquePointer?
+        var rc = mdb_txn_begin(env, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &txn)
+        if rc == MDB_MAP_RESIZED {
+            // Another process grew the map: adopt its size and retry once.
+            mdb_env_set_mapsize(env, 0)
+            rc = mdb_txn_begin(env, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &txn)
+        }
+        try check(rc, readOnly ? "begin read" : "begin write", path: path)
+        guard let txn else { throw LMDBError(code: ENOMEM, operation: "begin", path: path) }
+        return Transaction(txn: txn, environment: self)
+    }
+
+    /// Current map size in bytes.
+    public var mapSize: Int {
+        var info = MDB_envinfo()
+        mdb_env_info(env, &info)
+        return info.me_mapsize
+    }
+
+    private func growMap() throws(LMDBError) {
+        pthread_rwlock_wrlock(&mapLock)
+        defer { pthread_rwlock_unlock(&mapLock) }
+        try check(mdb_env_set_mapsize(env, mapSize * 2), "grow map", path: path)
+    }
+
+    /// Writes a copy of the environment to `directory` (which must exist and be
+    /// empty); `compact` omits free pages, like `mdb_copy -c`.
+    public func copy(to directory: String, compact: Bool) throws(LMDBError) {
+        try check(mdb_env_copy2(env, directory, compact ? UInt32(MDB_CP_COMPACT) : 0), "copy to \(directory)", path: path)
+    }
+
+    /// Clears reader slots left by dead processes; returns how many were cleared.
+    @discardableResult
+    public func clearStaleReaders() -> Int {
+        var dead: Int32 = 0
+        mdb_reader_check(env, &dead)
+        return Int(dead)
+    }
+
+    /// Flushes to disk (meaningful only if opened with relaxed sync; cheap otherwise).
+    public func sync() throws(LMDBError) {
+        try check(mdb_env_sync(env, 1), "sync", path: path)
+    }
+}

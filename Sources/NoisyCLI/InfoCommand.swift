@@ -1,0 +1,128 @@
+import ArgumentParser
+import DatasetStore
+import Foundation
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Counts per split and class, bytes, formats and image sizes.",
+        discussion: """
+        Examples:
+          noisy info --store data.noisy
+          noisy info --store data.noisy --json | jq .splits
+        """
+    )
+    @OptionGroup var storeOption: StoreOption
+    @Flag(help: "Print one JSON object (schemas/info.schema.json).") var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try Store(path: storeOption.store, readOnly: true)
+            let info = try store.info()
+            if json { try Terminal.printJSON(info); return }
+            print("store \(info.store): \(info.samples) samples, \(info.generations) label generation(s)")
+            print("splits: " + Split.allCases.map { "\($0.rawValue) \(info.splits[$0.rawValue] ?? 0)" }.joined(separator: ", "))
+            print(String(format: "bytes: %.1f MB stored (%.1f MB original), %d re-encoded", Double(info.bytesStored) / 1e6,
+                         Double(info.bytesOriginal) / 1e6, info.reencoded))
+            print("formats: " + info.formats.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                  + "; channels: " + info.channels.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            if let r = info.sizeRange {
+                print("sizes: width \(r.minWidth)-\(r.maxWidth), height \(r.minHeight)-\(r.maxHeight)")
+            }
+            if !info.classes.isEmpty {
+                print("classes (\(info.classes.count)):")
+                let w = max(5, info.classes.map(\.name.count).max() ?? 5)
+                print("  " + "idx".padding(toLength: 5, withPad: " ", startingAt: 0) + "name".padding(toLength: w + 2, withPad: " ", startingAt: 0) + "labeled     test")
+                for c in info.classes {
+                    print("  " + String(c.index).padding(toLength: 5, withPad: " ", startingAt: 0)
+                          + c.name.padding(toLength: w + 2, withPad: " ", startingAt: 0)
+                          + String(c.labeled).padding(toLength: 12, withPad: " ", startingAt: 0) + String(c.test))
+                }
+            }
+        }
+    }
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Decode a stored sample and write it as PNG.",
+        discussion: """
+        Examples:
+          noisy show --store data.noisy --id 0 --out sample0.png
+          noisy show --store data.noisy --id 42 --out - > s.png
+        """
+    )
+    @OptionGroup var storeOption: StoreOption
+    @Option(help: "Sample id.") var id: UInt64
+    @Option(help: ArgumentHelp("PNG file to write ('-' for stdout).", valueName: "file.png")) var out: String
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try Store(path: storeOption.store, readOnly: true)
+            guard let record = try store.sample(id) else { throw StoreError(.notFound, "\(storeOption.store): no sample with id \(id)") }
+            let png = try PNGWriter.encode(store.decode(id))
+            if out == "-" {
+                FileHandle.standardOutput.write(Data(png))
+            } else {
+                guard FileManager.default.createFile(atPath: out, contents: Data(png)) else {
+                    throw StoreError(.io, "\(out): cannot write")
+                }
+                let label = try record.classIndex.map { try store.classes()[Int($0)] } ?? "-"
+                FileHandle.standardError.write(Data("wrote \(out): sample \(id), \(record.split.rawValue), class \(label), \(record.source), \(record.width)x\(record.height)\n".utf8))
+            }
+        }
+    }
+}
+
+import ImageCodec
+enum PNGWriter {
+    static func encode(_ image: Image) throws -> [UInt8] { try Codec.encodePNG(image) }
+}
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-hash and decode every sample and check every index; exit 0 only when all is consistent.",
+        discussion: """
+        Examples:
+          noisy verify --store data.noisy
+          noisy verify --store data.noisy --json
+        """
+    )
+    @OptionGroup var storeOption: StoreOption
+    @Flag(help: "Print the report as JSON (schemas/verify.schema.json).") var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try Store(path: storeOption.store, readOnly: true)
+            let start = Date()
+            let progress = ProgressLine("verify", quiet: json)
+            let report = try store.verify { done, total in progress.update(done: done, total: total, elapsed: Date().timeIntervalSince(start)) }
+            if json {
+                try Terminal.printJSON(report)
+            } else {
+                for p in report.problems { print("problem: \(p)") }
+                print(report.ok ? "ok: \(report.samplesChecked) samples verified" : "FAILED: \(report.problems.count) problem(s) in \(report.samplesChecked) samples")
+            }
+            if !report.ok { throw ExitCode.failure }
+        }
+    }
+}
+
+struct Compact: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a compacted copy of a store (free pages dropped, like mdb_copy -c).",
+        discussion: """
+        Examples:
+          noisy compact --store data.noisy --out data-compact.noisy
+        """
+    )
+    @OptionGroup var storeOption: StoreOption
+    @Option(help: ArgumentHelp("New (or empty) folder for the copy.", valueName: "dir")) var out: String
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try Store(path: storeOption.store, readOnly: true)
+            try store.compact(to: out)
+            print("wrote \(out)")
+        }
+    }
+}

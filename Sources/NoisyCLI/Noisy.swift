@@ -1,0 +1,22 @@
+import ArgumentParser
+
+@main
+struct Noisy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "noisy",
+        abstract: "The data side of Noisy Student self-training: an LMDB image store, views and batches, pseudo-label generations.",
+        discussion: """
+        Start with `noisy demo` (Fashion-MNIST), or ingest your own folders:
+          noisy ingest --store data.noisy --labeled train/ --unlabeled extra/ --test val/
+          noisy info --store data.noisy
+        """,
+        version: "0.1.0",
+        subcommands: [Ingest.self, Info.self, Show.self, Verify.self, Compact.self, Demo.self]
+    )
+}
+
+/// The `--store` option every verb takes.
+struct StoreOption: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The store folder (an LMDB environment).", valueName: "path"))
+    var store: String
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+
+/// Output helpers: errors on stderr in one line, JSON on stdout, progress on a
+/// terminal as a bar and elsewhere as periodic plain lines.
+enum Terminal {
+    static func error(_ message: String) {
+        FileHandle.standardError.write(Data("noisy: error: \(message)\n".utf8))
+    }
+
+    static func warn(_ message: String) {
+        FileHandle.standardError.write(Data("noisy: warning: \(message)\n".utf8))
+    }
+
+    static func printJSON<T: Encodable>(_ value: T) throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let data = try e.encode(value)
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    static var stderrIsTerminal: Bool { isatty(2) != 0 }
+}
+
+/// Runs a command body, turning any error into one line on stderr and exit code 1.
+func runReportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as ExitCode {
+        throw e
+    } catch let e as ValidationError {
+        throw e
+    } catch {
+        Terminal.error("\(error)")
+        throw ExitCode.failure
+    }
+}
+
+/// A progress display for long work: files done, total, rate and ETA.
+final class ProgressLine {
+    let label: String
+    private let tty = Terminal.stderrIsTerminal
+    private var lastPrint = 0.0
+    private let quiet: Bool
+
+    init(_ label: String, quiet: Bool = false) {
+        self.label = label
+        self.quiet = quiet
+    }
+
+    func update(done: Int, total: Int, elapsed: Double) {
+        guard !quiet else { return }
+        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let eta = rate > 0 ? Double(total - done) / rate : 0
+        if tty {
+            let width = 30
+            let filled = total > 0 ? width * done / total : width
+            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+            let line = String(format: "\r%@ [%@] %d/%d  %.0f/s  ETA %@ ", label, bar, done, total, rate, Self.duration(eta))
+            FileHandle.standardError.write(Data(line.utf8))
+            if done >= total { FileHandle.standardError.write(Data("\n".utf8)) }
+        } else if elapsed - lastPrint >= 2 || done >= total {
+            lastPrint = elapsed
+            let line = String(format: "%@: %d/%d files, %.0f/s, ETA %@\n", label, done, total, rate, Self.duration(eta))
+            FileHandle.standardError.write(Data(line.utf8))
+        }
+    }
+
+    static func duration(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 3600 ? "\(t / 3600)h\(t % 3600 / 60)m" : t >= 60 ? "\(t / 60)m\(t % 60)s" : "\(t)s"
+    }
+}
