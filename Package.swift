@@ -46,6 +46,7 @@ let package = Package(
         .testTarget(name: "LMDBTests", dependencies: ["LMDB", "TestSupport"]),
         .testTarget(name: "ImageCodecTests", dependencies: ["ImageCodec", "TestSupport"]),
         .testTarget(name: "DatasetStoreTests", dependencies: ["DatasetStore", "ImageCodec", "Datasets", "TestSupport"]),
-        .testTarget(name: "NoisyCLITests", dependencies: ["DatasetStore", "ImageCodec", "TestSupport"]),
+        // Depends on the executable so that `swift test` builds the `noisy` binary it runs.
+        .testTarget(name: "NoisyCLITests", dependencies: ["NoisyCLI", "DatasetStore", "ImageCodec", "TestSupport"]),
     ]
 )

@@ -105,15 +105,20 @@ int nc_png_decode(const uint8_t *data, size_t len, const nc_decode_options *opt,
         return NC_ERR_NO_MEMORY;
     }
     png_infop info = png_create_info_struct(png);
-    /* The full-image buffer for interlaced or cropped decodes. */
+    if (!info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        nc_set_error(err, "out of memory");
+        return NC_ERR_NO_MEMORY;
+    }
+    /* The full-image buffer for cropped decodes, and the row table. */
     uint8_t *volatile full = NULL;
     png_bytep *volatile rows = NULL;
-    if (!info || setjmp(ctx.jump)) {
+    /* setjmp must be the whole controlling expression (C11 7.13.1.1). */
+    if (setjmp(ctx.jump)) {
         free(rows);
         free(full);
-        png_destroy_read_struct(&png, info ? &info : NULL, NULL);
-        if (!info) nc_set_error(err, "out of memory");
-        return info ? NC_ERR_CORRUPT : NC_ERR_NO_MEMORY;
+        png_destroy_read_struct(&png, &info, NULL);
+        return NC_ERR_CORRUPT;
     }
     png_set_read_fn(png, &ctx, nc_png_read);
     /* Pixel limits are ours (max_pixels); lift libpng's own 1M-pixel row default. */

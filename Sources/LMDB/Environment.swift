@@ -57,9 +57,9 @@ public final class Environment: @unchecked Sendable {
             mdb_reader_check(env, &dead)
             try openDatabases(specs, create: create && !readOnly)
         } catch {
-            // mdb_env_close is required even after a failed mdb_env_open.
-            mdb_env_close(env)
-            pthread_rwlock_destroy(&mapLock)
+            // Every stored property is set by now, so Swift runs deinit, which calls
+            // mdb_env_close (required even after a failed mdb_env_open). Closing
+            // here as well would free the environment twice.
             throw error
         }
     }

@@ -1,1 +1,148 @@
+import Foundation
 import ImageCodec
+
+/// Test fixtures built on the spot with our own encoder: nothing is downloaded.
+public enum Fixtures {
+    /// A smooth, non-trivial RGB or gray image (gradients plus a seeded texture),
+    /// the kind of content JPEG encodes realistically.
+    public static func image(width: Int, height: Int, channels: Int = 3, seed: UInt64 = 1) -> Image {
+        var img = Image(width: width, height: height, channels: channels)
+        var s = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+        for y in 0..<height {
+            for x in 0..<width {
+                s ^= s << 13; s ^= s >> 7; s ^= s << 17
+                let noise = Int(s % 24)
+                for c in 0..<channels {
+                    let base = (x * 255 / max(1, width - 1) * (c + 1) + y * 255 / max(1, height - 1) * (3 - c)) / 4
+                    let wave = Int(40 * sin(Double(x + c * 7) / 9.0) * cos(Double(y) / 13.0))
+                    img[x, y, c] = UInt8(clamping: base + wave + noise)
+                }
+            }
+        }
+        return img
+    }
+
+    public static func jpeg(width: Int, height: Int, channels: Int = 3, quality: Int = 90, progressive: Bool = false,
+                            seed: UInt64 = 1) -> [UInt8] {
+        (try? Codec.encodeJPEG(image(width: width, height: height, channels: channels, seed: seed),
+                               quality: quality, progressive: progressive)) ?? []
+    }
+
+    public static func png(width: Int, height: Int, channels: Int = 3, seed: UInt64 = 1) -> [UInt8] {
+        (try? Codec.encodePNG(image(width: width, height: height, channels: channels, seed: seed))) ?? []
+    }
+
+    /// A fresh temporary folder, removed by the caller's `defer`.
+    public static func temporaryDirectory(_ name: String = #function) -> String {
+        let safe = name.filter { $0.isLetter || $0.isNumber }
+        let path = NSTemporaryDirectory() + "noisy-test-\(safe)-\(UUID().uuidString.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    public static func write(_ bytes: [UInt8], to path: String) {
+        let dir = (path as NSString).deletingLastPathComponent
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    }
+
+    /// Mean absolute difference of two equally sized images.
+    public static func meanAbsoluteDifference(_ a: Image, _ b: Image) -> Double {
+        precondition(a.pixels.count == b.pixels.count)
+        var total = 0
+        for i in 0..<a.pixels.count { total += abs(Int(a.pixels[i]) - Int(b.pixels[i])) }
+        return Double(total) / Double(max(1, a.pixels.count))
+    }
+}
+
+/// A finished child process.
+public struct ProcessResult {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+    public var stdoutData: Data
+}
+
+public enum Processes {
+    /// The repository root (tests run from anywhere).
+    public static var repositoryRoot: String {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
+        }
+        return FileManager.default.currentDirectoryPath
+    }
+
+    /// The `noisy` binary SwiftPM built next to the test bundle.
+    public static var noisyBinary: String {
+        var dir = Bundle.main.bundleURL
+        for _ in 0..<3 {
+            let candidate = dir.appendingPathComponent("noisy").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        return repositoryRoot + "/.build/debug/noisy"
+    }
+
+    /// Debian's python3, which owns python3-numpy, -pil, -lmdb and -jsonschema.
+    public static let python = "/usr/bin/python3"
+
+    @discardableResult
+    public static func run(_ executable: String, _ arguments: [String], stdin: Data? = nil,
+                           environment: [String: String]? = nil) throws -> ProcessResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+        let out = Pipe(), err = Pipe(), inp = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = inp
+        try p.run()
+        if let stdin { inp.fileHandleForWriting.write(stdin) }
+        try? inp.fileHandleForWriting.close()
+        // Drain both pipes concurrently so a chatty child cannot block on a full pipe.
+        let errBox = DataBox()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            errBox.data = err.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        p.waitUntilExit()
+        return ProcessResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                             stderr: String(decoding: errBox.data, as: UTF8.self), stdoutData: outData)
+    }
+
+    public static func noisy(_ arguments: [String]) throws -> ProcessResult {
+        try run(noisyBinary, arguments)
+    }
+
+    /// Runs a Python snippet with Debian's python3.
+    public static func python(_ script: String, _ arguments: [String] = []) throws -> ProcessResult {
+        try run(python, ["-c", script] + arguments)
+    }
+
+    /// Validates JSON documents against a schema in schemas/ with python3-jsonschema.
+    /// Returns nil when valid, else the validator's message.
+    public static func schemaViolation(schema: String, json: Data, lines: Bool = false) throws -> String? {
+        let script = """
+        import json, sys, jsonschema
+        schema = json.load(open(sys.argv[1]))
+        jsonschema.Draft202012Validator.check_schema(schema)
+        text = sys.stdin.read()
+        docs = [json.loads(l) for l in text.splitlines() if l.strip()] if sys.argv[2] == "lines" else [json.loads(text)]
+        if not docs: sys.exit("no JSON document to validate")
+        for d in docs: jsonschema.validate(d, schema, cls=jsonschema.Draft202012Validator)
+        print("valid", len(docs))
+        """
+        let r = try run(python, ["-c", script, repositoryRoot + "/schemas/" + schema, lines ? "lines" : "one"], stdin: json)
+        return r.status == 0 ? nil : r.stderr
+    }
+}
+
+/// `@unchecked Sendable`: written by one background block, read after `group.wait()`.
+final class DataBox: @unchecked Sendable { var data = Data() }
