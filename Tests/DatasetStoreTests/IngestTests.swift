@@ -1,0 +1,207 @@
+import XCTest
+import DatasetStore
+import ImageCodec
+import LMDB
+import TestSupport
+
+final class IngestTests: XCTestCase {
+    var root = ""
+    override func setUp() { root = Fixtures.temporaryDirectory(name) }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: root) }
+
+    /// labeled/{cat,dog}, unlabeled/ (nested), test/{cat,dog}: 4 + 3 + 2 distinct images.
+    func makeFolders() {
+        Fixtures.write(Fixtures.jpeg(width: 64, height: 48, seed: 1), to: "\(root)/labeled/dog/a.jpg")
+        Fixtures.write(Fixtures.png(width: 30, height: 20, seed: 2), to: "\(root)/labeled/dog/deep/b.png")
+        Fixtures.write(Fixtures.jpeg(width: 40, height: 40, channels: 1, seed: 3), to: "\(root)/labeled/cat/c.JPEG")
+        Fixtures.write(Fixtures.jpeg(width: 50, height: 30, progressive: true, seed: 4), to: "\(root)/labeled/cat/d.jpeg")
+        Fixtures.write(Fixtures.jpeg(width: 70, height: 50, seed: 5), to: "\(root)/unlabeled/x/1.jpg")
+        Fixtures.write(Fixtures.jpeg(width: 70, height: 50, seed: 6), to: "\(root)/unlabeled/2.jpg")
+        Fixtures.write(Fixtures.png(width: 16, height: 16, channels: 1, seed: 7), to: "\(root)/unlabeled/3.png")
+        Fixtures.write(Fixtures.jpeg(width: 33, height: 33, seed: 8), to: "\(root)/test/cat/t1.jpg")
+        Fixtures.write(Fixtures.jpeg(width: 33, height: 33, seed: 9), to: "\(root)/test/dog/t2.jpg")
+    }
+
+    func ingest(_ store: Store, labeled: [String] = [], unlabeled: [String] = [], test: [String] = [],
+                configure: (inout IngestOptions) -> Void = { _ in }) throws -> (IngestSummary, [IngestReportEntry]) {
+        var o = IngestOptions()
+        o.labeled = labeled; o.unlabeled = unlabeled; o.test = test
+        o.batchSize = 3  // several transactions even for small fixtures
+        configure(&o)
+        let ing = Ingester(store: store, options: o)
+        var refused: [IngestReportEntry] = []
+        ing.onRefused = { refused.append($0) }
+        return (try ing.run(), refused)
+    }
+
+    func testIngestStoresEverySampleWithItsMetadataAndOriginalBytes() throws {
+        makeFolders()
+        let store = try Store.openOrCreate(path: "\(root)/s.noisy")
+        let (summary, refused) = try ingest(store, labeled: ["\(root)/labeled"], unlabeled: ["\(root)/unlabeled"], test: ["\(root)/test"])
+        XCTAssertEqual(refused, [])
+        XCTAssertEqual(summary.added, 9)
+        XCTAssertEqual(summary.addedBySplit, ["labeled": 4, "unlabeled": 3, "test": 2])
+        XCTAssertEqual(try store.classes(), ["cat", "dog"], "sorted")
+        var seen = 0
+        try store.forEachSample { r in
+            seen += 1
+            let base = r.split == .unlabeled ? "\(root)/unlabeled" : "\(root)/\(r.split.rawValue)"
+            let original = try XCTUnwrap(FileManager.default.contents(atPath: base + "/" + r.source))
+            XCTAssertEqual(try store.imageBytes(r.id), [UInt8](original), "stored unchanged: \(r.source)")
+            XCTAssertEqual(r.contentHash, Codec.sha256([UInt8](original)))
+            XCTAssertEqual(r.byteSize, original.count)
+            let img = try store.decode(r.id)
+            XCTAssertEqual([img.width, img.height, img.channels], [r.width, r.height, r.channels])
+            if r.split == .unlabeled { XCTAssertNil(r.classIndex) } else {
+                let cls = try XCTUnwrap(r.classIndex)
+                XCTAssertTrue(r.source.hasPrefix(["cat", "dog"][Int(cls)] + "/"), r.source)
+            }
+        }
+        XCTAssertEqual(seen, 9)
+        XCTAssertEqual(Set(try store.index(of: .labeled).map(\.id)).count, 4)
+        XCTAssertEqual(try store.sample(1)?.source, "cat/d.jpeg", "ids follow sorted paths: cat/c.JPEG is 0, cat/d.jpeg is 1")
+        let report = try store.verify()
+        XCTAssertTrue(report.ok, "\(report.problems)")
+    }
+
+    func testReRunAddsNothingAndNewFilesAreAdded() throws {
+        makeFolders()
+        let store = try Store.openOrCreate(path: "\(root)/s.noisy")
+        _ = try ingest(store, labeled: ["\(root)/labeled"], unlabeled: ["\(root)/unlabeled"])
+        let (again, refused) = try ingest(store, labeled: ["\(root)/labeled"], unlabeled: ["\(root)/unlabeled"])
+        XCTAssertEqual(again.added, 0)
+        XCTAssertEqual(again.alreadyStored, 7)
+        XCTAssertEqual(refused, [])
+        Fixtures.write(Fixtures.jpeg(width: 20, height: 20, seed: 99), to: "\(root)/unlabeled/new.jpg")
+        let (third, _) = try ingest(store, unlabeled: ["\(root)/unlabeled"])
+        XCTAssertEqual(third.added, 1)
+        XCTAssertEqual(try store.count(), 8)
+        XCTAssertEqual(try store.sample(7)?.source, "new.jpg", "new ids continue after the largest")
+    }
+
+    func testNewClassesAreAppendedNeverRenumbered() throws {
+        makeFolders()
+        let store = try Store.openOrCreate(path: "\(root)/s.noisy")
+        _ = try ingest(store, labeled: ["\(root)/labeled"])
+        Fixtures.write(Fixtures.jpeg(width: 20, height: 20, seed: 50), to: "\(root)/more/ant/1.jpg")
+        Fixtures.write(Fixtures.jpeg(width: 20, height: 20, seed: 51), to: "\(root)/more/zebra/1.jpg")
+        Fixtures.write(Fixtures.jpeg(width: 20, height: 20, seed: 52), to: "\(root)/more/cat/2.jpg")
+        let (s, _) = try ingest(store, labeled: ["\(root)/more"])
+        XCTAssertEqual(s.newClasses, ["ant", "zebra"])
+        XCTAssertEqual(try store.classes(), ["cat", "dog", "ant", "zebra"])
+        XCTAssertEqual(try store.ids(forSource: "cat/2.jpg").count, 1)
+        let id = try XCTUnwrap(store.ids(forSource: "cat/2.jpg").first)
+        XCTAssertEqual(try store.sample(id)?.classIndex, 0)
+    }
+
+    func testDuplicatesAreStoredOnceAndLeakageIsReported() throws {
+        let bytes = Fixtures.jpeg(width: 32, height: 32, seed: 42)
+        Fixtures.write(bytes, to: "\(root)/labeled/cat/one.jpg")
+        Fixtures.write(bytes, to: "\(root)/labeled/cat/copy.jpg")
+        Fixtures.write(bytes, to: "\(root)/unlabeled/again.jpg")
+        Fixtures.write(bytes, to: "\(root)/test/cat/leak.jpg")
+        let store = try Store.openOrCreate(path: "\(root)/s.noisy")
+        let (s, refused) = try ingest(store, labeled: ["\(root)/labeled"], unlabeled: ["\(root)/unlabeled"], test: ["\(root)/test"])
+        XCTAssertEqual(s.added, 1)
+        XCTAssertEqual(s.duplicates, 3)
+        XCTAssertEqual(s.leakage, 1)
+        XCTAssertEqual(Set(refused.map(\.status)), [.duplicate])
+        let leak = try XCTUnwrap(refused.first { $0.path.hasSuffix("leak.jpg") })
+        XCTAssertEqual(leak.category, "leakage")
+        XCTAssertTrue(leak.reason.contains("LEAKAGE"), leak.reason)
+        XCTAssertEqual(try store.sample(0)?.source, "cat/copy.jpg", "first in sorted order is kept")
+    }
+
+    func testBadInputsAreSkippedWithReasonsAndGoodOnesKept() throws {
+        let good = Fixtures.jpeg(width: 64, height: 64, seed: 1)
+        let u = "\(root)/unlabeled"
+        Fixtures.write(good, to: "\(u)/good.jpg")
+        Fixtures.write([], to: "\(u)/zero.jpg")
+        Fixtures.write(Array(good.prefix(good.count / 2)), to: "\(u)/truncated.jpg")
+        let png = Fixtures.png(width: 64, height: 64, seed: 2)
+        Fixtures.write(Array(png.prefix(png.count - 30)), to: "\(u)/truncated.png")
+        Fixtures.write(Array("just text\n".utf8), to: "\(u)/text.png")
+        Fixtures.write(Array("GIF89a".utf8) + [UInt8](repeating: 1, count: 30), to: "\(u)/anim.gif")
+        Fixtures.write(Array("II*\0".utf8) + [UInt8](repeating: 1, count: 30), to: "\(u)/scan.tiff")
+        Fixtures.write(Fixtures.jpeg(width: 300, height: 200, seed: 3), to: "\(u)/big.jpg")
+        Fixtures.write(Fixtures.jpeg(width: 10, height: 10, seed: 4), to: "\(root)/outside.jpg")
+        try FileManager.default.createSymbolicLink(atPath: "\(u)/escape.jpg", withDestinationPath: "\(root)/outside.jpg")
+        try FileManager.default.createSymbolicLink(atPath: "\(u)/inside.jpg", withDestinationPath: "\(u)/good.jpg")
+        Fixtures.write(Fixtures.jpeg(width: 12, height: 12, seed: 5), to: "\(u)/locked.jpg")
+        chmod("\(u)/locked.jpg", 0)
+        let store = try Store.openOrCreate(path: "\(root)/s.noisy")
+        let (s, refused) = try ingest(store, unlabeled: [u]) { $0.maxPixels = 50_000 }
+        let byName = Dictionary(uniqueKeysWithValues: refused.map { (($0.path as NSString).lastPathComponent, $0) })
+        XCTAssertEqual(byName["zero.jpg"]?.category, "empty")
+        XCTAssertEqual(byName["truncated.jpg"]?.category, "corrupt")
+        XCTAssertTrue(byName["truncated.jpg"]?.reason.contains("Premature end") ?? false)
+        XCTAssertEqual(byName["truncated.png"]?.category, "corrupt")
+        XCTAssertEqual(byName["text.png"]?.category, "not_an_image")
+        XCTAssertEqual(byName["anim.gif"]?.category, "unsupported_format")
+        XCTAssertEqual(byName["scan.tiff"]?.category, "unsupported_format")
+        XCTAssertEqual(byName["big.jpg"]?.category, "too_large")
+        XCTAssertEqual(byName["escape.jpg"]?.category, "symlink_outside")
+        // The in-folder symlink is followed, and its bytes equal good.jpg: a duplicate, not a second sample.
+        XCTAssertEqual(byName["inside.jpg"]?.category, "duplicate")
+        if getuid() != 0 { XCTAssertEqual(byName["locked.jpg"]?.category, "unreadable") }
+        for r in refused { XCTAssertFalse(r.reason.contains("\n")) }
+        XCTAssertEqual(s.added, getuid() == 0 ? 2 : 1)
+        XCTAssertEqual(try store.ids(forSource: "good.jpg").count, 1)
+        XCTAssertTrue(try store.verify().ok)
+    }
+
+    func testMaxSideReencodesAndRecordsTheOriginal() throws {
+        Fixtures.write(Fixtures.png(width: 400, height: 200, seed: 1), to: "\(root)/u/wide.png")
+        Fixtures.write(Fixtures.jpeg(width: 100, height: 80, seed: 2), to: "\(root)/u/small.jpg")
+        let store = try Store.openOrCreate(path: "\(root)/s.noisy")
+        let (s, _) = try ingest(store, unlabeled: ["\(root)/u"]) { $0.maxSide = 128; $0.quality = 85 }
+        XCTAssertEqual(s.added, 2)
+        let small = try XCTUnwrap(store.sample(0))
+        XCTAssertFalse(small.reencoded)
+        let wide = try XCTUnwrap(store.sample(1))
+        XCTAssertTrue(wide.reencoded)
+        XCTAssertEqual(wide.format, .jpeg)
+        XCTAssertEqual(wide.originalFormat, .png)
+        XCTAssertEqual([wide.width, wide.height, wide.originalWidth, wide.originalHeight], [128, 64, 400, 200])
+        XCTAssertNotEqual(wide.dataHash, wide.contentHash)
+        // Resized with a proper (Lanczos) filter: close to the original scaled by Pillow's rule.
+        let reference = try Resampler().resize(Fixtures.image(width: 400, height: 200, seed: 1), width: 128, height: 64, filter: .lanczos)
+        XCTAssertLessThan(Fixtures.meanAbsoluteDifference(try store.decode(1), reference), 3.0)
+        XCTAssertTrue(try store.verify().ok)
+    }
+
+    func testVerifyFindsTamperedBytes() throws {
+        makeFolders()
+        let path = "\(root)/s.noisy"
+        do {
+            let store = try Store.openOrCreate(path: path)
+            _ = try ingest(store, labeled: ["\(root)/labeled"])
+        }
+        // Flip a byte of sample 1's image behind the store's back.
+        do {
+            let env = try Environment(path: path, databases: [DatabaseSpec("images")])
+            let images = try XCTUnwrap(env.database("images"))
+            try env.write { txn in
+                var bytes = try XCTUnwrap(txn.get(images, key: Layout.idKey(1)))
+                bytes[bytes.count / 2] ^= 0x55
+                try txn.put(images, key: Layout.idKey(1), value: bytes)
+            }
+        }
+        let report = try Store(path: path, readOnly: true).verify()
+        XCTAssertFalse(report.ok)
+        XCTAssertTrue(report.problems.contains { $0.id == 1 && $0.problem.contains("hash") }, "\(report.problems)")
+    }
+
+    func testNotAStoreAndMissingFolderAreRefusedWithoutWriting() throws {
+        Fixtures.write(Array("hello".utf8), to: "\(root)/notastore/file.txt")
+        XCTAssertThrowsError(try Store.openOrCreate(path: "\(root)/notastore")) { error in
+            XCTAssertTrue("\(error)".contains("not a store"), "\(error)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(root)/notastore"), ["file.txt"])
+        let store = try Store.openOrCreate(path: "\(root)/s.noisy")
+        XCTAssertThrowsError(try ingest(store, labeled: ["\(root)/nope"])) { error in
+            XCTAssertTrue("\(error)".contains("no such folder"), "\(error)")
+        }
+        XCTAssertEqual(try store.count(), 0)
+    }
+}
