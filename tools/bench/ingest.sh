@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Ingest benchmark: noisy ingest vs the Python baseline on the same JPEGs, 3 runs each
+# interleaved, medians and ratio. Usage: tools/bench/ingest.sh [COUNT] [WORKDIR]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+count=${1:-2000}
+work=${2:-/tmp/noisy-bench-ingest}
+mkdir -p "$work"
+[ -d "$work/jpegs" ] || /usr/bin/python3 tools/bench/make_jpegs.py "$work/jpegs" --count "$count" --classes 10
+swift build -c release --product noisy >/dev/null
+noisy=$(swift build -c release --show-bin-path)/noisy
+ours=(); base=()
+for run in 1 2 3; do
+  rm -rf "$work/store.noisy" "$work/base.lmdb"
+  ours+=("$("$noisy" ingest --store "$work/store.noisy" --labeled "$work/jpegs" --json --quiet | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["images_per_second"], d["megabytes_per_second"])')")
+  base+=("$(/usr/bin/python3 tools/bench/ingest_baseline.py "$work/jpegs" "$work/base.lmdb" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["images_per_second"], d["megabytes_per_second"])')")
+done
+/usr/bin/python3 - "${ours[@]}" -- "${base[@]}" <<'PY'
+import statistics, sys
+args = sys.argv[1:]; i = args.index("--")
+ours = [tuple(map(float, s.split())) for s in args[:i]]; base = [tuple(map(float, s.split())) for s in args[i+1:]]
+oi = statistics.median(o[0] for o in ours); om = statistics.median(o[1] for o in ours)
+bi = statistics.median(b[0] for b in base); bm = statistics.median(b[1] for b in base)
+print(f"noisy ingest : median {oi:7.0f} images/s  {om:6.1f} MB/s   runs {[round(o[0]) for o in ours]}")
+print(f"baseline     : median {bi:7.0f} images/s  {bm:6.1f} MB/s   runs {[round(b[0]) for b in base]}")
+print(f"ratio        : {oi / bi:.2f}x")
+PY
