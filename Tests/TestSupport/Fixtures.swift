@@ -43,7 +43,7 @@ public enum Fixtures {
     public static func write(_ bytes: [UInt8], to path: String) {
         let dir = (path as NSString).deletingLastPathComponent
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
     }
 
     /// Mean absolute difference of two equally sized images.
