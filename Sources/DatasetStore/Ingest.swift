@@ -122,14 +122,12 @@ public final class Ingester {
         summary.newClasses = Array(classList.dropFirst(before.count))
         let classIndex = Dictionary(uniqueKeysWithValues: classList.enumerated().map { ($1, UInt32($0)) })
 
-        // Content hashes added in this run, with where they came from.
-        var seen: [[UInt8]: (UInt64, Split, String)] = [:]
         var done = 0
         var batchStart = 0
         while batchStart < files.count {
             let batch = Array(files[batchStart..<min(files.count, batchStart + options.batchSize)])
             batchStart += batch.count
-            try ingestBatch(batch, classIndex: classIndex, seen: &seen, summary: &summary)
+            try ingestBatch(batch, classIndex: classIndex, summary: &summary)
             done += batch.count
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             onProgress?(IngestProgress(done: done, total: files.count, bytesRead: summary.bytesRead, elapsed: elapsed))
@@ -154,8 +152,11 @@ public final class Ingester {
         onRefused?(IngestReportEntry(path: file.path, split: file.split, status: status, reason: reason, category: category))
     }
 
+    /// Earlier batches are committed before this one's dedupe snapshot, so only
+    /// duplicates inside the batch need tracking here: memory stays flat however
+    /// large the folder.
     private func ingestBatch(_ batch: [ScannedFile], classIndex: [String: UInt32],
-                             seen: inout [[UInt8]: (UInt64, Split, String)], summary: inout IngestSummary) throws {
+                             summary: inout IngestSummary) throws {
         // 1. Read and hash in parallel.
         let loaded = Slots<Loaded>(count: batch.count)
         DispatchQueue.concurrentPerform(iterations: batch.count) { i in
@@ -163,6 +164,7 @@ public final class Ingester {
         }
         // 2. Dedupe against the store and this run, in one snapshot.
         var fresh: [(Int, [UInt8], [UInt8])] = []  // index, bytes, hash
+        var inBatch: [[UInt8]: ScannedFile] = [:]
         try store.environment.read { txn in
             for (i, file) in batch.enumerated() {
                 guard let item = loaded[i] else { continue }
@@ -171,25 +173,24 @@ public final class Ingester {
                     refuse(file, .skipped, category, reason, &summary)
                 case .bytes(let bytes, let hash):
                     summary.bytesRead += bytes.count
-                    var original: (UInt64, Split, String)?
-                    if let prior = seen[hash] {
-                        original = prior
+                    var original: (what: String, split: Split, source: String)?
+                    if let prior = inBatch[hash] {
+                        original = ("\(prior.split.rawValue) file \(prior.path)", prior.split, prior.source)
                     } else if let id = try store.id(forContentHash: hash, txn), let r = try store.sample(id, txn) {
-                        original = (id, r.split, r.source)
+                        original = ("\(r.split.rawValue) sample \(id) (\(r.source))", r.split, r.source)
                     }
-                    if let (id, split, source) = original {
-                        if split == file.split && source == file.source {
+                    if let original {
+                        if original.split == file.split && original.source == file.source {
                             summary.alreadyStored += 1
-                        } else if (split == .test) != (file.split == .test) {
+                        } else if (original.split == .test) != (file.split == .test) {
                             refuse(file, .duplicate, "leakage",
-                                   "LEAKAGE: \(file.split.rawValue) image identical to \(split.rawValue) sample \(id) (\(source)); kept the first", &summary)
+                                   "LEAKAGE: \(file.split.rawValue) image identical to \(original.what); kept the first", &summary)
                         } else {
-                            refuse(file, .duplicate, "duplicate",
-                                   "same content as \(split.rawValue) sample \(id) (\(source)); kept the first", &summary)
+                            refuse(file, .duplicate, "duplicate", "same content as \(original.what); kept the first", &summary)
                         }
                         continue
                     }
-                    seen[hash] = (0, file.split, file.source)  // id assigned at write
+                    inBatch[hash] = file
                     fresh.append((i, bytes, hash))
                 }
             }
@@ -206,7 +207,6 @@ public final class Ingester {
         for (j, item) in fresh.enumerated() {
             switch checked[j] {
             case .refused(let category, let reason)?:
-                seen[item.2] = nil
                 refuse(batch[item.0], .skipped, category, reason, &summary)
             case .prepared(let p)?:
                 prepared.append((item.0, p))
@@ -216,11 +216,9 @@ public final class Ingester {
         }
         guard !prepared.isEmpty else { return }
         // 4. One write transaction for the batch: whole samples or none.
-        let ids: [UInt64]
         do {
-            ids = try store.environment.write { txn in
+            try store.environment.write { txn in
                 var next = try txn.lastKey(store.db.samples).map { $0.withUnsafeBytes { Layout.readU64BE($0) } + 1 } ?? 0
-                var ids: [UInt64] = []
                 for (_, p) in prepared {
                     var r = p.record
                     r.id = next
@@ -232,16 +230,13 @@ public final class Ingester {
                     var cls = (r.classIndex ?? SampleRecord.noClass).littleEndian
                     try txn.put(store.db.splitIndex, key: Layout.splitKey(r.split, next),
                                 value: withUnsafeBytes(of: &cls) { Array($0) })
-                    ids.append(next)
                     next += 1
                 }
-                return ids
             }
         } catch let e as LMDBError {
             throw StoreError.from(e, store: store.path)
         }
-        for ((_, p), id) in zip(prepared, ids) {
-            seen[p.record.contentHash] = (id, p.record.split, p.record.source)
+        for (_, p) in prepared {
             summary.added += 1
             summary.addedBySplit[p.record.split.rawValue, default: 0] += 1
             summary.bytesStored += p.data.count
