@@ -171,4 +171,31 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(summary.duplicates, 0)
         XCTAssertEqual(try Store(path: store, readOnly: true).count(), n, "exactly the expected samples (killed \(killedEarly) runs)")
     }
+
+    func testReadersKeepWorkingWhileIngestWrites() throws {
+        let n = 900
+        for i in 0..<n { Fixtures.write(Fixtures.jpeg(width: 96, height: 72, quality: 80, seed: UInt64(i + 7)), to: "\(root)/u/\(i).jpg") }
+        let store = "\(root)/s.noisy"
+        // Create the store first so readers have something to open.
+        Fixtures.write(Fixtures.jpeg(width: 20, height: 20, seed: 1), to: "\(root)/first/a.jpg")
+        XCTAssertEqual(try Processes.noisy(["ingest", "--store", store, "--unlabeled", "\(root)/first", "--quiet"]).status, 0)
+        let writer = Process()
+        writer.executableURL = URL(fileURLWithPath: Processes.noisyBinary)
+        writer.arguments = ["ingest", "--store", store, "--unlabeled", "\(root)/u", "--quiet"]
+        writer.standardOutput = FileHandle.nullDevice
+        writer.standardError = FileHandle.nullDevice
+        try writer.run()
+        var counts: [Int] = []
+        while writer.isRunning || counts.count < 3 {
+            let r = try Processes.noisy(["info", "--store", store, "--json"])
+            XCTAssertEqual(r.status, 0, "info during ingest: \(r.stderr)")
+            if let info = try? JSONDecoder().decode(StoreInfo.self, from: r.stdoutData) { counts.append(info.samples) }
+            if counts.count > 200 { break }
+        }
+        writer.waitUntilExit()
+        XCTAssertEqual(writer.terminationStatus, 0)
+        XCTAssertEqual(counts, counts.sorted(), "a reader never sees samples disappear")
+        XCTAssertTrue(counts.allSatisfy { ($0 - 1) % 256 == 0 || $0 == n + 1 }, "whole batches only: \(counts)")
+        XCTAssertEqual(try Store(path: store, readOnly: true).count(), n + 1)
+    }
 }
