@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "LMDB", dependencies: ["CLMDB"]),
         .target(name: "ImageCodec", dependencies: ["CNoisyCodec"]),
         .target(name: "DatasetStore", dependencies: ["LMDB", "ImageCodec", "CNoisyCodec"]),
+        // Sampling, views and batches (augmentation pipeline issue; sampling so far).
+        .target(name: "Pipeline"),
         // Example data for `noisy demo`: Fashion-MNIST IDX files written out as image folders.
         .target(name: "Datasets", dependencies: ["ImageCodec"]),
 
@@ -43,6 +45,7 @@ let package = Package(
         ),
 
         .target(name: "TestSupport", dependencies: ["ImageCodec"], path: "Tests/TestSupport"),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB", "TestSupport"]),
         .testTarget(name: "ImageCodecTests", dependencies: ["ImageCodec", "TestSupport"]),
         .testTarget(name: "DatasetStoreTests", dependencies: ["DatasetStore", "ImageCodec", "Datasets", "TestSupport"]),

@@ -1,0 +1,80 @@
+/// Where a sampler stands: enough to reproduce exactly the samples that come next.
+public struct SamplerState: Codable, Sendable, Equatable {
+    public var seed: UInt64
+    public var epoch: UInt64
+    /// Position inside this rank's share of the epoch.
+    public var step: Int
+    public init(seed: UInt64, epoch: UInt64 = 0, step: Int = 0) {
+        self.seed = seed
+        self.epoch = epoch
+        self.step = step
+    }
+}
+
+/// Walks a source of `count` items epoch after epoch. Each epoch is a permutation
+/// derived from (seed, epoch) alone; rank r of w takes positions r, r+w, r+2w, ...
+/// of it, `count / w` of them, so ranks are disjoint and equal in length (up to
+/// w-1 items sit out each epoch, different ones every epoch). When a rank's share
+/// runs out the epoch counter advances and the order reshuffles.
+public struct EpochSampler: Sendable {
+    public let count: Int
+    public let rank: Int
+    public let worldSize: Int
+    public private(set) var state: SamplerState
+    private var order: [Int] = []
+    private var orderEpoch: UInt64 = .max
+
+    /// Items one rank takes per epoch.
+    public var perRank: Int { count / worldSize }
+
+    public init(count: Int, state: SamplerState, rank: Int = 0, worldSize: Int = 1) throws(SamplerError) {
+        guard worldSize >= 1, (0..<worldSize).contains(rank) else {
+            throw SamplerError("rank \(rank) is not in 0..<\(worldSize)")
+        }
+        guard count >= worldSize else {
+            throw SamplerError("\(count) items cannot be shared by \(worldSize) ranks")
+        }
+        guard state.step >= 0, state.step < count / worldSize else {
+            throw SamplerError("step \(state.step) is outside an epoch of \(count / worldSize) items")
+        }
+        self.count = count
+        self.rank = rank
+        self.worldSize = worldSize
+        self.state = state
+    }
+
+    /// The permutation of epoch `epoch`: the same for every rank.
+    public static func permutation(count: Int, seed: UInt64, epoch: UInt64) -> [Int] {
+        var p = Array(0..<count)
+        var rng = KeyedRandom(seed: seed, epoch: epoch, sample: 0, purpose: .shuffle)
+        // Fisher-Yates with an unbiased bounded draw.
+        var i = count - 1
+        while i > 0 {
+            let j = Int(rng.next(upperBound: UInt64(i + 1)))
+            p.swapAt(i, j)
+            i -= 1
+        }
+        return p
+    }
+
+    /// The next item and the epoch it belongs to.
+    public mutating func next() -> (item: Int, epoch: UInt64) {
+        if orderEpoch != state.epoch {
+            order = Self.permutation(count: count, seed: state.seed, epoch: state.epoch)
+            orderEpoch = state.epoch
+        }
+        let item = order[rank + state.step * worldSize]
+        let epoch = state.epoch
+        state.step += 1
+        if state.step == perRank {
+            state.step = 0
+            state.epoch += 1
+        }
+        return (item, epoch)
+    }
+}
+
+public struct SamplerError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
