@@ -151,12 +151,7 @@ final class CLITests: XCTestCase {
         var gen = SystemRandomNumberGenerator()
         var killedEarly = 0
         for _ in 0..<4 {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: Processes.noisyBinary)
-            p.arguments = ["ingest", "--store", store, "--unlabeled", "\(root)/u", "--quiet"]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
+            let p = try Processes.spawnNoisy(["ingest", "--store", store, "--unlabeled", "\(root)/u", "--quiet"])
             usleep(UInt32.random(in: 30_000...400_000, using: &gen))
             if p.isRunning { kill(p.processIdentifier, SIGKILL); killedEarly += 1 }
             p.waitUntilExit()
@@ -179,12 +174,7 @@ final class CLITests: XCTestCase {
         // Create the store first so readers have something to open.
         Fixtures.write(Fixtures.jpeg(width: 20, height: 20, seed: 1), to: "\(root)/first/a.jpg")
         XCTAssertEqual(try Processes.noisy(["ingest", "--store", store, "--unlabeled", "\(root)/first", "--quiet"]).status, 0)
-        let writer = Process()
-        writer.executableURL = URL(fileURLWithPath: Processes.noisyBinary)
-        writer.arguments = ["ingest", "--store", store, "--unlabeled", "\(root)/u", "--quiet"]
-        writer.standardOutput = FileHandle.nullDevice
-        writer.standardError = FileHandle.nullDevice
-        try writer.run()
+        let writer = try Processes.spawnNoisy(["ingest", "--store", store, "--unlabeled", "\(root)/u", "--quiet"])
         var counts: [Int] = []
         while writer.isRunning || counts.count < 3 {
             let r = try Processes.noisy(["info", "--store", store, "--json"])

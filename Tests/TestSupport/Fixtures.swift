@@ -117,6 +117,17 @@ public enum Processes {
                              stderr: String(decoding: errBox.data, as: UTF8.self), stdoutData: outData)
     }
 
+    /// Starts `noisy` in the background with its output discarded (for kill and concurrency tests).
+    public static func spawnNoisy(_ arguments: [String]) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: noisyBinary)
+        p.arguments = arguments
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
     public static func noisy(_ arguments: [String]) throws -> ProcessResult {
         try run(noisyBinary, arguments)
     }
