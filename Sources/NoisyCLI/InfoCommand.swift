@@ -1,6 +1,7 @@
 import ArgumentParser
 import DatasetStore
 import Foundation
+import ImageCodec
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -59,7 +60,7 @@ struct Show: ParsableCommand {
         try runReportingErrors {
             let store = try Store(path: storeOption.store, readOnly: true)
             guard let record = try store.sample(id) else { throw StoreError(.notFound, "\(storeOption.store): no sample with id \(id)") }
-            let png = try PNGWriter.encode(store.decode(id))
+            let png = try Codec.encodePNG(store.decode(id))
             if out == "-" {
                 FileHandle.standardOutput.write(Data(png))
             } else {
@@ -71,11 +72,6 @@ struct Show: ParsableCommand {
             }
         }
     }
-}
-
-import ImageCodec
-enum PNGWriter {
-    static func encode(_ image: Image) throws -> [UInt8] { try Codec.encodePNG(image) }
 }
 
 struct Verify: ParsableCommand {
