@@ -9,7 +9,13 @@ public struct ScannedFile: Sendable {
     public var source: String
     public var className: String?
     /// Set when the file is refused before reading (symlink out of the folder, ...).
-    public var refusal: String?
+    public var refusal: Refusal?
+
+    /// Why a file was refused: a report category and a one-line reason.
+    public struct Refusal: Sendable, Equatable {
+        public var category: String
+        public var reason: String
+    }
 }
 
 /// Walks an ingest folder. Labeled and test folders hold one subfolder per class;
@@ -38,7 +44,7 @@ public enum FolderScanner {
         let classed = split != .unlabeled
         guard let names = try? fm.contentsOfDirectory(atPath: dir) else {
             out.append(ScannedFile(split: split, path: dir, source: relative, className: nil,
-                                   refusal: "cannot list folder: permission denied or unreadable"))
+                                   refusal: .init(category: "unreadable", reason: "cannot list folder: permission denied or unreadable")))
             return
         }
         for name in names.sorted() where !name.hasPrefix(".") {
@@ -48,7 +54,7 @@ public enum FolderScanner {
             var st = stat()
             guard lstat(full, &st) == 0 else {
                 out.append(ScannedFile(split: split, path: full, source: rel, className: className,
-                                       refusal: "cannot stat: \(String(cString: strerror(errno)))"))
+                                       refusal: .init(category: "unreadable", reason: "cannot stat: \(String(cString: strerror(errno)))")))
                 continue
             }
             var mode = st.st_mode & S_IFMT
@@ -57,18 +63,18 @@ public enum FolderScanner {
                 var tst = stat()
                 if stat(full, &tst) != 0 {
                     out.append(ScannedFile(split: split, path: full, source: rel, className: className,
-                                           refusal: "broken symlink"))
+                                           refusal: .init(category: "broken_symlink", reason: "broken symlink")))
                     continue
                 }
                 guard target.hasPrefix(realRoot + "/") else {
                     out.append(ScannedFile(split: split, path: full, source: rel, className: className,
-                                           refusal: "symlink leads outside \(realRoot) (not followed)"))
+                                           refusal: .init(category: "symlink_outside", reason: "symlink leads outside \(realRoot) (not followed)")))
                     continue
                 }
                 mode = tst.st_mode & S_IFMT
                 if mode == S_IFDIR {
                     out.append(ScannedFile(split: split, path: full, source: rel, className: className,
-                                           refusal: "symlinked folder (not followed)"))
+                                           refusal: .init(category: "symlinked_folder", reason: "symlinked folder (not followed)")))
                     continue
                 }
             }
@@ -77,7 +83,7 @@ public enum FolderScanner {
             } else if mode == S_IFREG {
                 if classed && depth == 0 {
                     out.append(ScannedFile(split: split, path: full, source: rel, className: nil,
-                                           refusal: "not inside a class folder (expected \(split.rawValue) folder/<class>/<file>)"))
+                                           refusal: .init(category: "not_in_class_folder", reason: "not inside a class folder (expected \(split.rawValue) folder/<class>/<file>)")))
                 } else {
                     out.append(ScannedFile(split: split, path: full, source: rel, className: className, refusal: nil))
                 }

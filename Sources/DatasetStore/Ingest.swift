@@ -203,13 +203,13 @@ public final class Ingester {
             let (i, bytes, hash) = freshItems[j]
             checked[j] = Self.check(batch[i], bytes: bytes, hash: hash, classIndex: classIndex, options: options)
         }
-        var prepared: [(Int, Prepared)] = []
+        var prepared: [Prepared] = []
         for (j, item) in fresh.enumerated() {
             switch checked[j] {
             case .refused(let category, let reason)?:
                 refuse(batch[item.0], .skipped, category, reason, &summary)
             case .prepared(let p)?:
-                prepared.append((item.0, p))
+                prepared.append(p)
             case nil:
                 break
             }
@@ -219,7 +219,7 @@ public final class Ingester {
         do {
             try store.environment.write { txn in
                 var next = try txn.lastKey(store.db.samples).map { $0.withUnsafeBytes { Layout.readU64BE($0) } + 1 } ?? 0
-                for (_, p) in prepared {
+                for p in prepared {
                     var r = p.record
                     r.id = next
                     let key = Layout.idKey(next)
@@ -236,7 +236,7 @@ public final class Ingester {
         } catch let e as LMDBError {
             throw StoreError.from(e, store: store.path)
         }
-        for (_, p) in prepared {
+        for p in prepared {
             summary.added += 1
             summary.addedBySplit[p.record.split.rawValue, default: 0] += 1
             summary.bytesStored += p.data.count
@@ -244,11 +244,7 @@ public final class Ingester {
     }
 
     private static func load(_ file: ScannedFile) -> Loaded {
-        if let refusal = file.refusal {
-            let category = refusal.hasPrefix("symlink") ? "symlink_outside" :
-                refusal.hasPrefix("not inside") ? "not_in_class_folder" : refusal.hasPrefix("broken") ? "broken_symlink" : "unreadable"
-            return .refused(category, refusal)
-        }
+        if let refusal = file.refusal { return .refused(refusal.category, refusal.reason) }
         switch readFile(file.path) {
         case .failure(let e): return .refused("unreadable", e.message)
         case .success(let bytes):
@@ -269,7 +265,8 @@ public final class Ingester {
             switch error.code {
             case .tooLarge: category = "too_large"
             case .unsupported: category = "unsupported_format"
-            default: category = error.message.hasPrefix("not a JPEG") ? "not_an_image" : "corrupt"
+            case .notAnImage: category = "not_an_image"
+            default: category = "corrupt"
             }
             let reason = category == "too_large" ? error.message + " (--max-pixels)" : error.message
             return .refused(category, reason)

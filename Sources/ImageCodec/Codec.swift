@@ -64,7 +64,7 @@ public enum Codec {
         switch sniff(bytes) {
         case .supported(let f): return f
         case .unsupported(let name): throw CodecError(.unsupported, "\(name) is not supported (JPEG and PNG only)")
-        case .unknown: throw CodecError(.corrupt, "not a JPEG or PNG file (unrecognised signature)")
+        case .unknown: throw CodecError(.notAnImage, "not a JPEG or PNG file (unrecognised signature)")
         }
     }
 
@@ -137,20 +137,21 @@ public enum Codec {
     }
 
     public static func encodePNG(_ image: Image) throws(CodecError) -> [UInt8] {
-        try encode { out, len, err in
+        try takeBuffer { out, len, err in
             nc_png_encode(image.pixels, Int32(image.width), Int32(image.height), Int32(image.channels), out, len, err)
         }
     }
 
     /// Encodes gray or RGB pixels (or CMYK with `components: 4`, for test fixtures).
     public static func encodeJPEG(_ image: Image, quality: Int = 90, progressive: Bool = false) throws(CodecError) -> [UInt8] {
-        try encode { out, len, err in
+        try takeBuffer { out, len, err in
             nc_jpeg_encode(image.pixels, Int32(image.width), Int32(image.height), Int32(image.channels),
                            Int32(quality), progressive ? 1 : 0, out, len, err)
         }
     }
 
-    private static func encode(_ body: (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>, UnsafeMutablePointer<Int>, UnsafeMutablePointer<CChar>) -> Int32) throws(CodecError) -> [UInt8] {
+    /// Runs a C function that returns a malloc'd buffer, copies it into an array and frees it.
+    private static func takeBuffer(_ body: (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>, UnsafeMutablePointer<Int>, UnsafeMutablePointer<CChar>) -> Int32) throws(CodecError) -> [UInt8] {
         var out: UnsafeMutablePointer<UInt8>? = nil
         var len = 0
         try checked { err in body(&out, &len, err) }
@@ -173,7 +174,7 @@ public enum Codec {
 
     /// Reads a whole gzip-compressed (or plain) file.
     public static func gunzip(path: String) throws(CodecError) -> [UInt8] {
-        try encode { out, len, err in nc_gunzip_file(path, out, len, err) }
+        try takeBuffer { out, len, err in nc_gunzip_file(path, out, len, err) }
     }
 }
 

@@ -13,6 +13,8 @@ public struct CodecError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let noMemory = Code(rawValue: Int32(NC_ERR_NO_MEMORY.rawValue))
         public static let io = Code(rawValue: Int32(NC_ERR_IO.rawValue))
         public static let buffer = Code(rawValue: Int32(NC_ERR_BUFFER.rawValue))
+        /// The bytes carry no known image signature (decided in Swift, not by a C library).
+        public static let notAnImage = Code(rawValue: 100)
     }
 
     public let code: Code

@@ -127,6 +127,8 @@ final class IngestTests: XCTestCase {
         Fixtures.write(Fixtures.jpeg(width: 10, height: 10, seed: 4), to: "\(root)/outside.jpg")
         try FileManager.default.createSymbolicLink(atPath: "\(u)/escape.jpg", withDestinationPath: "\(root)/outside.jpg")
         try FileManager.default.createSymbolicLink(atPath: "\(u)/inside.jpg", withDestinationPath: "\(u)/good.jpg")
+        try FileManager.default.createDirectory(atPath: "\(u)/emptydir", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: "\(u)/linked-dir", withDestinationPath: "\(u)/emptydir")
         Fixtures.write(Fixtures.jpeg(width: 12, height: 12, seed: 5), to: "\(u)/locked.jpg")
         chmod("\(u)/locked.jpg", 0)
         let store = try Store.openOrCreate(path: "\(root)/s.noisy")
@@ -141,6 +143,7 @@ final class IngestTests: XCTestCase {
         XCTAssertEqual(byName["scan.tiff"]?.category, "unsupported_format")
         XCTAssertEqual(byName["big.jpg"]?.category, "too_large")
         XCTAssertEqual(byName["escape.jpg"]?.category, "symlink_outside")
+        XCTAssertEqual(byName["linked-dir"]?.category, "symlinked_folder", "a folder symlink inside is not followed, and says so")
         // The in-folder symlink is followed, and its bytes equal good.jpg: a duplicate, not a second sample.
         XCTAssertEqual(byName["inside.jpg"]?.category, "duplicate")
         if getuid() != 0 { XCTAssertEqual(byName["locked.jpg"]?.category, "unreadable") }

@@ -85,6 +85,9 @@ final class CodecTests: XCTestCase {
                 XCTAssertFalse(message.contains("\n"), "one line")
             }
         }
+        XCTAssertThrowsError(try Codec.decode(Array("plain text".utf8))) { error in
+            XCTAssertEqual((error as? CodecError)?.code, .notAnImage)
+        }
         // Corrupt entropy data in the middle of the scan.
         var corrupt = jpeg
         for i in stride(from: corrupt.count / 2, to: corrupt.count / 2 + 40, by: 3) { corrupt[i] = 0xFF }
