@@ -31,8 +31,12 @@ let package = Package(
         .target(name: "LMDB", dependencies: ["CLMDB"]),
         .target(name: "ImageCodec", dependencies: ["CNoisyCodec"]),
         .target(name: "DatasetStore", dependencies: ["LMDB", "ImageCodec", "CNoisyCodec"]),
-        // Sampling, views and batches (augmentation pipeline issue; sampling so far).
-        .target(name: "Pipeline"),
+        // Views and RandAugment: pixels in, pixels out (PIL's maths), keyed randomness.
+        .target(name: "Augment", dependencies: ["ImageCodec", "CNoisyCodec"]),
+        // What a trainer consumes: batch values only, no store, no codec.
+        .target(name: "Batches"),
+        // Sampling, mixing, parallel rendering of batches from the store.
+        .target(name: "Pipeline", dependencies: ["Batches", "Augment", "DatasetStore", "ImageCodec"]),
         // Example data for `noisy demo`: Fashion-MNIST IDX files written out as image folders.
         .target(name: "Datasets", dependencies: ["ImageCodec"]),
 
@@ -40,16 +44,16 @@ let package = Package(
             name: "NoisyCLI",
             dependencies: [
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                "DatasetStore", "ImageCodec", "Datasets",
+                "DatasetStore", "ImageCodec", "Datasets", "Augment", "Batches", "Pipeline",
             ]
         ),
 
         .target(name: "TestSupport", dependencies: ["ImageCodec"], path: "Tests/TestSupport"),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Augment", "Batches", "DatasetStore", "ImageCodec", "TestSupport"]),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB", "TestSupport"]),
         .testTarget(name: "ImageCodecTests", dependencies: ["ImageCodec", "TestSupport"]),
         .testTarget(name: "DatasetStoreTests", dependencies: ["DatasetStore", "ImageCodec", "Datasets", "TestSupport"]),
         // Depends on the executable so that `swift test` builds the `noisy` binary it runs.
-        .testTarget(name: "NoisyCLITests", dependencies: ["NoisyCLI", "DatasetStore", "ImageCodec", "TestSupport"]),
+        .testTarget(name: "NoisyCLITests", dependencies: ["NoisyCLI", "DatasetStore", "ImageCodec", "Datasets", "TestSupport"]),
     ]
 )

@@ -11,6 +11,7 @@ PACKAGES=(
   libopenblas-dev
   python3-numpy python3-pil python3-lmdb python3-jsonschema
   dataset-fashion-mnist
+  python-matplotlib-data   # grace_hopper.jpg: a photograph for the augmentation parity tests
 )
 
 missing=()

@@ -156,6 +156,16 @@ public final class Store: Sendable {
         }
     }
 
+    /// Calls `body(i, bytes)` for each of `ids` inside one read transaction (nil:
+    /// no such sample): the batch pipeline's read path.
+    public func withImageBytes(_ ids: [UInt64], _ body: (Int, UnsafeRawBufferPointer?) throws -> Void) throws {
+        try environment.read { txn in
+            for (i, id) in ids.enumerated() {
+                try txn.withValue(db.images, key: Layout.idKey(id)) { v in try body(i, v) }
+            }
+        }
+    }
+
     /// A copy of sample `id`'s stored bytes.
     public func imageBytes(_ id: UInt64) throws -> [UInt8] {
         try withImageBytes(id) { Array($0.bindMemory(to: UInt8.self)) }

@@ -136,6 +136,24 @@ public enum Codec {
         return header
     }
 
+    /// Decodes into caller-owned memory, which must hold the output that `header`
+    /// (with the same options) announces: the allocation-free path of the pipeline.
+    @discardableResult
+    public static func decode(_ bytes: UnsafeRawBufferPointer, format: ImageFormat, options: DecodeOptions,
+                              into out: UnsafeMutableBufferPointer<UInt8>) throws(CodecError) -> ImageHeader {
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
+            throw CodecError(.corrupt, "empty file (0 bytes)")
+        }
+        var opt = options.c
+        var plan = nc_plan()
+        try checked { err in
+            format == .jpeg
+                ? nc_jpeg_decode(base, bytes.count, &opt, out.baseAddress, out.count, &plan, err)
+                : nc_png_decode(base, bytes.count, &opt, out.baseAddress, out.count, &plan, err)
+        }
+        return ImageHeader(plan: plan, format: format)
+    }
+
     public static func encodePNG(_ image: Image) throws(CodecError) -> [UInt8] {
         try takeBuffer { out, len, err in
             nc_png_encode(image.pixels, Int32(image.width), Int32(image.height), Int32(image.channels), out, len, err)

@@ -1,15 +1,5 @@
-/// Where a sampler stands: enough to reproduce exactly the samples that come next.
-public struct SamplerState: Codable, Sendable, Equatable {
-    public var seed: UInt64
-    public var epoch: UInt64
-    /// Position inside this rank's share of the epoch.
-    public var step: Int
-    public init(seed: UInt64, epoch: UInt64 = 0, step: Int = 0) {
-        self.seed = seed
-        self.epoch = epoch
-        self.step = step
-    }
-}
+import Augment
+import Batches
 
 /// Walks a source of `count` items epoch after epoch. Each epoch is a permutation
 /// derived from (seed, epoch) alone; rank r of w takes positions r, r+w, r+2w, ...
@@ -57,20 +47,21 @@ public struct EpochSampler: Sendable {
         return p
     }
 
-    /// The next item and the epoch it belongs to.
-    public mutating func next() -> (item: Int, epoch: UInt64) {
+    /// The next item, the epoch it belongs to and its position in that epoch's permutation.
+    public mutating func next() -> (item: Int, epoch: UInt64, position: Int) {
         if orderEpoch != state.epoch {
             order = Self.permutation(count: count, seed: state.seed, epoch: state.epoch)
             orderEpoch = state.epoch
         }
-        let item = order[rank + state.step * worldSize]
+        let position = rank + state.step * worldSize
+        let item = order[position]
         let epoch = state.epoch
         state.step += 1
         if state.step == perRank {
             state.step = 0
             state.epoch += 1
         }
-        return (item, epoch)
+        return (item, epoch, position)
     }
 }
 

@@ -1,4 +1,6 @@
 import XCTest
+import Augment
+import Batches
 import Pipeline
 
 final class SamplerTests: XCTestCase {

@@ -136,6 +136,35 @@ void nc_sha256(const uint8_t *data, size_t len, uint8_t out[32]);
 /** Reads a whole gzip (or plain) file. *out is malloc'd; release with nc_free. */
 int nc_gunzip_file(const char *path, uint8_t **out, size_t *out_len, char *err);
 
+/* ---- Augmentation loops (PIL arithmetic; HWC, 1 or 3 channels) ---- */
+
+/** Per-channel histograms: hist holds 256 * ch counts. */
+void nc_histogram(const uint8_t *px, size_t pixels, int32_t ch, uint32_t *hist);
+/** Maps every byte through its channel's table (luts holds 256 * ch entries). */
+void nc_apply_lut(uint8_t *px, size_t pixels, int32_t ch, const uint8_t *luts);
+void nc_rgb_to_gray(const uint8_t *rgb, size_t pixels, uint8_t *gray);
+void nc_gray_to_rgb(const uint8_t *gray, size_t pixels, uint8_t *rgb);
+/** Image.blend(degenerate, image, alpha) into image. */
+void nc_blend(const uint8_t *degenerate, uint8_t *image, size_t n, float alpha);
+void nc_blend_constant(uint8_t value, uint8_t *image, size_t n, float alpha);
+/** Blend of RGB pixels against their own luma (ImageEnhance.Color). */
+void nc_blend_gray(uint8_t *rgb, size_t pixels, float alpha);
+/** ImageFilter.SMOOTH; in and out must not overlap. */
+void nc_smooth(const uint8_t *in, uint8_t *out, int32_t w, int32_t h, int32_t ch);
+/** Image.transform(AFFINE, m, BILINEAR, fillcolor); in and out must not overlap. */
+void nc_affine_bilinear(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const double m[6],
+                        uint8_t fill, uint8_t *out);
+void nc_flip_horizontal(uint8_t *px, int32_t w, int32_t h, int32_t ch);
+/** Fills [x0,x1) x [y0,y1), clipped to the image. */
+void nc_fill_rect(uint8_t *px, int32_t w, int32_t h, int32_t ch, int32_t x0, int32_t y0,
+                  int32_t x1, int32_t y1, uint8_t value);
+/** Copies an ow x oh window at (x0, y0) that may reach past the edges (filled there). */
+void nc_window(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t x0, int32_t y0,
+               uint8_t *out, int32_t ow, int32_t oh, uint8_t fill);
+/** HWC bytes to CHW floats through per-channel tables (256 * ch floats). */
+void nc_to_float_chw(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const float *tables,
+                     float *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,96 @@
+/// Where a sample in a batch came from.
+public enum SampleOrigin: UInt8, Sendable, Codable {
+    case labeled = 0
+    case pseudoLabeled = 1
+}
+
+/// A batch's pixels: bytes [N, H, W, C] or normalised floats [N, C, H, W].
+public enum BatchImages: Sendable {
+    case uint8([UInt8])
+    case float32([Float])
+
+    public var byteCount: Int {
+        switch self { case .uint8(let a): a.count; case .float32(let a): a.count * 4 }
+    }
+}
+
+/// What a trainer consumes. A value: nothing in it points back at the store.
+public struct Batch: Sendable {
+    /// Position of this batch in the stream (0, 1, ...), across epochs.
+    public var index: Int
+    public var count: Int
+    public var channels: Int
+    public var height: Int
+    public var width: Int
+    public var images: BatchImages
+    public var classCount: Int
+    /// count x classCount probabilities: one-hot (optionally smoothed) for labeled
+    /// samples, the teacher's soft distribution for pseudo-labeled ones.
+    public var targets: [Float]
+    /// Per-sample loss weights.
+    public var weights: [Float]
+    public var ids: [UInt64]
+    public var origins: [SampleOrigin]
+    /// Samples that failed to decode and were replaced by the next in the permutation.
+    public var replaced: Int
+    /// The stream state after this batch: restoring it continues with batch index + 1.
+    public var stateAfter: StreamState
+
+    public init(index: Int, count: Int, channels: Int, height: Int, width: Int, images: BatchImages,
+                classCount: Int, targets: [Float], weights: [Float], ids: [UInt64], origins: [SampleOrigin],
+                replaced: Int = 0, stateAfter: StreamState) {
+        self.index = index; self.count = count; self.channels = channels; self.height = height; self.width = width
+        self.images = images; self.classCount = classCount; self.targets = targets; self.weights = weights
+        self.ids = ids; self.origins = origins; self.replaced = replaced; self.stateAfter = stateAfter
+    }
+
+    /// The index of the largest target of sample i (its hard label).
+    public func argmaxTarget(_ i: Int) -> Int {
+        var best = 0
+        for c in 1..<classCount where targets[i * classCount + c] > targets[i * classCount + best] { best = c }
+        return best
+    }
+}
+
+/// Where one source's sampler stands: enough to reproduce exactly the samples that come next.
+public struct SamplerState: Codable, Sendable, Equatable {
+    public var seed: UInt64
+    public var epoch: UInt64
+    /// Position inside this rank's share of the epoch.
+    public var step: Int
+    public init(seed: UInt64, epoch: UInt64 = 0, step: Int = 0) {
+        self.seed = seed
+        self.epoch = epoch
+        self.step = step
+    }
+}
+
+/// Where a batch stream stands: one sampler state per source and the batch counter.
+/// Saved in checkpoints and sent by streaming clients to resume exactly.
+public struct StreamState: Codable, Sendable, Equatable {
+    public var labeled: SamplerState
+    public var pseudoLabeled: SamplerState?
+    /// Batches delivered so far.
+    public var batches: Int
+
+    public init(labeled: SamplerState, pseudoLabeled: SamplerState? = nil, batches: Int = 0) {
+        self.labeled = labeled; self.pseudoLabeled = pseudoLabeled; self.batches = batches
+    }
+
+    /// The state of a fresh stream: both sources at epoch 0; the pseudo-labeled
+    /// sampler's seed is derived so that the two orders are unrelated.
+    public static func start(seed: UInt64, pseudoLabeled: Bool) -> StreamState {
+        StreamState(labeled: SamplerState(seed: seed),
+                    pseudoLabeled: pseudoLabeled ? SamplerState(seed: seed ^ 0x5053_4555_444F_4C42) : nil)
+    }
+}
+
+/// A source of batches: the pipeline in process, or a remote stream.
+public protocol BatchStream: AnyObject {
+    /// The next batch; blocks until it is ready.
+    func next() throws -> Batch
+    /// The state after the last batch returned (or the starting state).
+    var state: StreamState { get }
+    /// Batches that make one epoch of the stream's main source on this rank.
+    var batchesPerEpoch: Int { get }
+}

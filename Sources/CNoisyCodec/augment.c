@@ -1,0 +1,212 @@
+/*
+ * Pixel loops for augmentation, with PIL's arithmetic: the point ops
+ * (ImageOps) go through 256-entry tables, ImageEnhance's blends use PIL's float
+ * maths and truncation, the SMOOTH filter and affine transforms follow
+ * Pillow's Filter.c and Geometry.c. Images are tightly packed HWC, 1 or 3 channels.
+ */
+#include <math.h>
+#include <string.h>
+#include "CNoisyCodec.h"
+
+void nc_histogram(const uint8_t *px, size_t pixels, int32_t ch, uint32_t *hist) {
+    memset(hist, 0, sizeof(uint32_t) * 256 * (size_t)ch);
+    if (ch == 1) {
+        for (size_t i = 0; i < pixels; i++) hist[px[i]]++;
+        return;
+    }
+    for (size_t i = 0; i < pixels; i++) {
+        for (int c = 0; c < ch; c++) hist[c * 256 + px[i * ch + c]]++;
+    }
+}
+
+void nc_apply_lut(uint8_t *px, size_t pixels, int32_t ch, const uint8_t *luts) {
+    if (ch == 1) {
+        for (size_t i = 0; i < pixels; i++) px[i] = luts[px[i]];
+        return;
+    }
+    for (size_t i = 0; i < pixels; i++) {
+        for (int c = 0; c < ch; c++) px[i * ch + c] = luts[c * 256 + px[i * ch + c]];
+    }
+}
+
+/* Pillow's rgb2l: ITU-R 601-2 luma in 16-bit fixed point. */
+void nc_rgb_to_gray(const uint8_t *rgb, size_t pixels, uint8_t *gray) {
+    for (size_t i = 0; i < pixels; i++) {
+        const uint8_t *p = rgb + 3 * i;
+        gray[i] = (uint8_t)((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16);
+    }
+}
+
+void nc_gray_to_rgb(const uint8_t *gray, size_t pixels, uint8_t *rgb) {
+    for (size_t i = 0; i < pixels; i++) {
+        rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = gray[i];
+    }
+}
+
+static inline uint8_t nc_blend_one(int a, int b, float alpha) {
+    float t = (float)a + alpha * (float)(b - a);
+    if (t <= 0.0f) return 0;
+    if (t >= 255.0f) return 255;
+    return (uint8_t)t;
+}
+
+/* Image.blend(degenerate, image, alpha), in place on image. */
+void nc_blend(const uint8_t *degenerate, uint8_t *image, size_t n, float alpha) {
+    for (size_t i = 0; i < n; i++) image[i] = nc_blend_one(degenerate[i], image[i], alpha);
+}
+
+/* Image.blend against a constant image (Brightness: 0, Contrast: the mean). */
+void nc_blend_constant(uint8_t value, uint8_t *image, size_t n, float alpha) {
+    uint8_t lut[256];
+    for (int v = 0; v < 256; v++) lut[v] = nc_blend_one(value, v, alpha);
+    for (size_t i = 0; i < n; i++) image[i] = lut[image[i]];
+}
+
+/* ImageEnhance.Color's degenerate: luma replicated, blended per channel. */
+void nc_blend_gray(uint8_t *rgb, size_t pixels, float alpha) {
+    for (size_t i = 0; i < pixels; i++) {
+        uint8_t *p = rgb + 3 * i;
+        int l = (p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16;
+        p[0] = nc_blend_one(l, p[0], alpha);
+        p[1] = nc_blend_one(l, p[1], alpha);
+        p[2] = nc_blend_one(l, p[2], alpha);
+    }
+}
+
+/*
+ * ImageFilter.SMOOTH (3x3, weights 1 with 5 in the centre, scale 13) as
+ * Pillow's ImagingFilter3x3 computes it: float taps, +0.5 rounding, border rows
+ * and columns copied from the input.
+ */
+void nc_smooth(const uint8_t *in, uint8_t *out, int32_t w, int32_t h, int32_t ch) {
+    const size_t stride = (size_t)w * (size_t)ch;
+    if (w < 3 || h < 3) {
+        memcpy(out, in, stride * (size_t)h);
+        return;
+    }
+    const float k1 = 1.0f / 13.0f, k5 = 5.0f / 13.0f;
+    memcpy(out, in, stride);
+    memcpy(out + stride * (size_t)(h - 1), in + stride * (size_t)(h - 1), stride);
+    for (int y = 1; y < h - 1; y++) {
+        const uint8_t *r_1 = in + stride * (size_t)(y - 1);
+        const uint8_t *r0 = in + stride * (size_t)y;
+        const uint8_t *r1 = in + stride * (size_t)(y + 1);
+        uint8_t *o = out + stride * (size_t)y;
+        for (int c = 0; c < ch; c++) {
+            o[c] = r0[c];
+            o[stride - ch + c] = r0[stride - ch + c];
+        }
+        for (int x = 1; x < w - 1; x++) {
+            for (int c = 0; c < ch; c++) {
+                const size_t l = (size_t)(x - 1) * ch + c, m = (size_t)x * ch + c, r = (size_t)(x + 1) * ch + c;
+                float ss = 0.5f;
+                ss += (float)r1[l] * k1 + (float)r1[m] * k1 + (float)r1[r] * k1;
+                ss += (float)r0[l] * k1 + (float)r0[m] * k5 + (float)r0[r] * k1;
+                ss += (float)r_1[l] * k1 + (float)r_1[m] * k1 + (float)r_1[r] * k1;
+                o[m] = ss <= 0.0f ? 0 : (ss >= 255.0f ? 255 : (uint8_t)ss);
+            }
+        }
+    }
+}
+
+/*
+ * Image.transform(size, AFFINE, m, BILINEAR, fillcolor=fill): each output pixel
+ * centre (x+.5, y+.5) maps through m to an input point, sampled bilinearly
+ * with edge clamping; points outside the input take the fill.
+ */
+void nc_affine_bilinear(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const double m[6],
+                        uint8_t fill, uint8_t *out) {
+    const size_t stride = (size_t)w * (size_t)ch;
+    for (int y = 0; y < h; y++) {
+        uint8_t *o = out + stride * (size_t)y;
+        for (int x = 0; x < w; x++, o += ch) {
+            double xin = m[0] * (x + 0.5) + m[1] * (y + 0.5) + m[2];
+            double yin = m[3] * (x + 0.5) + m[4] * (y + 0.5) + m[5];
+            if (xin < 0.0 || xin >= w || yin < 0.0 || yin >= h) {
+                for (int c = 0; c < ch; c++) o[c] = fill;
+                continue;
+            }
+            xin -= 0.5;
+            yin -= 0.5;
+            int xi = (int)floor(xin), yi = (int)floor(yin);
+            double dx = xin - xi, dy = yin - yi;
+            int x0 = xi < 0 ? 0 : (xi < w ? xi : w - 1);
+            int x1 = xi + 1 < 0 ? 0 : (xi + 1 < w ? xi + 1 : w - 1);
+            int y0 = yi < 0 ? 0 : (yi < h ? yi : h - 1);
+            const uint8_t *row0 = in + stride * (size_t)y0;
+            const int has_y1 = yi + 1 >= 0 && yi + 1 < h;
+            const uint8_t *row1 = has_y1 ? in + stride * (size_t)(yi + 1) : row0;
+            for (int c = 0; c < ch; c++) {
+                double a = row0[x0 * ch + c], b = row0[x1 * ch + c];
+                double v1 = a + (b - a) * dx;
+                double v2 = v1;
+                if (has_y1) {
+                    double a2 = row1[x0 * ch + c], b2 = row1[x1 * ch + c];
+                    v2 = a2 + (b2 - a2) * dx;
+                }
+                v1 = v1 + (v2 - v1) * dy;
+                o[c] = (uint8_t)v1;
+            }
+        }
+    }
+}
+
+void nc_flip_horizontal(uint8_t *px, int32_t w, int32_t h, int32_t ch) {
+    const size_t stride = (size_t)w * (size_t)ch;
+    for (int y = 0; y < h; y++) {
+        uint8_t *row = px + stride * (size_t)y;
+        for (int l = 0, r = w - 1; l < r; l++, r--) {
+            for (int c = 0; c < ch; c++) {
+                uint8_t t = row[l * ch + c];
+                row[l * ch + c] = row[r * ch + c];
+                row[r * ch + c] = t;
+            }
+        }
+    }
+}
+
+void nc_fill_rect(uint8_t *px, int32_t w, int32_t h, int32_t ch, int32_t x0, int32_t y0,
+                  int32_t x1, int32_t y1, uint8_t value) {
+    if (x0 < 0) x0 = 0;
+    if (y0 < 0) y0 = 0;
+    if (x1 > w) x1 = w;
+    if (y1 > h) y1 = h;
+    if (x0 >= x1 || y0 >= y1) return;
+    for (int y = y0; y < y1; y++) {
+        memset(px + ((size_t)y * w + x0) * ch, value, (size_t)(x1 - x0) * ch);
+    }
+}
+
+/* Copies the window (x0, y0, ow, oh) of in, which may reach past its edges, filling there. */
+void nc_window(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t x0, int32_t y0,
+               uint8_t *out, int32_t ow, int32_t oh, uint8_t fill) {
+    const size_t ostride = (size_t)ow * ch;
+    for (int y = 0; y < oh; y++) {
+        uint8_t *o = out + ostride * (size_t)y;
+        int sy = y0 + y;
+        if (sy < 0 || sy >= h) { memset(o, fill, ostride); continue; }
+        int lo = x0 < 0 ? -x0 : 0;
+        int hi = x0 + ow > w ? w - x0 : ow;
+        if (hi <= lo) { memset(o, fill, ostride); continue; }
+        if (lo > 0) memset(o, fill, (size_t)lo * ch);
+        memcpy(o + (size_t)lo * ch, in + ((size_t)sy * w + (x0 + lo)) * ch, (size_t)(hi - lo) * ch);
+        if (hi < ow) memset(o + (size_t)hi * ch, fill, (size_t)(ow - hi) * ch);
+    }
+}
+
+/* HWC bytes to CHW floats through a per-channel table (v/255 - mean) / std. */
+void nc_to_float_chw(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const float *tables,
+                     float *out) {
+    const size_t plane = (size_t)w * (size_t)h;
+    if (ch == 1) {
+        for (size_t i = 0; i < plane; i++) out[i] = tables[in[i]];
+        return;
+    }
+    float *o0 = out, *o1 = out + plane, *o2 = out + 2 * plane;
+    const float *t0 = tables, *t1 = tables + 256, *t2 = tables + 512;
+    for (size_t i = 0; i < plane; i++) {
+        o0[i] = t0[in[3 * i]];
+        o1[i] = t1[in[3 * i + 1]];
+        o2[i] = t2[in[3 * i + 2]];
+    }
+}

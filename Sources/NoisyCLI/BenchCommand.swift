@@ -1,0 +1,160 @@
+import ArgumentParser
+import Augment
+import Batches
+import DatasetStore
+import Foundation
+import ImageCodec
+import Pipeline
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure the pipeline and the decoder on a store.",
+        subcommands: [BenchPipeline.self, BenchDecode.self]
+    )
+}
+
+/// Peak resident memory of this process so far, in bytes.
+func peakRSS() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_maxrss * 1024
+}
+
+func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    guard !s.isEmpty else { return 0 }
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+struct PipelineBenchResult: Codable {
+    var imagesPerSecond: Double
+    var runs: [Double]
+    var batches: Int
+    var batchSize: Int
+    var threads: Int
+    var size: Int
+    var view: String
+    var layout: String
+    var randaugment: String?
+    var peakRssBytes: Int
+    var rssAfterEpochBytes: [Int]?
+    var replaced: Int
+
+    enum CodingKeys: String, CodingKey {
+        case imagesPerSecond = "images_per_second", runs, batches, batchSize = "batch_size", threads, size, view, layout
+        case randaugment, peakRssBytes = "peak_rss_bytes", rssAfterEpochBytes = "rss_after_epoch_bytes", replaced
+    }
+}
+
+struct BenchPipeline: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pipeline",
+        abstract: "Images/s of the batch pipeline (median of --repeat runs) and peak memory.",
+        discussion: """
+        Examples:
+          noisy bench pipeline --store data.noisy --size 224 --threads 1 --batches 20
+          noisy bench pipeline --store data.noisy --threads 2 --randaugment 2,9 --json
+          noisy bench pipeline --store data.noisy --epochs 10   # memory after each epoch
+        """
+    )
+    @OptionGroup var storeOption: StoreOption
+    @Option(help: "Batches per run (after one warm-up batch).") var batches: Int = 20
+    @Option(help: "Runs; the median is reported.") var `repeat`: Int = 3
+    @Option(help: "Instead of --batches: run this many epochs once and report memory after each.") var epochs: Int?
+    @Flag(help: "Print one JSON object (schemas/bench-pipeline.schema.json).") var json = false
+    @OptionGroup var pipeline: PipelineOptions
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try Store(path: storeOption.store, readOnly: true)
+            let config = try pipeline.config(store: store)
+            var rates: [Double] = []
+            var rssAfterEpoch: [Int]?
+            var total = 0
+            var replaced = 0
+            if let epochs {
+                let loader = try BatchLoader(store: store, config: config, log: { Terminal.warn($0) })
+                rssAfterEpoch = []
+                let start = Date()
+                for e in 0..<epochs {
+                    for _ in 0..<loader.batchesPerEpoch { loader.recycle(try loader.next()); total += 1 }
+                    rssAfterEpoch!.append(peakRSS())
+                    if !json { FileHandle.standardError.write(Data("epoch \(e + 1): peak RSS \(peakRSS() / 1_000_000) MB\n".utf8)) }
+                }
+                rates.append(Double(total * config.batchSize) / Date().timeIntervalSince(start))
+                replaced = loader.replacedCount
+            } else {
+                for r in 0..<max(1, self.repeat) {
+                    let loader = try BatchLoader(store: store, config: config, log: { Terminal.warn($0) })
+                    loader.recycle(try loader.next())
+                    let start = Date()
+                    for _ in 0..<batches { loader.recycle(try loader.next()) }
+                    let rate = Double(batches * config.batchSize) / Date().timeIntervalSince(start)
+                    rates.append(rate)
+                    total = batches
+                    replaced = loader.replacedCount
+                    if !json { FileHandle.standardError.write(Data(String(format: "run %d: %.0f images/s\n", r + 1, rate).utf8)) }
+                }
+            }
+            let result = PipelineBenchResult(
+                imagesPerSecond: median(rates), runs: rates, batches: total, batchSize: config.batchSize,
+                threads: config.threads, size: config.view.size, view: pipeline.view, layout: config.layout.name,
+                randaugment: pipeline.randaugment, peakRssBytes: peakRSS(), rssAfterEpochBytes: rssAfterEpoch, replaced: replaced)
+            if json { try Terminal.printJSON(result); return }
+            print(String(format: "pipeline: %.0f images/s (median of %d), %d threads, %@ view %dpx, %@, peak RSS %d MB",
+                         result.imagesPerSecond, rates.count, config.threads, pipeline.view, config.view.size,
+                         config.layout.name, result.peakRssBytes / 1_000_000))
+        }
+    }
+}
+
+struct BenchDecode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decode",
+        abstract: "Full-size decode rate of the labeled samples on one thread: the libjpeg-turbo baseline.",
+        discussion: """
+        Examples:
+          noisy bench decode --store data.noisy --json
+        """
+    )
+    @OptionGroup var storeOption: StoreOption
+    @Option(help: "Runs; the median is reported.") var `repeat`: Int = 3
+    @Option(help: "At most this many samples per run.") var limit: Int = 2000
+    @Flag(help: "Print one JSON object.") var json = false
+
+    struct Result: Codable {
+        var imagesPerSecond: Double
+        var megapixelsPerSecond: Double
+        var samples: Int
+        enum CodingKeys: String, CodingKey {
+            case imagesPerSecond = "images_per_second", megapixelsPerSecond = "megapixels_per_second", samples
+        }
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try Store(path: storeOption.store, readOnly: true)
+            let ids = try store.index(of: .labeled).prefix(limit).map(\.id)
+            let blobs = try ids.map { try store.imageBytes($0) }
+            var pixels: [UInt8] = []
+            var rates: [Double] = [], mp: [Double] = []
+            for _ in 0..<max(1, self.repeat) {
+                var px = 0
+                let start = Date()
+                for b in blobs {
+                    let h = try b.withUnsafeBytes { raw in
+                        try Swift.Result { () throws(CodecError) in try Codec.decode(raw, options: DecodeOptions(), into: &pixels) }.get()
+                    }
+                    px += h.outputWidth * h.outputHeight
+                }
+                let t = Date().timeIntervalSince(start)
+                rates.append(Double(blobs.count) / t)
+                mp.append(Double(px) / t / 1e6)
+            }
+            let r = Result(imagesPerSecond: median(rates), megapixelsPerSecond: median(mp), samples: blobs.count)
+            if json { try Terminal.printJSON(r); return }
+            print(String(format: "full decode: %.0f images/s, %.0f Mpix/s (median of %d, %d samples, one thread)",
+                         r.imagesPerSecond, r.megapixelsPerSecond, rates.count, r.samples))
+        }
+    }
+}
