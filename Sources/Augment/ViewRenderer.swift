@@ -150,7 +150,21 @@ public final class ViewRenderer {
         let plan = ViewGeometry.decodePlan(format: header.format, width: header.width, height: header.height, box: box,
                                            outWidth: size, outHeight: size, fast: fast, exactRegion: exactRegion)
         try decode(bytes, header: header, scale: plan.scaleDenominator, region: plan.region)
-        let bx = plan.box
+        var bx = plan.box
+        if exactRegion, plan.scaleDenominator == 1,
+           bx.x0 != 0 || bx.y0 != 0 || bx.x1 != Double(a.width) || bx.y1 != Double(a.height) {
+            // Cut the integer box out first, so that the resize sees the crop's
+            // edges as torchvision's crop-then-resize does.
+            let (x, y, w, h) = (Int(bx.x0), Int(bx.y0), Int(bx.width), Int(bx.height))
+            b.shape(w, h, a.channels)
+            a.withBuffer { src in
+                b.withBuffer { dst in
+                    nc_window(src.base, src.w, src.h, src.ch, Int32(x), Int32(y), dst.base, dst.w, dst.h, 0)
+                }
+            }
+            swap(&a, &b)
+            bx = SourceBox(x0: 0, y0: 0, x1: Double(w), y1: Double(h))
+        }
         if bx.x0 == 0, bx.y0 == 0, bx.x1 == Double(a.width), bx.y1 == Double(a.height), a.width == size, a.height == size {
             return
         }

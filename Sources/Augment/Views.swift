@@ -143,8 +143,8 @@ public enum ViewGeometry {
     /// Picks the smallest DCT scale (largest denominator) whose output still has at
     /// least `outWidth x outHeight` pixels across the box, and the region to decode.
     /// `margin` keeps that many extra pixels round the box, for the resampling filter.
-    /// With `exactRegion` and no scaling the region is the integer box itself, so the
-    /// result is crop-then-resize (torchvision's order).
+    /// With `exactRegion` and no scaling the caller cuts the integer box out of the
+    /// region before resizing: crop-then-resize, torchvision's order.
     public static func decodePlan(format: ImageFormat, width: Int, height: Int, box: SourceBox,
                                   outWidth: Int, outHeight: Int, fast: Bool, exactRegion: Bool) -> DecodePlan {
         guard fast else { return DecodePlan(scaleDenominator: 1, region: nil, box: box) }
@@ -158,7 +158,10 @@ public enum ViewGeometry {
         }
         let sw = (width + d - 1) / d, sh = (height + d - 1) / d
         let scaled = SourceBox(x0: box.x0 / Double(d), y0: box.y0 / Double(d), x1: box.x1 / Double(d), y1: box.y1 / Double(d))
-        let margin = exactRegion && d == 1 ? 0 : max(2, Int((scaled.width / Double(outWidth)).rounded(.up)) + 2)
+        // At full scale the margin is one 16-pixel iMCU: libjpeg-turbo upsamples chroma
+        // at a region's edges by replication, so the crop's own edge pixels must come
+        // from inside the decoded region to equal a full decode.
+        let margin = exactRegion && d == 1 ? 16 : max(2, Int((scaled.width / Double(outWidth)).rounded(.up)) + 2)
         let x0 = max(0, Int(scaled.x0.rounded(.down)) - margin)
         let y0 = max(0, Int(scaled.y0.rounded(.down)) - margin)
         let x1 = min(sw, Int(scaled.x1.rounded(.up)) + margin)

@@ -1,0 +1,265 @@
+import XCTest
+import Augment
+import Batches
+import ImageCodec
+import Pipeline
+import TestSupport
+
+/// The batch pipeline through real decoding: in-memory sources keep these tests
+/// about sampling, mixing, determinism and recovery (the store path is covered
+/// end to end by the CLI tests).
+final class BatchLoaderTests: XCTestCase {
+    /// 40 labeled JPEGs of varied sizes (4 classes) and 100 unlabeled ones.
+    static let fixture: (source: InMemoryImageSource, labeled: [LabeledItem], unlabeled: [UInt64]) = {
+        var images: [UInt64: [UInt8]] = [:]
+        var labeled: [LabeledItem] = []
+        var unlabeled: [UInt64] = []
+        for id in 0..<140 as Range<UInt64> {
+            let w = 60 + Int(id % 7) * 13, h = 50 + Int(id % 5) * 11
+            images[id] = Fixtures.jpeg(width: w, height: h, quality: 85, seed: id + 1)
+            if id < 40 { labeled.append(LabeledItem(id: id, classIndex: Int(id % 4))) } else { unlabeled.append(id) }
+        }
+        return (InMemoryImageSource(images: images), labeled, unlabeled)
+    }()
+
+    static func softLabels() -> InMemorySoftLabels {
+        var labels: [UInt64: [Float]] = [:]
+        for id in fixture.unlabeled {
+            var p: [Float] = (0..<4).map { Float((Int(id) * 7 + $0 * 3) % 5 + 1) }
+            let s = p.reduce(0, +)
+            p = p.map { $0 / s }
+            labels[id] = p
+        }
+        return InMemorySoftLabels(classCount: 4, labels: labels)
+    }
+
+    func config(threads: Int = 2, batch: Int = 16, ratio: Double = 3, randAugment: Bool = true,
+                layout: OutputLayout = .uint8NHWC) -> PipelineConfig {
+        let view = View.train(TrainView(size: 32, randAugment: randAugment ? RandAugment(layers: 2, magnitude: 9) : nil, cutout: 8))
+        return PipelineConfig(view: view, channels: 3, layout: layout, batchSize: batch, ratio: ratio, seed: 42,
+                              threads: threads, prefetch: 3, labelSmoothing: 0.1)
+    }
+
+    func loader(_ c: PipelineConfig, pseudo: Bool = true, state: StreamState? = nil,
+                source: (any ImageSource)? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) throws -> BatchLoader {
+        try BatchLoader(config: c, source: source ?? Self.fixture.source, labeled: Self.fixture.labeled, classCount: 4,
+                        pseudoLabels: pseudo ? Self.softLabels() : nil, state: state, log: log)
+    }
+
+    func bytes(_ b: Batch) -> [UInt8] {
+        switch b.images {
+        case .uint8(let a): return a
+        case .float32(let a): return a.withUnsafeBytes { Array($0) }
+        }
+    }
+
+    func testSameBytesWhateverTheThreadCount() throws {
+        let one = try loader(config(threads: 1))
+        let three = try loader(config(threads: 3))
+        for _ in 0..<8 {
+            let a = try one.next(), b = try three.next()
+            XCTAssertEqual(a.index, b.index)
+            XCTAssertEqual(a.ids, b.ids)
+            XCTAssertEqual(bytes(a), bytes(b), "batch \(a.index) differs between 1 and 3 threads")
+            XCTAssertEqual(a.targets, b.targets)
+        }
+        // A different seed gives different batches.
+        var c = config(threads: 1)
+        c.seed = 43
+        let other = try loader(c)
+        let first = try loader(config(threads: 1)).next()
+        XCTAssertNotEqual(try other.next().ids, first.ids)
+    }
+
+    func testResumeContinuesExactly() throws {
+        let full = try loader(config())
+        var batches: [Batch] = []
+        for _ in 0..<9 { batches.append(try full.next()) }
+        let saved = batches[3].stateAfter
+        // Through JSON, as a checkpoint or a client would carry it.
+        let restored = try JSONDecoder().decode(StreamState.self, from: JSONEncoder().encode(saved))
+        let resumed = try loader(config(threads: 1), state: restored)
+        for k in 4..<9 {
+            let b = try resumed.next()
+            XCTAssertEqual(b.index, k)
+            XCTAssertEqual(b.ids, batches[k].ids)
+            XCTAssertEqual(bytes(b), bytes(batches[k]), "batch \(k) after resume differs")
+            XCTAssertEqual(b.targets, batches[k].targets)
+        }
+        XCTAssertEqual(resumed.state, batches[8].stateAfter)
+    }
+
+    func testMixingRatioTargetsAndWeights() throws {
+        let l = try loader(config(batch: 16, ratio: 3))
+        let provider = Self.softLabels()
+        // 100 pseudo-labeled items at 12 per batch: 8 batches per epoch; the 40 labeled (4 per batch)
+        // wrap every 10 batches and keep coming.
+        XCTAssertEqual(l.batchesPerEpoch, 8)
+        var labeledSeen: [UInt64: Int] = [:]
+        for _ in 0..<20 {
+            let b = try l.next()
+            XCTAssertEqual(b.count, 16)
+            XCTAssertEqual(b.origins.filter { $0 == .pseudoLabeled }.count, 12)
+            XCTAssertEqual(b.origins.filter { $0 == .labeled }.count, 4)
+            for i in 0..<b.count {
+                let row = Array(b.targets[(i * 4)..<((i + 1) * 4)])
+                XCTAssertEqual(row.reduce(0, +), 1, accuracy: 1e-5)
+                if b.origins[i] == .labeled {
+                    labeledSeen[b.ids[i], default: 0] += 1
+                    let cls = Int(b.ids[i] % 4)
+                    XCTAssertEqual(row[cls], 0.9 + 0.025, accuracy: 1e-6, "smoothed one-hot")
+                    XCTAssertEqual(row[(cls + 1) % 4], 0.025, accuracy: 1e-6)
+                } else {
+                    XCTAssertEqual(row, provider.labels[b.ids[i]]!)
+                    XCTAssertGreaterThanOrEqual(b.ids[i], 40)
+                }
+            }
+            XCTAssertEqual(b.weights, [Float](repeating: 1, count: 16))
+        }
+        // 80 labeled draws over 40 samples: two full epochs, each sample exactly twice.
+        XCTAssertEqual(labeledSeen.count, 40)
+        XCTAssertEqual(Set(labeledSeen.values), [2])
+    }
+
+    func testLabeledOnlyWithoutPseudoLabels() throws {
+        let l = try loader(config(batch: 8), pseudo: false)
+        XCTAssertEqual(l.batchesPerEpoch, 5)
+        var ids: [UInt64] = []
+        for _ in 0..<5 {
+            let b = try l.next()
+            XCTAssertTrue(b.origins.allSatisfy { $0 == .labeled })
+            ids += b.ids
+        }
+        XCTAssertEqual(ids.sorted(), Self.fixture.labeled.map(\.id), "one epoch visits every labeled sample once")
+        XCTAssertEqual(l.state.labeled.epoch, 1)
+        XCTAssertNil(l.state.pseudoLabeled)
+    }
+
+    func testRanksAreDisjointWithEqualBatchCounts() throws {
+        var perRank: [[UInt64]] = []
+        var counts: [Int] = []
+        for r in 0..<3 {
+            var c = config(batch: 10, ratio: 4)
+            c.rank = r
+            c.worldSize = 3
+            let l = try loader(c)
+            counts.append(l.batchesPerEpoch)
+            var ids: [UInt64] = []
+            for _ in 0..<l.batchesPerEpoch { ids += try l.next().ids.filter { $0 >= 40 } }
+            perRank.append(ids)
+        }
+        XCTAssertEqual(Set(counts).count, 1, "every rank has the same number of batches per epoch")
+        for a in 0..<3 {
+            XCTAssertEqual(Set(perRank[a]).count, perRank[a].count, "no repeats inside a rank's epoch")
+            for b in (a + 1)..<3 { XCTAssertTrue(Set(perRank[a]).isDisjoint(with: perRank[b]), "ranks \(a) and \(b) overlap") }
+        }
+    }
+
+    func testCorruptSampleIsReplacedAndLogged() throws {
+        var images = Self.fixture.source.images
+        let victim: UInt64 = 50
+        images[victim] = Array(images[victim]!.prefix(200))  // truncated JPEG
+        images.removeValue(forKey: 60)  // missing entirely
+        let log = LogCollector()
+        let l = try loader(config(batch: 20, ratio: 4), source: InMemoryImageSource(images: images), log: log.add)
+        var replaced = 0
+        for _ in 0..<l.batchesPerEpoch {
+            let b = try l.next()
+            XCTAssertEqual(b.count, 20, "the batch keeps its size")
+            XCTAssertFalse(b.ids.contains(victim))
+            XCTAssertFalse(b.ids.contains(60))
+            replaced += b.replaced
+        }
+        XCTAssertEqual(replaced, 2)
+        XCTAssertEqual(l.replacedCount, 2)
+        let lines = log.lines
+        XCTAssertEqual(lines.count, 2)
+        XCTAssertTrue(lines.contains { $0.contains("sample 50 skipped") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("sample 60 skipped (missing") }, "\(lines)")
+    }
+
+    func testFloatLayoutIsTheNormalisedBytes() throws {
+        let norm = Normalization.imageNet(channels: 3)
+        let u = try loader(config(randAugment: false)).next()
+        let f = try loader(config(randAugment: false, layout: .float32NCHW(norm))).next()
+        guard case .uint8(let px) = u.images, case .float32(let fl) = f.images else { return XCTFail("layouts") }
+        XCTAssertEqual(fl.count, px.count)
+        let plane = 32 * 32
+        for i in stride(from: 0, to: 16 * plane, by: 97) {
+            let n = i / plane, p = i % plane
+            for c in 0..<3 {
+                let v = Float(px[(n * plane + p) * 3 + c])
+                let expected = (v / 255 - norm.mean[c]) / norm.std[c]
+                XCTAssertEqual(fl[n * 3 * plane + c * plane + p], expected, accuracy: 1e-5)
+            }
+        }
+    }
+
+    func testTeacherViewIsDeterministicAndGrayStaysGray() throws {
+        let r = ViewRenderer(channels: 1, layout: .uint8NHWC)
+        let jpeg = Fixtures.jpeg(width: 90, height: 70, channels: 1, seed: 3)
+        let view = View.teacher(TeacherView(size: 28))
+        let a = try jpeg.withUnsafeBytes { try r.renderImage($0, view: view, key: SampleKey(seed: 1, epoch: 0, sample: 5)) }
+        let b = try jpeg.withUnsafeBytes { try r.renderImage($0, view: view, key: SampleKey(seed: 99, epoch: 7, sample: 6)) }
+        XCTAssertEqual(a, b, "the teacher view ignores every random key")
+        XCTAssertEqual([a.width, a.height, a.channels], [28, 28, 1])
+        // An RGB source rendered for a gray stream becomes gray (and vice versa).
+        let rgb = Fixtures.jpeg(width: 40, height: 40, seed: 4)
+        let g = try rgb.withUnsafeBytes { try r.renderImage($0, view: view, key: SampleKey(seed: 0, epoch: 0, sample: 0)) }
+        XCTAssertEqual(g.channels, 1)
+    }
+
+    /// Region decode at full scale equals full decode + crop + resize byte for
+    /// byte; DCT-scaled decodes differ by a small, bounded amount.
+    func testFastDecodeBound() throws {
+        let photo = "/usr/share/matplotlib/mpl-data/sample_data/grace_hopper.jpg"
+        var sources: [[UInt8]] = (0..<4).map { Fixtures.jpeg(width: 480, height: 360, quality: 75 + 5 * $0, seed: UInt64($0 + 10)) }
+        if let data = FileManager.default.contents(atPath: photo) { sources.append([UInt8](data)) }
+        XCTAssertEqual(sources.count, 5, "python-matplotlib-data is missing: run tools/bootstrap.sh")
+        let fast = ViewRenderer(channels: 3, layout: .uint8NHWC)
+        let exact = ViewRenderer(channels: 3, layout: .uint8NHWC)
+        var scaledCount = 0, exactCount = 0, worst = 0.0, total = 0.0
+        for (k, src) in sources.enumerated() {
+            for s in 0..<30 as Range<UInt64> {
+                let key = SampleKey(seed: 5, epoch: 0, sample: s + UInt64(k) * 1000)
+                for size in [64, 160] {
+                    let v = TrainView(size: size, flip: false)
+                    var slow = v
+                    slow.fastDecode = false
+                    let a = try src.withUnsafeBytes { try fast.renderImage($0, view: .train(v), key: key) }
+                    let b = try src.withUnsafeBytes { try exact.renderImage($0, view: .train(slow), key: key) }
+                    let h = try src.withUnsafeBytes { try Codec.header($0) }
+                    var rng = key.random(.crop)
+                    let crop = ViewGeometry.randomResizedCrop(width: h.width, height: h.height, scale: 0.08...1,
+                                                              ratio: (3.0 / 4)...(4.0 / 3), rng: &rng)
+                    let scaled = crop.width >= 2 * size && crop.height >= 2 * size
+                    let mad = Fixtures.meanAbsoluteDifference(a, b)
+                    if scaled {
+                        scaledCount += 1
+                        worst = max(worst, mad)
+                        total += mad
+                    } else {
+                        exactCount += 1
+                        let differing = zip(a.pixels, b.pixels).filter { $0 != $1 }.count
+                        XCTAssertEqual(differing, 0, "region decode at full scale must equal full decode + crop (image \(k), sample \(s), size \(size))")
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(scaledCount, 50, "the test should exercise DCT scaling")
+        XCTAssertGreaterThan(exactCount, 50)
+        // The documented bound (README, "Fast decode").
+        XCTAssertLessThan(worst, 3.0, "worst mean absolute difference of a DCT-scaled view")
+        print(String(format: "fast decode: %d DCT-scaled views, mean MAD %.3f, worst %.3f; %d full-scale region views identical",
+                     scaledCount, total / Double(scaledCount), worst, exactCount))
+    }
+}
+
+/// Collects log lines from worker threads.
+final class LogCollector: @unchecked Sendable {
+    // Guarded by `lock`: the pipeline calls `add` from its worker threads.
+    private let lock = NSLock()
+    private var stored: [String] = []
+    var lines: [String] { lock.lock(); defer { lock.unlock() }; return stored }
+    func add(_ s: String) { lock.lock(); stored.append(s); lock.unlock() }
+}
