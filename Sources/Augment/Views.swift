@@ -158,10 +158,10 @@ public enum ViewGeometry {
         }
         let sw = (width + d - 1) / d, sh = (height + d - 1) / d
         let scaled = SourceBox(x0: box.x0 / Double(d), y0: box.y0 / Double(d), x1: box.x1 / Double(d), y1: box.y1 / Double(d))
-        // At full scale the margin is one 16-pixel iMCU: libjpeg-turbo upsamples chroma
-        // at a region's edges by replication, so the crop's own edge pixels must come
-        // from inside the decoded region to equal a full decode.
-        let margin = exactRegion && d == 1 ? 16 : max(2, Int((scaled.width / Double(outWidth)).rounded(.up)) + 2)
+        // At full scale a margin of 2 pixels (one chroma sample of 4:2:0): libjpeg-turbo
+        // upsamples chroma at a region's edges by replication, so the crop's own edge
+        // pixels must come from inside the decoded region to equal a full decode.
+        let margin = exactRegion && d == 1 ? 2 : max(2, Int((scaled.width / Double(outWidth)).rounded(.up)) + 2)
         let x0 = max(0, Int(scaled.x0.rounded(.down)) - margin)
         let y0 = max(0, Int(scaled.y0.rounded(.down)) - margin)
         let x1 = min(sw, Int(scaled.x1.rounded(.up)) + margin)

@@ -71,7 +71,10 @@ final class LoaderCore: @unchecked Sendable {
     private var started = false
     private var stopping = false
     private var running = 0
-    private var pool: [BatchImages] = []
+    // Image buffers of consumed batches, kept apart by type so that taking one
+    // out (popLast) moves it without another reference: writes then never copy.
+    private var byteBuffers: [[UInt8]] = []
+    private var floatBuffers: [[Float]] = []
     private var replaced = 0
 
     init(config: PipelineConfig, source: any ImageSource, classCount: Int, labels: (any SoftLabelProvider)?,
@@ -109,7 +112,10 @@ final class LoaderCore: @unchecked Sendable {
 
     func recycle(_ images: BatchImages) {
         cond.lock(); defer { cond.unlock() }
-        if pool.count < prefetch { pool.append(images) }
+        switch images {
+        case .uint8(let a): if byteBuffers.count < prefetch { byteBuffers.append(a) }
+        case .float32(let a): if floatBuffers.count < prefetch { floatBuffers.append(a) }
+        }
     }
 
     /// Stops the workers and waits for them to leave.
@@ -133,9 +139,10 @@ final class LoaderCore: @unchecked Sendable {
                 return
             }
             let plan = planner.plan()
-            let buffer = pool.popLast()
+            var bytes = byteBuffers.popLast() ?? []
+            var floats = floatBuffers.popLast() ?? []
             cond.unlock()
-            let result = Result { try render(plan, into: buffer, renderer: renderer) }
+            let result = Result { try render(plan, bytes: &bytes, floats: &floats, renderer: renderer) }
             cond.lock()
             ready[plan.index] = result
             cond.broadcast()
@@ -143,46 +150,38 @@ final class LoaderCore: @unchecked Sendable {
         }
     }
 
-    private func freshImages(_ reuse: BatchImages?, count: Int) -> BatchImages {
-        switch (config.layout, reuse) {
-        case (.uint8NHWC, .uint8(let a)?) where a.count == count * bytesPerSample: return .uint8(a)
-        case (.float32NCHW, .float32(let a)?) where a.count * 4 == count * bytesPerSample: return .float32(a)
-        case (.uint8NHWC, _): return .uint8([UInt8](repeating: 0, count: count * bytesPerSample))
-        case (.float32NCHW, _): return .float32([Float](repeating: 0, count: count * bytesPerSample / 4))
-        }
-    }
-
-    private func render(_ plan: PlannedBatch, into reuse: BatchImages?, renderer: ViewRenderer) throws -> Batch {
+    /// Renders a planned batch into `bytes` or `floats` (whichever the layout uses),
+    /// reusing their storage when it has the right size; the buffer moves into the batch.
+    private func render(_ plan: PlannedBatch, bytes: inout [UInt8], floats: inout [Float],
+                        renderer: ViewRenderer) throws -> Batch {
         var samples = plan.samples
         let n = samples.count
-        var images = freshImages(reuse, count: n)
-        var failures: [(slot: Int, reason: String)] = []
         let per = bytesPerSample
+        let isFloat: Bool
+        switch config.layout {
+        case .uint8NHWC:
+            isFloat = false
+            if bytes.count != n * per { bytes = [UInt8](repeating: 0, count: n * per) }
+        case .float32NCHW:
+            isFloat = true
+            if floats.count * 4 != n * per { floats = [Float](repeating: 0, count: n * per / 4) }
+        }
+        var failures: [(slot: Int, reason: String)] = []
 
-        func renderSlot(_ i: Int, _ bytes: UnsafeRawBufferPointer?, _ s: PlannedSample) -> String? {
-            guard let bytes else { return "missing from the store" }
+        func renderSlot(_ i: Int, _ encoded: UnsafeRawBufferPointer?, _ s: PlannedSample) -> String? {
+            guard let encoded else { return "missing from the store" }
             let key = SampleKey(seed: config.seed, epoch: s.epoch, sample: s.id)
-            do {
-                switch images {
-                case .uint8(var a):
-                    images = .uint8([])  // keep the buffer uniquely referenced while writing
-                    defer { images = .uint8(a) }
-                    try a.withUnsafeMutableBytes { raw in
-                        try renderer.render(bytes, view: config.view, key: key,
-                                            into: UnsafeMutableRawBufferPointer(rebasing: raw[(i * per)..<((i + 1) * per)]))
-                    }
-                case .float32(var a):
-                    images = .float32([])
-                    defer { images = .float32(a) }
-                    try a.withUnsafeMutableBytes { raw in
-                        try renderer.render(bytes, view: config.view, key: key,
-                                            into: UnsafeMutableRawBufferPointer(rebasing: raw[(i * per)..<((i + 1) * per)]))
-                    }
+            let view = config.view
+            func into(_ raw: UnsafeMutableRawBufferPointer) -> String? {
+                do {
+                    try renderer.render(encoded, view: view, key: key,
+                                        into: UnsafeMutableRawBufferPointer(rebasing: raw[(i * per)..<((i + 1) * per)]))
+                    return nil
+                } catch {
+                    return "\(error)"
                 }
-                return nil
-            } catch {
-                return "\(error)"
             }
+            return isFloat ? floats.withUnsafeMutableBytes(into) : bytes.withUnsafeMutableBytes(into)
         }
 
         try source.withImages(samples.map(\.id)) { i, bytes in
@@ -227,6 +226,8 @@ final class LoaderCore: @unchecked Sendable {
                 weights[i] = config.pseudoWeight
             }
         }
+        let images: BatchImages
+        if isFloat { images = .float32(floats); floats = [] } else { images = .uint8(bytes); bytes = [] }
         return Batch(index: plan.index, count: n, channels: config.channels, height: config.view.size,
                      width: config.view.size, images: images, classCount: classCount, targets: targets,
                      weights: weights, ids: samples.map(\.id), origins: samples.map(\.origin),
