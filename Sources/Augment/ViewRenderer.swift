@@ -50,17 +50,19 @@ public final class ViewRenderer {
     public let augmenter = Augmenter()
     private var a = Plane()
     private var b = Plane()
-    private var tables: [Float] = []
+    /// Float output: v * scale[c] + offset[c] = (v / 255 - mean) / std.
+    private var scale: [Float] = []
+    private var offset: [Float] = []
 
     public init(channels: Int, layout: OutputLayout) {
         precondition(channels == 1 || channels == 3, "channels must be 1 or 3")
         self.channels = channels
         self.layout = layout
         if case .float32NCHW(let n) = layout {
-            tables = [Float](repeating: 0, count: 256 * channels)
             for c in 0..<channels {
                 let mean = n.mean[c % n.mean.count], std = n.std[c % n.std.count]
-                for v in 0..<256 { tables[c * 256 + v] = (Float(v) / 255 - mean) / std }
+                scale.append(1 / (255 * std))
+                offset.append(-mean / std)
             }
         }
     }
@@ -149,32 +151,27 @@ public final class ViewRenderer {
                                  size: Int, fast: Bool, exactRegion: Bool) throws(CodecError) {
         let plan = ViewGeometry.decodePlan(format: header.format, width: header.width, height: header.height, box: box,
                                            outWidth: size, outHeight: size, fast: fast, exactRegion: exactRegion)
-        try decode(bytes, header: header, scale: plan.scaleDenominator, region: plan.region)
+        let shift = try decode(bytes, header: header, scale: plan.scaleDenominator, region: plan.region)
         var bx = plan.box
-        if exactRegion, plan.scaleDenominator == 1,
-           bx.x0 != 0 || bx.y0 != 0 || bx.x1 != Double(a.width) || bx.y1 != Double(a.height) {
-            // Cut the integer box out first, so that the resize sees the crop's
-            // edges as torchvision's crop-then-resize does.
-            let (x, y, w, h) = (Int(bx.x0), Int(bx.y0), Int(bx.width), Int(bx.height))
-            b.shape(w, h, a.channels)
-            a.withBuffer { src in
-                b.withBuffer { dst in
-                    nc_window(src.base, src.w, src.h, src.ch, Int32(x), Int32(y), dst.base, dst.w, dst.h, 0)
-                }
-            }
-            swap(&a, &b)
-            bx = SourceBox(x0: 0, y0: 0, x1: Double(w), y1: Double(h))
-        }
+        bx.x0 += Double(shift); bx.x1 += Double(shift)
         if bx.x0 == 0, bx.y0 == 0, bx.x1 == Double(a.width), bx.y1 == Double(a.height), a.width == size, a.height == size {
             return
         }
+        // With an exact region the integer box is resized as a crop of its own
+        // (a strided view, no copy): its edges clamp as in torchvision's
+        // crop-then-resize. Otherwise the filter may read pixels round the box.
+        let cut = exactRegion && plan.scaleDenominator == 1
+        let (ox, oy) = cut ? (Int(bx.x0), Int(bx.y0)) : (0, 0)
+        let (sw, sh) = cut ? (Int(bx.width), Int(bx.height)) : (a.width, a.height)
+        let box: (Float, Float, Float, Float) = cut ? (0, 0, Float(sw), Float(sh))
+            : (Float(bx.x0), Float(bx.y0), Float(bx.x1), Float(bx.y1))
         b.shape(size, size, a.channels)
-        let box = (Float(bx.x0), Float(bx.y0), Float(bx.x1), Float(bx.y1))
         let resampler = self.resampler
         let result = a.withBuffer { src in
             b.withBuffer { dst in
                 Result { () throws(CodecError) in
-                    try resampler.resize(src.base, width: src.width, height: src.height, channels: src.channels, box: box,
+                    try resampler.resize(src.base + (oy * src.width + ox) * src.channels, width: sw, height: sh,
+                                         channels: src.channels, stride: src.width * src.channels, box: box,
                                          into: dst.base, width: size, height: size)
                 }
             }
@@ -183,17 +180,23 @@ public final class ViewRenderer {
         swap(&a, &b)
     }
 
-    /// Decodes into `a`, then converts to the renderer's channel count.
-    private func decode(_ bytes: UnsafeRawBufferPointer, header: ImageHeader, scale: Int, region: PixelRect?) throws(CodecError) {
-        let (w, h): (Int, Int) = region.map { ($0.width, $0.height) }
-            ?? ((header.width + scale - 1) / scale, (header.height + scale - 1) / scale)
+    /// Decodes into `a`, then converts to the renderer's channel count. JPEG regions
+    /// may come back widened to iMCU columns (no row copy); returns how many columns
+    /// the decoded pixels start left of the requested region.
+    @discardableResult
+    private func decode(_ bytes: UnsafeRawBufferPointer, header: ImageHeader, scale: Int, region: PixelRect?) throws(CodecError) -> Int {
+        let scaledWidth = (header.width + scale - 1) / scale
+        let (w, h): (Int, Int) = region.map { (min(scaledWidth, $0.width + DecodeOptions.wideningSlack), $0.height) }
+            ?? (scaledWidth, (header.height + scale - 1) / scale)
         a.shape(w, h, header.channels)
-        let options = DecodeOptions(scaleDenominator: scale, region: region)
+        var options = DecodeOptions(scaleDenominator: scale, region: region)
+        options.allowWider = header.format == .jpeg
         let got = try a.storage.withUnsafeMutableBufferPointer { out in
             Result { () throws(CodecError) in try Codec.decode(bytes, format: header.format, options: options, into: out) }
         }.get()
         a.shape(got.outputWidth, got.outputHeight, got.channels)
-        guard a.channels != channels else { return }
+        let shift = region.map { $0.x - got.outputX } ?? 0
+        guard a.channels != channels else { return shift }
         let n = a.width * a.height
         b.shape(a.width, a.height, channels)
         let toGray = channels == 1
@@ -203,6 +206,7 @@ public final class ViewRenderer {
             }
         }
         swap(&a, &b)
+        return shift
     }
 
     private func write(into out: UnsafeMutableRawBufferPointer) {
@@ -212,10 +216,8 @@ public final class ViewRenderer {
             case .uint8NHWC:
                 out.baseAddress!.copyMemory(from: img.base, byteCount: min(img.count, out.count))
             case .float32NCHW:
-                tables.withUnsafeBufferPointer { t in
-                    nc_to_float_chw(img.base, img.w, img.h, img.ch, t.baseAddress,
-                                    out.baseAddress!.assumingMemoryBound(to: Float.self))
-                }
+                nc_to_float_chw(img.base, img.w, img.h, img.ch, scale, offset,
+                                out.baseAddress!.assumingMemoryBound(to: Float.self))
             }
         }
     }

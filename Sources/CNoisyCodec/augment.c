@@ -194,19 +194,81 @@ void nc_window(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t x0, 
     }
 }
 
-/* HWC bytes to CHW floats through a per-channel table (v/255 - mean) / std. */
-void nc_to_float_chw(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const float *tables,
-                     float *out) {
+/*
+ * HWC bytes to CHW floats, v * scale[c] + offset[c] with scale = 1 / (255 std) and
+ * offset = -mean / std. A multiply then an add, never fused, so every path
+ * (SIMD or scalar) gives the same floats.
+ */
+#pragma STDC FP_CONTRACT OFF
+static void nc_to_float_chw_scalar(const uint8_t *in, size_t from, size_t plane, int32_t ch,
+                                   const float *scale, const float *offset, float *out) {
+    for (size_t i = from; i < plane; i++) {
+        for (int c = 0; c < ch; c++) out[c * plane + i] = (float)in[i * ch + c] * scale[c] + offset[c];
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("sse4.1")))
+static inline void nc_store_plane16(__m128i v, __m128 s, __m128 o, float *out) {
+    __m128i lo = _mm_cvtepu8_epi32(v);
+    __m128i l1 = _mm_cvtepu8_epi32(_mm_srli_si128(v, 4));
+    __m128i l2 = _mm_cvtepu8_epi32(_mm_srli_si128(v, 8));
+    __m128i l3 = _mm_cvtepu8_epi32(_mm_srli_si128(v, 12));
+    _mm_storeu_ps(out, _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(lo), s), o));
+    _mm_storeu_ps(out + 4, _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(l1), s), o));
+    _mm_storeu_ps(out + 8, _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(l2), s), o));
+    _mm_storeu_ps(out + 12, _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(l3), s), o));
+}
+
+/* 16 RGB pixels (48 bytes) per step: pshufb splits them into three planes. */
+__attribute__((target("sse4.1")))
+static size_t nc_to_float_chw_rgb_sse41(const uint8_t *in, size_t plane, const float *scale,
+                                        const float *offset, float *out) {
+    const __m128i r0 = _mm_setr_epi8(0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i r1 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14, -1, -1, -1, -1, -1);
+    const __m128i r2 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 1, 4, 7, 10, 13);
+    const __m128i g0 = _mm_setr_epi8(1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i g1 = _mm_setr_epi8(-1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1);
+    const __m128i g2 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14);
+    const __m128i b0 = _mm_setr_epi8(2, 5, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i b1 = _mm_setr_epi8(-1, -1, -1, -1, -1, 1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1);
+    const __m128i b2 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15);
+    const __m128 s0 = _mm_set1_ps(scale[0]), s1 = _mm_set1_ps(scale[1]), s2 = _mm_set1_ps(scale[2]);
+    const __m128 o0 = _mm_set1_ps(offset[0]), o1 = _mm_set1_ps(offset[1]), o2 = _mm_set1_ps(offset[2]);
+    size_t i = 0;
+    for (; i + 16 <= plane; i += 16) {
+        const __m128i a = _mm_loadu_si128((const __m128i *)(in + 3 * i));
+        const __m128i b = _mm_loadu_si128((const __m128i *)(in + 3 * i + 16));
+        const __m128i c = _mm_loadu_si128((const __m128i *)(in + 3 * i + 32));
+        __m128i R = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a, r0), _mm_shuffle_epi8(b, r1)), _mm_shuffle_epi8(c, r2));
+        __m128i G = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a, g0), _mm_shuffle_epi8(b, g1)), _mm_shuffle_epi8(c, g2));
+        __m128i B = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a, b0), _mm_shuffle_epi8(b, b1)), _mm_shuffle_epi8(c, b2));
+        nc_store_plane16(R, s0, o0, out + i);
+        nc_store_plane16(G, s1, o1, out + plane + i);
+        nc_store_plane16(B, s2, o2, out + 2 * plane + i);
+    }
+    return i;
+}
+
+__attribute__((target("sse4.1")))
+static size_t nc_to_float_gray_sse41(const uint8_t *in, size_t plane, float scale, float offset, float *out) {
+    const __m128 s = _mm_set1_ps(scale), o = _mm_set1_ps(offset);
+    size_t i = 0;
+    for (; i + 16 <= plane; i += 16) nc_store_plane16(_mm_loadu_si128((const __m128i *)(in + i)), s, o, out + i);
+    return i;
+}
+#endif
+
+void nc_to_float_chw(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const float *scale,
+                     const float *offset, float *out) {
     const size_t plane = (size_t)w * (size_t)h;
-    if (ch == 1) {
-        for (size_t i = 0; i < plane; i++) out[i] = tables[in[i]];
-        return;
+    size_t done = 0;
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("sse4.1")) {
+        if (ch == 3) done = nc_to_float_chw_rgb_sse41(in, plane, scale, offset, out);
+        else if (ch == 1) done = nc_to_float_gray_sse41(in, plane, scale[0], offset[0], out);
     }
-    float *o0 = out, *o1 = out + plane, *o2 = out + 2 * plane;
-    const float *t0 = tables, *t1 = tables + 256, *t2 = tables + 512;
-    for (size_t i = 0; i < plane; i++) {
-        o0[i] = t0[in[3 * i]];
-        o1[i] = t1[in[3 * i + 1]];
-        o2[i] = t2[in[3 * i + 2]];
-    }
+#endif
+    nc_to_float_chw_scalar(in, done, plane, ch, scale, offset, out);
 }

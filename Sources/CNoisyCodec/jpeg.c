@@ -85,6 +85,8 @@ static int nc_jpeg_prepare(struct jpeg_decompress_struct *cinfo, const uint8_t *
         }
         plan->out_width = opt->crop_w;
         plan->out_height = opt->crop_h;
+        plan->out_x = opt->crop_x;
+        plan->out_y = opt->crop_y;
     } else {
         plan->out_width = ow;
         plan->out_height = oh;
@@ -143,7 +145,13 @@ int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt
         return status;
     }
     const int ch = plan->out_channels;
-    const size_t need = (size_t)plan->out_width * (size_t)plan->out_height * (size_t)ch;
+    const int widen = opt->allow_wider && opt->crop_w > 0;
+    int cap_width = plan->out_width;
+    if (widen) {
+        cap_width += NC_CROP_SLACK;
+        if (cap_width > (int)cinfo.output_width) cap_width = (int)cinfo.output_width;
+    }
+    const size_t need = (size_t)cap_width * (size_t)plan->out_height * (size_t)ch;
     if (cap < need) {
         nc_set_error(err, "output buffer holds %zu bytes, decode needs %zu", cap, need);
         jpeg_destroy_decompress(&cinfo);
@@ -164,6 +172,12 @@ int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt
         }
         row_x = opt->crop_x - (int)xoff;
         if (opt->crop_y > 0) jpeg_skip_scanlines(&cinfo, (JDIMENSION)opt->crop_y);
+        if (widen) {
+            /* Hand back what libjpeg-turbo decodes: no per-row copy. */
+            plan->out_x = (int32_t)xoff;
+            plan->out_width = (int32_t)width;
+            row_x = 0;
+        }
     }
     const int in_ch = cinfo.output_components;
     const int direct = !cropping || (row_x == 0 && (int)width == plan->out_width);

@@ -83,6 +83,8 @@ static int nc_png_prepare(png_structp png, png_infop info, const nc_decode_optio
         }
         plan->out_width = opt->crop_w;
         plan->out_height = opt->crop_h;
+        plan->out_x = opt->crop_x;
+        plan->out_y = opt->crop_y;
     } else {
         plan->out_width = (int32_t)w;
         plan->out_height = (int32_t)h;

@@ -10,6 +10,12 @@ public struct DecodeOptions: Sendable, Equatable {
     public var maxPixels: UInt64
 
     public static let defaultMaxPixels: UInt64 = 100_000_000
+    /// JPEG regions: accept the columns libjpeg-turbo really decodes (the region
+    /// widened to iMCU boundaries; see `ImageHeader.outputX`), which saves a copy of
+    /// every row. The output must then hold `widenedCapacity` bytes.
+    public var allowWider = false
+    /// Extra columns a widened region may take.
+    public static let wideningSlack = Int(NC_CROP_SLACK)
 
     public init(scaleDenominator: Int = 1, region: PixelRect? = nil, maxPixels: UInt64 = DecodeOptions.defaultMaxPixels) {
         self.scaleDenominator = scaleDenominator
@@ -25,6 +31,7 @@ public struct DecodeOptions: Sendable, Equatable {
             o.crop_w = Int32(clamping: r.width); o.crop_h = Int32(clamping: r.height)
         }
         o.max_pixels = maxPixels
+        o.allow_wider = allowWider ? 1 : 0
         return o
     }
 }
@@ -41,6 +48,10 @@ public struct ImageHeader: Sendable, Equatable {
     /// Size of the output a decode with the given options produces.
     public var outputWidth: Int
     public var outputHeight: Int
+    /// Where the output starts in the scaled image (a region's origin; with
+    /// `allowWider`, the widened region's).
+    public var outputX: Int = 0
+    public var outputY: Int = 0
 }
 
 /// Decode, encode, resize and hash, over the C target. Stateless and thread-safe.
@@ -200,7 +211,8 @@ extension ImageHeader {
     init(plan: nc_plan, format: ImageFormat) {
         self.init(format: format, width: Int(plan.info.width), height: Int(plan.info.height),
                   channels: Int(plan.out_channels), progressive: plan.info.progressive != 0,
-                  outputWidth: Int(plan.out_width), outputHeight: Int(plan.out_height))
+                  outputWidth: Int(plan.out_width), outputHeight: Int(plan.out_height),
+                  outputX: Int(plan.out_x), outputY: Int(plan.out_y))
     }
 }
 

@@ -48,12 +48,13 @@ public final class Resampler {
         }
     }
 
-    /// Resamples between raw buffers: `src` holds sw x sh x ch, `dst` dw x dh x ch.
-    public func resize(_ src: UnsafePointer<UInt8>, width sw: Int, height sh: Int, channels ch: Int,
+    /// Resamples between raw buffers: `src` holds sw x sh x ch pixels whose rows
+    /// lie `stride` bytes apart (default: packed), `dst` dw x dh x ch packed.
+    public func resize(_ src: UnsafePointer<UInt8>, width sw: Int, height sh: Int, channels ch: Int, stride: Int? = nil,
                        box b: (Float, Float, Float, Float), into dst: UnsafeMutablePointer<UInt8>,
                        width dw: Int, height dh: Int, filter: ResampleFilter = .bilinear) throws(CodecError) {
-        let status = nc_resample(src, Int32(sw), Int32(sh), Int32(ch), b.0, b.1, b.2, b.3,
-                                 dst, Int32(dw), Int32(dh), filter.c, &scratch)
+        let status = nc_resample_strided(src, Int32(sw), Int32(sh), stride ?? sw * ch, Int32(ch), b.0, b.1, b.2, b.3,
+                                         dst, Int32(dw), Int32(dh), filter.c, &scratch)
         if status != 0 {
             throw CodecError(CodecError.Code(rawValue: status), "cannot resize \(sw)x\(sh) box \(b) to \(dw)x\(dh)")
         }

@@ -65,7 +65,15 @@ typedef struct {
     int32_t scale_denom;
     int32_t crop_x, crop_y, crop_w, crop_h;
     uint64_t max_pixels;
+    /* JPEG crops: 1 lets the decoder return the columns libjpeg-turbo actually
+     * decodes (the crop widened to iMCU boundaries, see nc_plan.out_x), written
+     * straight into the output with no row copy. The output must then hold
+     * min(crop_w + NC_CROP_SLACK, scaled width) columns. */
+    int32_t allow_wider;
 } nc_decode_options;
+
+/** Extra columns a widened crop may need (iMCU alignment on both sides). */
+#define NC_CROP_SLACK 64
 
 /** Output of a decode plan: the exact size of the pixels a decode will write. */
 typedef struct {
@@ -73,6 +81,8 @@ typedef struct {
     int32_t out_width;
     int32_t out_height;
     int32_t out_channels;
+    int32_t out_x;          /* first decoded column in scaled coordinates (crops) */
+    int32_t out_y;          /* first decoded row in scaled coordinates (crops) */
 } nc_plan;
 
 /** Reads the header and tells what a decode with these options will produce. */
@@ -128,6 +138,11 @@ int nc_resample(const uint8_t *src, int32_t sw, int32_t sh, int32_t ch,
                 float x0, float y0, float x1, float y1,
                 uint8_t *dst, int32_t dw, int32_t dh, int32_t filter, nc_scratch *scratch);
 
+/** As nc_resample, for a source whose rows are src_stride bytes apart (a crop of a larger buffer). */
+int nc_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_stride, int32_t ch,
+                        float x0, float y0, float x1, float y1,
+                        uint8_t *dst, int32_t dw, int32_t dh, int32_t filter, nc_scratch *scratch);
+
 /* ---- Hashing and compressed files ---- */
 
 /** SHA-256 of data into out[32]. */
@@ -161,9 +176,9 @@ void nc_fill_rect(uint8_t *px, int32_t w, int32_t h, int32_t ch, int32_t x0, int
 /** Copies an ow x oh window at (x0, y0) that may reach past the edges (filled there). */
 void nc_window(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t x0, int32_t y0,
                uint8_t *out, int32_t ow, int32_t oh, uint8_t fill);
-/** HWC bytes to CHW floats through per-channel tables (256 * ch floats). */
-void nc_to_float_chw(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const float *tables,
-                     float *out);
+/** HWC bytes to CHW floats: v * scale[c] + offset[c] (multiply, then add; never fused). */
+void nc_to_float_chw(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const float *scale,
+                     const float *offset, float *out);
 
 #ifdef __cplusplus
 }
