@@ -20,6 +20,14 @@ func peakRSS() -> Int {
     return usage.ru_maxrss * 1024
 }
 
+/// Resident memory of this process now, in bytes (Linux /proc/self/statm).
+func currentRSS() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
 func median(_ xs: [Double]) -> Double {
     let s = xs.sorted()
     guard !s.isEmpty else { return 0 }
@@ -78,8 +86,10 @@ struct BenchPipeline: ParsableCommand {
                 let start = Date()
                 for e in 0..<epochs {
                     for _ in 0..<loader.batchesPerEpoch { loader.recycle(try loader.next()); total += 1 }
-                    rssAfterEpoch!.append(peakRSS())
-                    if !json { FileHandle.standardError.write(Data("epoch \(e + 1): peak RSS \(peakRSS() / 1_000_000) MB\n".utf8)) }
+                    rssAfterEpoch!.append(currentRSS())
+                    if !json {
+                        FileHandle.standardError.write(Data("epoch \(e + 1): RSS \(currentRSS() / 1_000_000) MB, peak \(peakRSS() / 1_000_000) MB\n".utf8))
+                    }
                 }
                 rates.append(Double(total * config.batchSize) / Date().timeIntervalSince(start))
                 replaced = loader.replacedCount
