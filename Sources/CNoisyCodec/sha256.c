@@ -58,3 +58,47 @@ void nc_sha256(const uint8_t *data, size_t len, uint8_t out[32]) {
         out[4 * j + 3] = (uint8_t)h[j];
     }
 }
+
+void nc_sha256_init(nc_sha256_ctx *c) {
+    static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(c->h, h0, sizeof(h0));
+    c->length = 0;
+    c->buffered = 0;
+}
+
+void nc_sha256_update(nc_sha256_ctx *c, const uint8_t *data, size_t len) {
+    c->length += len;
+    if (c->buffered) {
+        size_t take = 64 - c->buffered < len ? 64 - c->buffered : len;
+        memcpy(c->buffer + c->buffered, data, take);
+        c->buffered += take;
+        data += take;
+        len -= take;
+        if (c->buffered < 64) return;
+        block(c->h, c->buffer);
+        c->buffered = 0;
+    }
+    for (; len >= 64; len -= 64, data += 64) block(c->h, data);
+    memcpy(c->buffer, data, len);
+    c->buffered = len;
+}
+
+void nc_sha256_final(nc_sha256_ctx *c, uint8_t out[32]) {
+    uint8_t tail[128];
+    size_t rest = c->buffered;
+    memcpy(tail, c->buffer, rest);
+    tail[rest] = 0x80;
+    size_t total = rest + 1 + 8 <= 64 ? 64 : 128;
+    memset(tail + rest + 1, 0, total - rest - 1);
+    uint64_t bits = c->length * 8;
+    for (int b = 0; b < 8; b++) tail[total - 1 - b] = (uint8_t)(bits >> (8 * b));
+    block(c->h, tail);
+    if (total == 128) block(c->h, tail + 64);
+    for (int j = 0; j < 8; j++) {
+        out[4 * j] = (uint8_t)(c->h[j] >> 24);
+        out[4 * j + 1] = (uint8_t)(c->h[j] >> 16);
+        out[4 * j + 2] = (uint8_t)(c->h[j] >> 8);
+        out[4 * j + 3] = (uint8_t)c->h[j];
+    }
+}

@@ -226,3 +226,19 @@ extension Array where Element == UInt8 {
         return String(decoding: s, as: UTF8.self)
     }
 }
+
+/// SHA-256 over data that arrives in pieces (files written as a stream).
+public struct SHA256Stream {
+    private var ctx = nc_sha256_ctx()
+    public init() { nc_sha256_init(&ctx) }
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress else { return }
+        nc_sha256_update(&ctx, base.assumingMemoryBound(to: UInt8.self), bytes.count)
+    }
+    public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
+    public mutating func finish() -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        out.withUnsafeMutableBufferPointer { nc_sha256_final(&ctx, $0.baseAddress) }
+        return out
+    }
+}

@@ -81,7 +81,7 @@ struct BenchPipeline: ParsableCommand {
             var total = 0
             var replaced = 0
             if let epochs {
-                let loader = try BatchLoader(store: store, config: config, log: { Terminal.warn($0) })
+                let loader = try BatchLoader(store: store, config: config, pseudoLabels: try pipeline.softLabels(store: store), log: { Terminal.warn($0) })
                 rssAfterEpoch = []
                 let start = Date()
                 for e in 0..<epochs {
@@ -95,7 +95,7 @@ struct BenchPipeline: ParsableCommand {
                 replaced = loader.replacedCount
             } else {
                 for r in 0..<max(1, self.repeat) {
-                    let loader = try BatchLoader(store: store, config: config, log: { Terminal.warn($0) })
+                    let loader = try BatchLoader(store: store, config: config, pseudoLabels: try pipeline.softLabels(store: store), log: { Terminal.warn($0) })
                     loader.recycle(try loader.next())
                     let start = Date()
                     for _ in 0..<batches { loader.recycle(try loader.next()) }

@@ -33,6 +33,24 @@ struct PipelineOptions: ParsableArguments {
     @Option(help: "Number of ranks sharing each epoch.") var worldSize: Int = 1
     @Option(help: "Decode/augment threads.") var threads: Int = 2
     @Option(help: "Label smoothing for labeled targets.") var labelSmoothing: Float = 0
+    @Option(help: ArgumentHelp("Pseudo-label generation (number or tag) to mix in.", valueName: "K")) var generation: String?
+    @Option(help: ArgumentHelp("Selection of the generation (default: 'default' if it exists, else every sample).", valueName: "name"))
+    var selection: String?
+    @Option(help: "Soft-label temperature: p^(1/T), renormalised.") var temperature: Double = 1
+    @Flag(help: "Hard pseudo labels: one-hot of the top class with --hard-smoothing.") var hard = false
+    @Option(help: "Label smoothing of hard pseudo labels.") var hardSmoothing: Float = 0.1
+
+    /// The pseudo-labeled source, when --generation is given.
+    func softLabels(store: Store) throws -> StoreSoftLabels? {
+        guard let generation else {
+            if selection != nil { throw ValidationError("--selection needs --generation") }
+            return nil
+        }
+        guard temperature > 0 else { throw ValidationError("--temperature must be above 0") }
+        let g = try store.resolveGeneration(generation)
+        return try StoreSoftLabels(store: store, generation: g.generation, selection: selection,
+                                   options: LabelReadOptions(temperature: temperature, hard: hard, smoothing: hardSmoothing))
+    }
 
     func trainView() throws -> TrainView {
         let cropMode: TrainCrop

@@ -33,7 +33,7 @@ struct Preview: ParsableCommand {
             var config = try pipeline.config(store: store)
             config.batchSize = count
             config.layout = .uint8NHWC
-            let loader = try BatchLoader(store: store, config: config, log: { Terminal.warn($0) })
+            let loader = try BatchLoader(store: store, config: config, pseudoLabels: try pipeline.softLabels(store: store), log: { Terminal.warn($0) })
             let batch = try loader.next()
             let classes = try store.classes()
             guard case .uint8(let pixels) = batch.images else { return }

@@ -12,9 +12,12 @@ enum Terminal {
         FileHandle.standardError.write(Data("noisy: warning: \(message)\n".utf8))
     }
 
-    static func printJSON<T: Encodable>(_ value: T) throws {
+    /// Prints `value` as JSON. `snakeCase` converts camelCase property names (the
+    /// generation records, which are stored that way).
+    static func printJSON<T: Encodable>(_ value: T, snakeCase: Bool = false) throws {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        if snakeCase { e.keyEncodingStrategy = .convertToSnakeCase }
         let data = try e.encode(value)
         print(String(decoding: data, as: UTF8.self))
     }
@@ -43,8 +46,11 @@ final class ProgressLine {
     private var lastPrint = 0.0
     private let quiet: Bool
 
-    init(_ label: String, quiet: Bool = false) {
+    let unit: String
+
+    init(_ label: String, unit: String = "files", quiet: Bool = false) {
         self.label = label
+        self.unit = unit
         self.quiet = quiet
     }
 
@@ -61,7 +67,7 @@ final class ProgressLine {
             if done >= total { FileHandle.standardError.write(Data("\n".utf8)) }
         } else if elapsed - lastPrint >= 2 || done >= total {
             lastPrint = elapsed
-            let line = String(format: "%@: %d/%d files, %.0f/s, ETA %@\n", label, done, total, rate, Self.duration(eta))
+            let line = String(format: "%@: %d/%d %@, %.0f/s, ETA %@\n", label, done, total, unit, rate, Self.duration(eta))
             FileHandle.standardError.write(Data(line.utf8))
         }
     }

@@ -26,3 +26,23 @@ extension Store {
         return gray > colour ? 1 : 3
     }
 }
+
+/// A generation's selection as the pseudo-labeled source: each entry (with its
+/// copies) is one sample of the epoch; its target is the stored distribution at
+/// the reader's temperature (or one-hot in hard mode).
+public struct StoreSoftLabels: SoftLabelProvider {
+    public let reader: GenerationReader
+    /// nil: `default` if the generation has it, else every labelled sample once.
+    public let selection: String?
+
+    public init(store: Store, generation: Int, selection: String? = nil, options: LabelReadOptions = .init()) throws {
+        reader = try GenerationReader(store: store, generation: generation, options: options)
+        self.selection = try selection ?? reader.defaultSelection()
+    }
+
+    public var classCount: Int { reader.classCount }
+    public func entries() throws -> [UInt64] { try reader.entries(selection: selection) }
+    public func distribution(of id: UInt64, into out: UnsafeMutableBufferPointer<Float>) throws {
+        try reader.distribution(of: id, into: out)
+    }
+}

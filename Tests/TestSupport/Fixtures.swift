@@ -141,13 +141,19 @@ public enum Processes {
     /// Returns nil when valid, else the validator's message.
     public static func schemaViolation(schema: String, json: Data, lines: Bool = false) throws -> String? {
         let script = """
-        import json, sys, jsonschema
+        import glob, json, os, sys, jsonschema
         schema = json.load(open(sys.argv[1]))
         jsonschema.Draft202012Validator.check_schema(schema)
+        # Every schema in the folder, by $id, so that "$ref": "generation.schema.json" resolves.
+        store = {}
+        for f in glob.glob(os.path.join(os.path.dirname(sys.argv[1]), "*.schema.json")):
+            s = json.load(open(f)); store[s["$id"]] = s
+        resolver = jsonschema.RefResolver(base_uri=schema["$id"], referrer=schema, store=store)
+        validator = jsonschema.Draft202012Validator(schema, resolver=resolver)
         text = sys.stdin.read()
         docs = [json.loads(l) for l in text.splitlines() if l.strip()] if sys.argv[2] == "lines" else [json.loads(text)]
         if not docs: sys.exit("no JSON document to validate")
-        for d in docs: jsonschema.validate(d, schema, cls=jsonschema.Draft202012Validator)
+        for d in docs: validator.validate(d)
         print("valid", len(docs))
         """
         let r = try run(python, ["-c", script, repositoryRoot + "/schemas/" + schema, lines ? "lines" : "one"], stdin: json)

@@ -148,6 +148,17 @@ int nc_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_s
 /** SHA-256 of data into out[32]. */
 void nc_sha256(const uint8_t *data, size_t len, uint8_t out[32]);
 
+/** Incremental SHA-256, for files written in a stream (exports). */
+typedef struct {
+    uint32_t h[8];
+    uint64_t length;
+    uint8_t buffer[64];
+    size_t buffered;
+} nc_sha256_ctx;
+void nc_sha256_init(nc_sha256_ctx *c);
+void nc_sha256_update(nc_sha256_ctx *c, const uint8_t *data, size_t len);
+void nc_sha256_final(nc_sha256_ctx *c, uint8_t out[32]);
+
 /** Reads a whole gzip (or plain) file. *out is malloc'd; release with nc_free. */
 int nc_gunzip_file(const char *path, uint8_t **out, size_t *out_len, char *err);
 

@@ -1,0 +1,90 @@
+import Foundation
+import LMDB
+
+public struct LabelFilterRequest: Sendable {
+    public var generation: Int
+    public var name: String
+    /// Keep samples whose top probability is at least this (paper: 0.3).
+    public var threshold: Double
+    /// Balance: every class ends with exactly this many entries.
+    public var perClass: Int?
+    /// Orders equally confident samples (a keyed hash of (seed, id)).
+    public var seed: UInt64
+    public init(generation: Int, name: String = "default", threshold: Double, perClass: Int? = nil, seed: UInt64 = 0) {
+        self.generation = generation; self.name = name; self.threshold = threshold; self.perClass = perClass; self.seed = seed
+    }
+}
+
+extension Store {
+    /// Records a selection inside a generation: the samples whose top probability
+    /// reaches the threshold, and with `perClass` N, exactly N entries per class:
+    /// classes with more keep their N most confident; classes with n < N keep all,
+    /// each floor(N/n) or ceil(N/n) times, the extra copies going to the most
+    /// confident. Written in one transaction; a selection never changes afterwards.
+    public func filterLabels(_ r: LabelFilterRequest) throws -> SelectionRecord {
+        guard !r.name.isEmpty, r.name.utf8.count <= 200, !r.name.utf8.contains(0) else {
+            throw StoreError(.invalidArgument, "selection name must be 1-200 bytes without NUL")
+        }
+        guard r.threshold >= 0, r.threshold <= 1 else { throw StoreError(.invalidArgument, "--threshold must be in [0, 1] (got \(r.threshold))") }
+        if let n = r.perClass, n < 1 { throw StoreError(.invalidArgument, "--per-class must be at least 1 (got \(n))") }
+        guard let g = try generation(r.generation) else { throw StoreError(.notFound, "\(path): no generation \(r.generation)") }
+        if try selection(r.generation, r.name) != nil {
+            throw StoreError(.conflict, "\(path): generation \(r.generation) already has a selection '\(r.name)'; selections never change: choose another --name")
+        }
+        try removeOrphanLabels()
+        let c = g.classCount
+        var hist = [[Int]](repeating: [Int](repeating: 0, count: 101), count: c)
+        var before = [Int](repeating: 0, count: c)
+        var kept = [[(id: UInt64, confidence: Float)]](repeating: [], count: c)
+        try forEachLabel(r.generation) { id, v in
+            let (top, p) = LabelEncoding.top(v)
+            guard top < c else { throw StoreError(.corrupt, "\(path): generation \(r.generation), sample \(id): class \(top) of \(c)") }
+            hist[top][min(100, max(0, Int(Double(p) * 100)))] += 1
+            before[top] += 1
+            if Double(p) >= r.threshold { kept[top].append((id, p)) }
+        }
+        func tieKey(_ id: UInt64) -> UInt64 {
+            var z = (r.seed ^ 0x9E37_79B9_7F4A_7C15) &+ id &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 30)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        var entries: [(id: UInt64, copies: Int)] = []
+        var after = [Int](repeating: 0, count: c)
+        var empty: [Int] = []
+        for cls in 0..<c {
+            var list = kept[cls]
+            list.sort { a, b in
+                a.confidence != b.confidence ? a.confidence > b.confidence : (tieKey(a.id), a.id) < (tieKey(b.id), b.id)
+            }
+            if list.isEmpty { empty.append(cls); continue }
+            guard let n = r.perClass else {
+                for e in list { entries.append((e.id, 1)) }
+                after[cls] = list.count
+                continue
+            }
+            if list.count >= n {
+                for e in list.prefix(n) { entries.append((e.id, 1)) }
+            } else {
+                let base = n / list.count, extra = n % list.count
+                for (j, e) in list.enumerated() { entries.append((e.id, base + (j < extra ? 1 : 0))) }
+            }
+            after[cls] = n
+        }
+        entries.sort { $0.id < $1.id }
+        let record = SelectionRecord(
+            name: r.name, generation: r.generation, created: GenerationJSON.now(), threshold: r.threshold, perClass: r.perClass,
+            seed: r.seed, samples: entries.count, entries: entries.reduce(0) { $0 + $1.copies },
+            countsBefore: before, countsAboveThreshold: kept.map(\.count), countsAfter: after, emptyClasses: empty,
+            confidenceHistograms: hist)
+        try environment.write { txn in
+            guard try generation(r.generation, txn) != nil else { throw StoreError(.notFound, "\(path): generation \(r.generation) was deleted") }
+            try txn.put(db.selections, key: GenerationKeys.selection(r.generation, r.name),
+                        value: Array(try GenerationJSON.encoder.encode(record)), noOverwrite: true)
+            let prefix = GenerationKeys.entryPrefix(r.generation, r.name)
+            for e in entries {
+                try txn.put(db.selections, key: prefix + Layout.idKey(e.id), value: withUnsafeBytes(of: UInt32(e.copies).littleEndian) { Array($0) })
+            }
+        }
+        return record
+    }
+}
