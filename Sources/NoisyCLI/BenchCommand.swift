@@ -9,7 +9,7 @@ import Pipeline
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the pipeline and the decoder on a store.",
-        subcommands: [BenchPipeline.self, BenchDecode.self]
+        subcommands: [BenchPipeline.self, BenchDecode.self, BenchLabels.self]
     )
 }
 
@@ -165,6 +165,58 @@ struct BenchDecode: ParsableCommand {
             if json { try Terminal.printJSON(r); return }
             print(String(format: "full decode: %.0f images/s, %.0f Mpix/s (median of %d, %d samples, one thread)",
                          r.imagesPerSecond, r.megapixelsPerSecond, rates.count, r.samples))
+        }
+    }
+}
+
+struct BenchLabels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "labels",
+        abstract: "Random lookups of one sample's full distribution in a generation (read transaction, decode).",
+        discussion: """
+        Examples:
+          noisy bench labels --store data.noisy --generation latest --lookups 100000 --json
+        """
+    )
+    @OptionGroup var storeOption: StoreOption
+    @Option(help: ArgumentHelp("Generation number or tag.", valueName: "K")) var generation: String
+    @Option(help: "Lookups per run.") var lookups: Int = 100_000
+    @Option(help: "Runs; the median is reported.") var `repeat`: Int = 3
+    @Flag(help: "Print one JSON object.") var json = false
+
+    struct Result: Codable {
+        var lookupsPerSecond: Double
+        var runs: [Double]
+        var samples: Int
+        var precision: String
+        enum CodingKeys: String, CodingKey { case lookupsPerSecond = "lookups_per_second", runs, samples, precision }
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try Store(path: storeOption.store, readOnly: true)
+            let g = try store.resolveGeneration(generation)
+            let reader = try GenerationReader(store: store, generation: g.generation)
+            var ids: [UInt64] = []
+            ids.reserveCapacity(g.samples)
+            try store.forEachLabel(g.generation) { id, _ in ids.append(id) }
+            var rng = SystemRandomNumberGenerator()
+            var out = [Float](repeating: 0, count: g.classCount)
+            var rates: [Double] = []
+            var sink: Float = 0
+            for _ in 0..<max(1, self.repeat) {
+                let picks = (0..<lookups).map { _ in ids[Int(rng.next(upperBound: UInt64(ids.count)))] }
+                let start = Date()
+                for id in picks {
+                    try out.withUnsafeMutableBufferPointer { try reader.distribution(of: id, into: $0) }
+                    sink += out[0]
+                }
+                rates.append(Double(lookups) / Date().timeIntervalSince(start))
+            }
+            let r = Result(lookupsPerSecond: median(rates), runs: rates, samples: ids.count, precision: g.precision)
+            if json { try Terminal.printJSON(r); return }
+            print(String(format: "%.0f random lookups/s (median of %d; %d samples, %@, checksum %.1f)",
+                         r.lookupsPerSecond, rates.count, ids.count, g.precision, sink))
         }
     }
 }

@@ -54,14 +54,23 @@ public enum LabelEncoding {
             for v in p { appendLE(Float16(v).bitPattern, &out) }
         case .topK(let kRequested):
             let k = min(kRequested, c)
-            // Partial selection of the k largest, ties to the lower class index.
-            var order = Array(0..<c)
-            order.sort { p[$0] != p[$1] ? p[$0] > p[$1] : $0 < $1 }
+            // The k largest in one pass: a small sorted buffer (descending; ties keep
+            // the lower class first), most values rejected by one comparison.
+            var best: [(p: Float, c: Int)] = []
+            best.reserveCapacity(k + 1)
+            for i in 0..<c {
+                let v = p[i]
+                if best.count == k, v <= best[k - 1].p { continue }
+                var j = best.count
+                while j > 0 && best[j - 1].p < v { j -= 1 }
+                best.insert((v, i), at: j)
+                if best.count > k { best.removeLast() }
+            }
             var kept: Float = 0
-            for j in 0..<k {
-                appendLE(UInt16(order[j]), &out)
-                appendLE(Float16(p[order[j]]).bitPattern, &out)
-                kept += p[order[j]]
+            for e in best {
+                appendLE(UInt16(e.c), &out)
+                appendLE(Float16(e.p).bitPattern, &out)
+                kept += e.p
             }
             appendLE(max(0, 1 - kept).bitPattern, &out)
         }
