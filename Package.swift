@@ -37,6 +37,8 @@ let package = Package(
         .target(name: "Batches"),
         // Sampling, mixing, parallel rendering of batches from the store.
         .target(name: "Pipeline", dependencies: ["Batches", "Augment", "DatasetStore", "ImageCodec"]),
+        // `noisy serve`: batches and label sessions over a socket (schemas/wire-protocol.md).
+        .target(name: "StreamServer", dependencies: ["Pipeline", "Batches", "Augment", "DatasetStore", "ImageCodec"]),
         // Example data for `noisy demo`: Fashion-MNIST IDX files written out as image folders.
         .target(name: "Datasets", dependencies: ["ImageCodec"]),
 
@@ -44,7 +46,7 @@ let package = Package(
             name: "NoisyCLI",
             dependencies: [
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                "DatasetStore", "ImageCodec", "Datasets", "Augment", "Batches", "Pipeline",
+                "DatasetStore", "ImageCodec", "Datasets", "Augment", "Batches", "Pipeline", "StreamServer",
             ]
         ),
 

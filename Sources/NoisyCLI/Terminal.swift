@@ -8,6 +8,11 @@ enum Terminal {
         FileHandle.standardError.write(Data("noisy: error: \(message)\n".utf8))
     }
 
+    /// A log line on stderr (servers, long jobs).
+    static func info(_ message: String) {
+        FileHandle.standardError.write(Data("noisy: \(message)\n".utf8))
+    }
+
     static func warn(_ message: String) {
         FileHandle.standardError.write(Data("noisy: warning: \(message)\n".utf8))
     }

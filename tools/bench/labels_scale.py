@@ -42,11 +42,14 @@ def main():
     store = w + "/store.noisy"
     if not os.path.exists(store + "/data.mdb"):
         t = time.perf_counter()
-        for k in range(c):
+        for k in range(c):  # one distinct image per class (distinct bytes: the store dedupes)
             d = f"{w}/labeled/c{k:04d}"; os.makedirs(d, exist_ok=True)
-            Image.fromarray(np.full((4, 4, 3), k % 256, np.uint8)).save(d + "/0.png")
+            px = np.full((4, 4, 3), 255, np.uint8); px.reshape(-1)[:4] = np.frombuffer(k.to_bytes(4, "little"), np.uint8)
+            Image.fromarray(px).save(d + "/0.png")
         base = np.zeros((4, 4, 3), np.uint8)
         for i in range(n):
+            if os.path.exists(f"{w}/unlabeled/{i // 1000:04d}/999.png"):
+                continue
             d = f"{w}/unlabeled/{i // 1000:04d}"
             if i % 1000 == 0: os.makedirs(d, exist_ok=True)
             px = base.copy(); px.reshape(-1)[:4] = np.frombuffer(i.to_bytes(4, "little"), np.uint8)

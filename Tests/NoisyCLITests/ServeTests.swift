@@ -1,0 +1,205 @@
+import XCTest
+import Augment
+import Batches
+import DatasetStore
+import Pipeline
+import TestSupport
+
+/// `noisy serve` against the real Python client (numpy only) in a real process.
+final class ServeTests: XCTestCase {
+    var root = ""
+    var server: Process?
+    override func setUp() { root = Fixtures.temporaryDirectory(name) }
+    override func tearDown() {
+        if let s = server, s.isRunning { s.terminate(); s.waitUntilExit() }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    static let clientPath = Processes.repositoryRoot + "/tools/python"
+
+    func makeStore() throws -> String {
+        for c in 0..<3 {
+            for i in 0..<4 { Fixtures.write(Fixtures.jpeg(width: 50 + i * 7, height: 40 + c * 5, seed: UInt64(c * 10 + i)), to: "\(root)/l/k\(c)/\(i).jpg") }
+        }
+        for i in 0..<20 { Fixtures.write(Fixtures.jpeg(width: 48, height: 44, seed: UInt64(100 + i)), to: "\(root)/u/\(i).jpg") }
+        let store = "\(root)/s.noisy"
+        XCTAssertEqual(try Processes.noisy(["ingest", "--store", store, "--labeled", "\(root)/l", "--unlabeled", "\(root)/u", "--quiet"]).status, 0)
+        return store
+    }
+
+    /// Starts the server and waits until it accepts connections; stderr goes to log.txt.
+    func startServer(_ args: [String], ready: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Processes.noisyBinary)
+        p.arguments = ["serve"] + args
+        _ = FileManager.default.createFile(atPath: "\(root)/log.txt", contents: nil)
+        p.standardError = FileHandle(forWritingAtPath: "\(root)/log.txt")
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        server = p
+        for _ in 0..<200 {
+            if (try? String(contentsOfFile: "\(root)/log.txt", encoding: .utf8))?.contains(ready) == true { return }
+            usleep(25_000)
+        }
+        XCTFail("server did not start: \((try? String(contentsOfFile: "\(root)/log.txt", encoding: .utf8)) ?? "")")
+    }
+
+    var serverLog: String { (try? String(contentsOfFile: "\(root)/log.txt", encoding: .utf8)) ?? "" }
+
+    func client(_ script: String, _ args: [String]) throws -> ProcessResult {
+        try Processes.python("import sys; sys.path.insert(0, '\(Self.clientPath)')\n" + script, args)
+    }
+
+    func testTrainBatchesEqualTheInProcessPipelineAndResumeExactly() throws {
+        let store = try makeStore()
+        let sock = "\(root)/s.sock"
+        try startServer(["--store", store, "--socket", sock, "--size", "32", "--batch-size", "8", "--seed", "3",
+                         "--randaugment", "2,9", "--threads", "2"], ready: "serving")
+        // The same configuration in process: the bytes must match.
+        let s = try Store(path: store, readOnly: true)
+        let config = PipelineConfig(view: .train(TrainView(size: 32, randAugment: RandAugment(layers: 2, magnitude: 9))),
+                                    channels: 3, layout: .uint8NHWC, batchSize: 8, seed: 3, threads: 1)
+        let loader = try BatchLoader(store: s, config: config)
+        var images = Data(), targets = Data(), ids = Data()
+        for _ in 0..<6 {
+            let b = try loader.next()
+            guard case .uint8(let px) = b.images else { return XCTFail("layout") }
+            images.append(contentsOf: px)
+            targets.append(b.targets.withUnsafeBytes { Data($0) })
+            ids.append(b.ids.map { Int64($0) }.withUnsafeBytes { Data($0) })
+        }
+        try images.write(to: URL(fileURLWithPath: "\(root)/images.bin"))
+        try targets.write(to: URL(fileURLWithPath: "\(root)/targets.bin"))
+        try ids.write(to: URL(fileURLWithPath: "\(root)/ids.bin"))
+        let r = try client("""
+        import json, numpy as np, noisy_client
+        d, sock = sys.argv[1], sys.argv[2]
+        want_img = np.fromfile(d + "/images.bin", np.uint8).reshape(6, 8, 32, 32, 3)
+        want_t = np.fromfile(d + "/targets.bin", np.float32).reshape(6, 8, 3)
+        want_ids = np.fromfile(d + "/ids.bin", np.int64).reshape(6, 8)
+        headers = open(d + "/headers.jsonl", "w")
+        c = noisy_client.connect("unix:" + sock, rank=0, world_size=1)
+        headers.write(json.dumps(c.info) + "\\n")
+        assert c.info["batches_per_epoch"] == 1 and c.info["classes"] == ["k0", "k1", "k2"], c.info
+        saved = None
+        for k, b in enumerate(c.batches(6)):
+            assert b["images"].dtype == np.uint8 and b["images"].shape == (8, 32, 32, 3), b["images"].shape
+            assert np.array_equal(b["images"], want_img[k]), "images differ at batch %d" % k
+            assert np.array_equal(b["targets"], want_t[k]) and np.array_equal(b["ids"], want_ids[k])
+            assert b["weights"].dtype == np.float32 and (b["source"] == 0).all()
+            if k == 2: saved = c.state()
+        c.close()
+        again = noisy_client.connect("unix:" + sock, rank=0, world_size=1, state=json.loads(json.dumps(saved)))
+        for k, b in enumerate(again.batches(3), start=3):
+            assert b["index"] == k and np.array_equal(b["images"], want_img[k]), "resume differs at %d" % k
+        again.close()
+        print("ok")
+        """, [root, sock])
+        XCTAssertEqual(r.status, 0, r.stderr + serverLog)
+        XCTAssertEqual(r.stdout, "ok\n")
+        XCTAssertNil(try Processes.schemaViolation(schema: "wire-header.schema.json",
+                                                   json: try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/headers.jsonl")), lines: true))
+        server?.interrupt()
+        server?.waitUntilExit()
+        XCTAssertEqual(server?.terminationStatus, 0, serverLog)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sock), "the socket file is removed on a clean stop")
+    }
+
+    func testRanksOverTCPAreDisjointAndEqualAndGarbageDoesNotStopTheServer() throws {
+        let store = try makeStore()
+        try startServer(["--store", store, "--listen", "127.0.0.1:0", "--size", "16", "--batch-size", "3", "--seed", "1",
+                         "--handshake-timeout", "0.5"],
+                        ready: "serving")
+        guard let portText = serverLog.split(separator: ":").last?.split(separator: "\n").first, let port = Int(portText) else {
+            return XCTFail("no port in \(serverLog)")
+        }
+        let r = try client("""
+        import os, socket, struct, numpy as np, noisy_client
+        addr = "127.0.0.1:" + sys.argv[1]
+        # Garbage, a wrong version, an oversized header and a silent client first: each is refused alone.
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); s.sendall(os.urandom(64)); s.close()
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); s.sendall(b"NOIS" + struct.pack("<IQ", 1 << 30, 0)); s.close()
+        try:
+            noisy_client.VERSION = 9; noisy_client.connect(addr); raise SystemExit("version 9 accepted")
+        except noisy_client.ProtocolError as e:
+            assert "version 9 is not supported" in str(e), e
+        noisy_client.VERSION = 1
+        idle = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+        seen, counts = [], []
+        for rank in range(2):
+            c = noisy_client.connect(addr, rank=rank, world_size=2)
+            n = c.info["batches_per_epoch"]; counts.append(n)
+            ids = np.concatenate([b["ids"] for b in c.batches(n)]); c.close()
+            assert len(set(ids.tolist())) == len(ids)
+            seen.append(set(ids.tolist()))
+        assert counts[0] == counts[1] == 2, counts
+        assert not (seen[0] & seen[1]), "ranks overlap"
+        import time; time.sleep(1.0)   # past the 0.5 s handshake timeout
+        idle.close()
+        print("ok")
+        """, [String(port)])
+        XCTAssertEqual(r.status, 0, r.stderr + serverLog)
+        let log = serverLog
+        XCTAssertTrue(log.contains("bad magic"), log)
+        XCTAssertTrue(log.contains("limit"), log)
+        XCTAssertTrue(log.contains("protocol version 9 is not supported"), log)
+        XCTAssertTrue(log.contains("timed out"), "a silent client is dropped after the handshake timeout: \(log)")
+        server?.terminate()
+        server?.waitUntilExit()
+        XCTAssertEqual(server?.terminationStatus, 0)
+    }
+
+    func testLabelSessionEqualsImportAndBrokenSessionsWriteNothing() throws {
+        let store = try makeStore()
+        let sock = "\(root)/s.sock"
+        try startServer(["--store", store, "--socket", sock, "--size", "24", "--batch-size", "6", "--crop-fraction", "1"], ready: "serving")
+        let script = """
+        import os, numpy as np, noisy_client
+        d, sock, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+        def probs(ids):
+            rng = np.random.RandomState(0)
+            table = rng.dirichlet([1, 1, 1], size=100).astype(np.float32)
+            p = table[ids % 100]; return p / p.sum(1, keepdims=True)
+        s = noisy_client.connect("unix:" + sock).label_session("unlabeled", teacher="python teacher")
+        assert s.info["samples"] == 20 and s.info["batches"] == 4, s.info
+        all_ids = []
+        for k, (ids, images) in enumerate(s):
+            assert images.shape == (len(ids), 24, 24, 3) and images.dtype == np.uint8
+            all_ids += ids.tolist()
+            if mode == "die" and k == 1: os._exit(0)      # killed mid-session: nothing may be written
+            s.send(probs(ids))
+        if mode == "abort": s.abort(); print("aborted"); raise SystemExit
+        g = s.commit()
+        ids = np.array(all_ids, dtype=np.int64)
+        np.save(d + "/ids.npy", ids); np.save(d + "/p.npy", probs(ids))
+        print(g)
+        """
+        for mode in ["die", "abort"] {
+            let r = try client(script, [root, sock, mode])
+            XCTAssertEqual(r.status, 0, r.stderr)
+        }
+        usleep(200_000)
+        let none = try Processes.noisy(["labels", "list", "--store", store, "--json"])
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: none.stdoutData) as? [Any])?.count, 0, "broken sessions commit nothing")
+        let r = try client(script, [root, sock, "commit"])
+        XCTAssertEqual(r.status, 0, r.stderr + serverLog)
+        XCTAssertEqual(r.stdout, "1\n")
+        let imp = try Processes.noisy(["labels", "import", "--store", store, "--predictions", "\(root)/p.npy", "--ids", "\(root)/ids.npy",
+                                       "--teacher", "same, via NPY", "--quiet"])
+        XCTAssertEqual(imp.status, 0, imp.stderr)
+        for g in ["1", "2"] {
+            XCTAssertEqual(try Processes.noisy(["labels", "export", "--store", store, "--generation", g, "--out", "\(root)/ex\(g)"]).status, 0)
+        }
+        let cmp = try Processes.python("""
+        import sys, numpy as np
+        d = sys.argv[1]
+        for name in ["ids.npy", "probs.npy", "multiplicity.npy"]:
+            a, b = np.load(d + "/ex1/" + name), np.load(d + "/ex2/" + name)
+            assert a.shape == b.shape and np.array_equal(a, b), name
+        print("equal")
+        """, [root])
+        XCTAssertEqual(cmp.stdout, "equal\n", cmp.stderr)
+        server?.terminate()
+        server?.waitUntilExit()
+    }
+}

@@ -1,0 +1,197 @@
+"""Client for `noisy serve` (schemas/wire-protocol.md). Needs only numpy.
+
+    import noisy_client
+    c = noisy_client.connect("unix:/tmp/noisy.sock", rank=0, world_size=2)
+    for batch in c.batches():          # dicts of numpy arrays, zero copy
+        images, targets = batch["images"], batch["targets"]
+        ...
+        saved = c.state()              # resume later: connect(..., state=saved)
+
+    s = noisy_client.connect("127.0.0.1:5555").label_session("unlabeled", teacher="resnet50 gen 1")
+    for ids, images in s:
+        s.send(model(images))          # float32 [n, C] probabilities (logits=True for scores)
+    generation = s.commit()
+"""
+import json
+import socket
+import struct
+
+import numpy as np
+
+VERSION = 1
+MAGIC = b"NOIS"
+ALIGN = 64
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def _open(address):
+    if address.startswith("unix:") or address.startswith("/"):
+        path = address[5:] if address.startswith("unix:") else address
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        return s
+    host, _, port = address.rpartition(":")
+    s = socket.create_connection((host or "127.0.0.1", int(port)))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def _recv_exact(sock, n):
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise ProtocolError("connection closed by the server")
+        got += k
+    return buf
+
+
+def _send(sock, header, arrays=()):
+    header = dict(header, version=VERSION)
+    specs, offset, parts = [], 0, []
+    for name, arr in arrays:
+        arr = np.ascontiguousarray(arr)
+        start = (offset + ALIGN - 1) // ALIGN * ALIGN
+        if start > offset:
+            parts.append(b"\0" * (start - offset))
+        specs.append({"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape), "offset": start, "bytes": arr.nbytes})
+        parts.append(memoryview(arr).cast("B"))
+        offset = start + arr.nbytes
+    if specs:
+        header["arrays"] = specs
+    js = json.dumps(header).encode()
+    pad = (ALIGN - (16 + len(js)) % ALIGN) % ALIGN
+    sock.sendall(MAGIC + struct.pack("<IQ", len(js), offset) + js + b"\0" * pad)
+    for p in parts:
+        sock.sendall(p)
+
+
+def _receive(sock):
+    prefix = _recv_exact(sock, 16)
+    if bytes(prefix[:4]) != MAGIC:
+        raise ProtocolError("not a noisy server (bad magic)")
+    hlen, plen = struct.unpack("<IQ", prefix[4:])
+    header = json.loads(bytes(_recv_exact(sock, hlen)))
+    pad = (ALIGN - (16 + hlen) % ALIGN) % ALIGN
+    if pad:
+        _recv_exact(sock, pad)
+    payload = _recv_exact(sock, plen) if plen else bytearray()
+    if header.get("type") == "error":
+        raise ProtocolError(header.get("message", "server error"))
+    arrays = {}
+    for a in header.get("arrays", []):
+        arrays[a["name"]] = np.frombuffer(payload, dtype=np.dtype(a["dtype"]), count=int(np.prod(a["shape"])) if a["shape"] else 1,
+                                          offset=a["offset"]).reshape(a["shape"])
+    return header, arrays
+
+
+class Client:
+    """A train session; `label_session` opens a separate connection for labelling."""
+
+    def __init__(self, address, rank=None, world_size=None, state=None, token=None):
+        self.address, self.token = address, token
+        self._state = state
+        self.sock = _open(address)
+        hello = {"type": "hello", "session": "train"}
+        if rank is not None:
+            hello["rank"] = rank
+            hello["world_size"] = 1 if world_size is None else world_size
+        elif world_size is not None:
+            hello["world_size"] = world_size
+        if state is not None:
+            hello["state"] = state
+        if token is not None:
+            hello["token"] = token
+        _send(self.sock, hello)
+        self.info, _ = _receive(self.sock)
+        if self.info.get("version") != VERSION:
+            raise ProtocolError(f"server speaks protocol {self.info.get('version')}, this client {VERSION}")
+        self._state = self.info["state"]
+
+    def batches(self, count=None):
+        """Yields batches: images, targets, weights, ids, source (0 labeled, 1 pseudo-labeled)."""
+        n = 0
+        while count is None or n < count:
+            header, arrays = _receive(self.sock)
+            if header.get("type") != "batch":
+                raise ProtocolError(f"expected a batch, got {header.get('type')}")
+            self._state = header["state"]
+            arrays["index"] = header["index"]
+            yield arrays
+            n += 1
+
+    def state(self):
+        """The resume state after the last batch received (JSON-able dict)."""
+        return self._state
+
+    def close(self):
+        try:
+            _send(self.sock, {"type": "stop"})
+        except OSError:
+            pass
+        self.sock.close()
+
+    def label_session(self, split="unlabeled", teacher="", logits=False, parent=None, precision="f16", model=None):
+        return LabelSession(self.address, split, teacher, logits, parent, precision, model, self.token)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LabelSession:
+    """Iterate for (ids, images); answer each batch with send(probs); then commit()."""
+
+    def __init__(self, address, split, teacher, logits, parent, precision, model, token):
+        self.sock = _open(address)
+        hello = {"type": "hello", "session": "label", "split": split, "teacher": teacher, "logits": bool(logits),
+                 "precision": precision}
+        if parent is not None:
+            hello["parent"] = parent
+        if model is not None:
+            hello["model"] = model
+        if token is not None:
+            hello["token"] = token
+        _send(self.sock, hello)
+        self.info, _ = _receive(self.sock)
+        self._index = None
+        self._ended = False
+
+    def __iter__(self):
+        while True:
+            header, arrays = _receive(self.sock)
+            if header["type"] == "end":
+                self._ended = True
+                return
+            if header["type"] != "label_batch":
+                raise ProtocolError(f"expected a label batch, got {header['type']}")
+            self._index = header["index"]
+            yield arrays["ids"], arrays["images"]
+
+    def send(self, probs):
+        probs = np.ascontiguousarray(probs, dtype=np.float32)
+        _send(self.sock, {"type": "predictions", "index": self._index}, [("probs", probs)])
+
+    def commit(self):
+        """Ends the session; the server creates the generation and returns its number."""
+        if not self._ended:
+            raise ProtocolError("commit() before every batch was answered")
+        _send(self.sock, {"type": "commit"})
+        header, _ = _receive(self.sock)
+        self.sock.close()
+        return header["generation"]
+
+    def abort(self):
+        self.sock.close()
+
+
+def connect(address, rank=None, world_size=None, state=None, token=None):
+    """Opens a train session. address: "unix:/path", "/path" or "host:port"."""
+    return Client(address, rank, world_size, state, token)
