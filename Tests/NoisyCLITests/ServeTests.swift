@@ -125,6 +125,8 @@ final class ServeTests: XCTestCase {
             assert "version 9 is not supported" in str(e), e
         noisy_client.VERSION = 1
         idle = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+        rude = noisy_client.connect(addr, rank=0, world_size=2)
+        next(rude.batches()); rude.sock.close()          # gone mid-stream, without a stop
         seen, counts = [], []
         for rank in range(2):
             c = noisy_client.connect(addr, rank=rank, world_size=2)
@@ -199,7 +201,26 @@ final class ServeTests: XCTestCase {
         print("equal")
         """, [root])
         XCTAssertEqual(cmp.stdout, "equal\n", cmp.stderr)
+        // SIGTERM during a label session: the server stops cleanly and commits nothing.
+        let waiter = Process()
+        waiter.executableURL = URL(fileURLWithPath: Processes.python)
+        waiter.arguments = ["-c", """
+        import sys, time; sys.path.insert(0, '\(Self.clientPath)'); import noisy_client
+        s = noisy_client.connect("unix:" + sys.argv[1]).label_session("unlabeled", teacher="interrupted")
+        for ids, images in s:
+            print("first", flush=True); time.sleep(30)
+        """, sock]
+        let out = Pipe()
+        waiter.standardOutput = out
+        waiter.standardError = FileHandle.nullDevice
+        try waiter.run()
+        _ = out.fileHandleForReading.availableData  // "first": the session is open
         server?.terminate()
         server?.waitUntilExit()
+        XCTAssertEqual(server?.terminationStatus, 0, serverLog)
+        waiter.terminate()
+        waiter.waitUntilExit()
+        let gens = try Processes.noisy(["labels", "list", "--store", store, "--json"])
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: gens.stdoutData) as? [Any])?.count, 2, "no third generation")
     }
 }

@@ -14,15 +14,35 @@ import numpy as np
 from PIL import Image
 
 
+def anon_kb(pid):
+    """Resident anonymous memory (heap, stacks): RSS without the memory-mapped files
+    (the NPY, the LMDB map), whose pages belong to the page cache."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def run(cmd):
+    """Runs cmd; returns stdout, wall seconds, peak RSS and peak anonymous RSS (bytes)."""
+    import threading
     t = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peak = [0]
+    def watch():
+        while p.poll() is None:
+            peak[0] = max(peak[0], anon_kb(p.pid)); time.sleep(0.05)
+    w = threading.Thread(target=watch); w.start()
     out = p.stdout.read(); err = p.stderr.read()
     _, status, usage = os.wait4(p.pid, 0)
+    w.join()
     wall = time.perf_counter() - t
     if status != 0:
         sys.exit(f"{' '.join(cmd)} failed: {err.decode()[-2000:]}")
-    return out.decode(), wall, usage.ru_maxrss * 1024
+    return out.decode(), wall, (usage.ru_maxrss * 1024, peak[0] * 1024)
 
 
 def du(path):
@@ -55,7 +75,7 @@ def main():
             px = base.copy(); px.reshape(-1)[:4] = np.frombuffer(i.to_bytes(4, "little"), np.uint8)
             Image.fromarray(px).save(f"{d}/{i % 1000:03d}.png")
         print(f"wrote {n} + {c} PNGs in {time.perf_counter() - t:.0f} s", flush=True)
-        out, wall, rss = run([noisy, "ingest", "--store", store, "--labeled", w + "/labeled", "--unlabeled", w + "/unlabeled", "--quiet", "--json"])
+        out, wall, (rss, anon) = run([noisy, "ingest", "--store", store, "--labeled", w + "/labeled", "--unlabeled", w + "/unlabeled", "--quiet", "--json"])
         print(f"ingest: {wall:.0f} s, peak RSS {rss / 1e6:.0f} MB", flush=True)
     if not os.path.exists(w + "/p.npy"):
         t = time.perf_counter()
@@ -76,15 +96,17 @@ def main():
         s = json.loads(out)
         k = s["generation"]
         grown = du(store) - before
-        r = {"import_seconds": wall, "import_peak_rss_mb": rss / 1e6, "value_bytes_per_sample": s["bytes_per_sample"],
-             "store_growth_bytes_per_sample": grown / n}
+        r = {"import_seconds": wall, "import_peak_rss_mb": rss[0] / 1e6, "import_peak_anon_mb": rss[1] / 1e6,
+             "value_bytes_per_sample": s["bytes_per_sample"], "store_growth_bytes_per_sample": grown / n}
         out, wall, rss = run([noisy, "labels", "filter", "--store", store, "--generation", str(k), "--threshold", "0.3",
                               "--per-class", str(max(1, n // c)), "--json"])
-        r.update(filter_seconds=wall, filter_peak_rss_mb=rss / 1e6, selection_entries=json.loads(out)["entries"])
+        sel = json.loads(out)
+        r.update(filter_seconds=wall, filter_peak_rss_mb=rss[0] / 1e6, filter_peak_anon_mb=rss[1] / 1e6,
+                 selection_entries=sel["entries"], selection_samples=sel["samples"])
         exp = f"{w}/export-{k}"
         subprocess.run(["rm", "-rf", exp])
         out, wall, rss = run([noisy, "labels", "export", "--store", store, "--generation", str(k), "--format", "npy", "--out", exp])
-        r.update(export_seconds=wall, export_peak_rss_mb=rss / 1e6, export_bytes=du(exp))
+        r.update(export_seconds=wall, export_peak_rss_mb=rss[0] / 1e6, export_peak_anon_mb=rss[1] / 1e6, export_bytes=du(exp))
         subprocess.run(["rm", "-rf", exp])
         out, wall, rss = run([noisy, "bench", "labels", "--store", store, "--generation", str(k), "--lookups", "200000", "--json"])
         r.update(lookups_per_second=json.loads(out)["lookups_per_second"])

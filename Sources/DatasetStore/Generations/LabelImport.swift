@@ -52,6 +52,8 @@ private protocol PredictionRows {
     var count: Int { get }
     var classCount: Int { get }
     func row(_ i: Int) -> UnsafeBufferPointer<Float>
+    /// Done with rows [from, to) for now (memory-mapped rows leave the resident set).
+    func release(_ from: Int, _ to: Int)
 }
 
 private struct NPYRows: PredictionRows {
@@ -59,6 +61,7 @@ private struct NPYRows: PredictionRows {
     var count: Int { file.shape[0] }
     var classCount: Int { file.shape[1] }
     func row(_ i: Int) -> UnsafeBufferPointer<Float> { file.floatRow(i) }
+    func release(_ from: Int, _ to: Int) { file.release(rows: from, to) }
 }
 
 private final class MemoryRows: PredictionRows {
@@ -69,6 +72,7 @@ private final class MemoryRows: PredictionRows {
     func row(_ i: Int) -> UnsafeBufferPointer<Float> {
         values.withUnsafeBufferPointer { UnsafeBufferPointer(rebasing: $0[(i * classCount)..<((i + 1) * classCount)]) }
     }
+    func release(_ from: Int, _ to: Int) {}
 }
 
 extension Store {
@@ -136,6 +140,8 @@ extension Store {
                         try txn.put(db.labels, key: GenerationKeys.label(k, ids[row]), value: value, append: true)
                     }
                 }
+                // Rows are written in id order, which may be any row order: release by rows seen.
+                if done % (16 * batch) == 0 { rows.release(0, rows.count) }
                 for (top, p) in tops {
                     counts[top] += 1
                     confidence[top] += Double(p)
@@ -193,6 +199,7 @@ extension Store {
                 throw StoreError(.invalidArgument, "\(predictions): predictions must be 2-D [N, C], the shape is \(file.shape)")
             }
             let hash = Codec.sha256(file.data).hexString
+            file.releaseAll()
             let ids: [UInt64]
             let matched: String
             switch (idsPath, sourcesPath) {
@@ -284,6 +291,7 @@ extension Store {
     private func checkRows(_ rows: any PredictionRows, ids: [UInt64], logits: Bool, origin: PredictionOrigin) throws {
         let name = origin.path ?? "predictions"
         for i in 0..<rows.count {
+            if i % 16_384 == 0 && i > 0 { rows.release(i - 16_384, i) }
             let r = rows.row(i)
             var sum = 0.0
             for (j, v) in r.enumerated() {

@@ -104,6 +104,22 @@ public final class NPYFile: @unchecked Sendable {
         UnsafeRawBufferPointer(start: map + dataOffset, count: shape.reduce(1, *) * Self.itemSize(dtype))
     }
 
+    /// Drops the mapped pages of rows [from, to) from this process's resident set
+    /// (MADV_DONTNEED on a read-only private mapping: the page cache keeps them), so
+    /// that streaming over a file larger than memory keeps RSS flat.
+    public func release(rows from: Int, _ to: Int) {
+        guard shape.count == 2, to > from else { return }
+        let rowBytes = shape[1] * Self.itemSize(dtype)
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = dataOffset + from * rowBytes, end = dataOffset + to * rowBytes
+        let alignedStart = (start + page - 1) / page * page, alignedEnd = end / page * page
+        guard alignedEnd > alignedStart else { return }
+        _ = madvise(map + alignedStart, alignedEnd - alignedStart, MADV_DONTNEED)
+    }
+
+    /// Drops every mapped page from the resident set (after a full pass such as hashing).
+    public func releaseAll() { _ = madvise(map, mapLength / Int(sysconf(Int32(_SC_PAGESIZE))) * Int(sysconf(Int32(_SC_PAGESIZE))), MADV_DONTNEED) }
+
     /// Row i of a 2-D float32 array.
     public func floatRow(_ i: Int) -> UnsafeBufferPointer<Float> {
         let cols = shape[1]

@@ -1,0 +1,21 @@
+#!/usr/bin/env python3
+"""Consumes batches from `noisy serve` and prints one JSON line: batches/s, MB/s,
+and the client's own CPU time per batch (what the Python side costs).
+Usage: serve_client.py ADDRESS BATCHES"""
+import json, os, sys, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+import noisy_client
+
+address, n = sys.argv[1], int(sys.argv[2])
+c = noisy_client.connect(address, rank=0, world_size=1)
+it = c.batches()
+next(it)                                   # warm-up batch
+t, cpu, nbytes = time.perf_counter(), time.process_time(), 0
+for _ in range(n):
+    b = next(it)
+    nbytes += sum(a.nbytes for k, a in b.items() if k != "index")
+wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+c.close()
+print(json.dumps({"batches_per_second": n / wall, "megabytes_per_second": nbytes / wall / 1e6,
+                  "client_cpu_ms_per_batch": 1000 * cpu / n}))
