@@ -37,6 +37,8 @@ let package = Package(
         .target(name: "Batches"),
         // Sampling, mixing, parallel rendering of batches from the store.
         .target(name: "Pipeline", dependencies: ["Batches", "Augment", "DatasetStore", "ImageCodec"]),
+        // CPU training on OpenBLAS; consumes batch values only (no store, no codec).
+        .target(name: "Trainer", dependencies: ["Batches", "COpenBLAS"]),
         // `noisy serve`: batches and label sessions over a socket (schemas/wire-protocol.md).
         .target(name: "StreamServer", dependencies: ["Pipeline", "Batches", "Augment", "DatasetStore", "ImageCodec"]),
         // Example data for `noisy demo`: Fashion-MNIST IDX files written out as image folders.
@@ -53,6 +55,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["ImageCodec"], path: "Tests/TestSupport"),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Augment", "Batches", "DatasetStore", "ImageCodec", "TestSupport"]),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB", "TestSupport"]),
+        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Batches"]),
         .testTarget(name: "ImageCodecTests", dependencies: ["ImageCodec", "TestSupport"]),
         .testTarget(name: "DatasetStoreTests", dependencies: ["DatasetStore", "ImageCodec", "Datasets", "TestSupport"]),
         // Depends on the executable so that `swift test` builds the `noisy` binary it runs.

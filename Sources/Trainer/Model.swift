@@ -1,0 +1,135 @@
+import Batches
+import Foundation
+
+/// What a model is: enough to rebuild it from a checkpoint.
+public struct Architecture: Codable, Sendable, Equatable {
+    /// mlp or cnn.
+    public var kind: String
+    /// Multiplies every layer's width (a student can be wider than its teacher).
+    public var width: Double
+    /// MLP: hidden layers. CNN: residual blocks per stage.
+    public var depth: Int
+    public var height: Int
+    public var imageWidth: Int
+    public var channels: Int
+    public var classes: Int
+    /// Dropout before the classifier.
+    public var dropout: Double
+    /// Stochastic depth: survival of the last residual block (linear from 1).
+    public var finalSurvival: Double
+
+    public init(kind: String, width: Double = 1, depth: Int = 1, height: Int, imageWidth: Int, channels: Int, classes: Int,
+                dropout: Double = 0, finalSurvival: Double = 1) {
+        self.kind = kind; self.width = width; self.depth = depth; self.height = height; self.imageWidth = imageWidth
+        self.channels = channels; self.classes = classes; self.dropout = dropout; self.finalSurvival = finalSurvival
+    }
+}
+
+/// A sequential network built from an architecture and a seed.
+public final class Model {
+    public let architecture: Architecture
+    let layers: [Layer]
+
+    public init(_ a: Architecture, seed: UInt64) throws {
+        guard ["mlp", "cnn"].contains(a.kind) else { throw TrainerError("model must be mlp or cnn (got \(a.kind))") }
+        guard a.width > 0, a.depth >= 0, a.classes >= 2 else { throw TrainerError("width must be > 0, depth >= 0, classes >= 2") }
+        architecture = a
+        var rng = TrainerRandom(seed: seed)
+        var l: [Layer] = []
+        func w(_ base: Int) -> Int { max(1, Int((Double(base) * a.width).rounded())) }
+        if a.kind == "mlp" {
+            var inputs = a.height * a.imageWidth * a.channels
+            l.append(Flatten())
+            for i in 0..<max(1, a.depth) {
+                l.append(Dense(inputs, w(256), rng: &rng, name: "fc\(i)"))
+                l.append(ReLU())
+                inputs = w(256)
+            }
+            l.append(Dropout(Float(a.dropout)))
+            l.append(Dense(inputs, a.classes, rng: &rng, name: "classifier"))
+        } else {
+            let c1 = w(16), c2 = w(32)
+            let blocks = 2 * a.depth
+            var block = 0
+            func survival() -> Float {
+                block += 1
+                return Float(1 - (1 - a.finalSurvival) * Double(block) / Double(max(1, blocks)))
+            }
+            l.append(Conv3x3(a.channels, c1, rng: &rng, name: "stem")); l.append(ReLU())
+            for i in 0..<a.depth { l.append(Residual(channels: c1, survival: survival(), rng: &rng, name: "s1.b\(i)")); l.append(ReLU()) }
+            l.append(MaxPool2())
+            l.append(Conv3x3(c1, c2, rng: &rng, name: "conv2")); l.append(ReLU())
+            for i in 0..<a.depth { l.append(Residual(channels: c2, survival: survival(), rng: &rng, name: "s2.b\(i)")); l.append(ReLU()) }
+            l.append(MaxPool2())
+            l.append(Flatten())
+            l.append(Dense((a.height / 4) * (a.imageWidth / 4) * c2, w(128), rng: &rng, name: "fc")); l.append(ReLU())
+            l.append(Dropout(Float(a.dropout)))
+            l.append(Dense(w(128), a.classes, rng: &rng, name: "classifier"))
+        }
+        layers = l
+    }
+
+    public var parameters: [Parameter] { layers.flatMap(\.parameters) }
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+
+    /// Logits [N, classes].
+    public func forward(_ x: Tensor, _ ctx: inout StepContext) -> Tensor {
+        var h = x
+        for layer in layers { h = layer.forward(h, &ctx) }
+        return h
+    }
+
+    public func backward(_ dLogits: Tensor) {
+        var g = dLogits
+        for layer in layers.reversed() { g = layer.backward(g) }
+    }
+
+    /// A batch's images as the model's input: NHWC floats, centred at 0.
+    public static func input(_ b: Batch) -> Tensor {
+        var data = [Float](repeating: 0, count: b.count * b.height * b.width * b.channels)
+        switch b.images {
+        case .uint8(let px):
+            for i in 0..<px.count { data[i] = Float(px[i]) / 255 - 0.5 }
+        case .float32(let f):  // NCHW -> NHWC
+            let plane = b.height * b.width
+            for n in 0..<b.count {
+                for c in 0..<b.channels {
+                    for p in 0..<plane { data[(n * plane + p) * b.channels + c] = f[(n * b.channels + c) * plane + p] }
+                }
+            }
+        }
+        return Tensor(shape: [b.count, b.height, b.width, b.channels], data: data)
+    }
+}
+
+public struct TrainerError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Cross-entropy against soft targets, weighted per sample, averaged over the batch
+/// (the paper's joint loss: labeled and pseudo-labeled samples in one mean).
+public enum SoftCrossEntropy {
+    /// Returns the loss and dLoss/dLogits.
+    public static func lossAndGradient(logits: Tensor, targets: [Float], weights: [Float]) -> (Float, Tensor) {
+        let n = logits.batch, c = logits.perSample
+        var grad = [Float](repeating: 0, count: n * c)
+        var total: Double = 0
+        for i in 0..<n {
+            let row = i * c
+            var m = logits.data[row]
+            for j in 1..<c { m = max(m, logits.data[row + j]) }
+            var sum: Double = 0
+            for j in 0..<c { sum += Double(expf(logits.data[row + j] - m)) }
+            let logSum = Float(log(sum)) + m
+            var ce: Float = 0
+            for j in 0..<c {
+                let logp = logits.data[row + j] - logSum
+                ce -= targets[row + j] * logp
+                grad[row + j] = weights[i] * (expf(logp) - targets[row + j]) / Float(n)
+            }
+            total += Double(weights[i] * ce)
+        }
+        return (Float(total / Double(n)), Tensor(shape: logits.shape, data: grad))
+    }
+}

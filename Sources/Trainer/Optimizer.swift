@@ -1,0 +1,73 @@
+import Foundation
+
+/// SGD with momentum (optionally Nesterov) and decoupled-from-bias weight decay,
+/// with a linear warm-up then cosine decay of the learning rate.
+public struct SGDConfig: Codable, Sendable, Equatable {
+    public var learningRate: Double
+    public var momentum: Double
+    public var nesterov: Bool
+    public var weightDecay: Double
+    public var warmupSteps: Int
+    public var totalSteps: Int
+    /// EMA of the weights for evaluation and labelling (0: off).
+    public var emaDecay: Double
+
+    public init(learningRate: Double = 0.05, momentum: Double = 0.9, nesterov: Bool = true, weightDecay: Double = 5e-4,
+                warmupSteps: Int = 100, totalSteps: Int, emaDecay: Double = 0) {
+        self.learningRate = learningRate; self.momentum = momentum; self.nesterov = nesterov
+        self.weightDecay = weightDecay; self.warmupSteps = warmupSteps; self.totalSteps = totalSteps; self.emaDecay = emaDecay
+    }
+
+    /// The learning rate at `step` (0-based).
+    public func rate(at step: Int) -> Double {
+        if step < warmupSteps { return learningRate * Double(step + 1) / Double(max(1, warmupSteps)) }
+        let t = Double(step - warmupSteps) / Double(max(1, totalSteps - warmupSteps))
+        return learningRate * 0.5 * (1 + cos(Double.pi * min(1, t)))
+    }
+}
+
+public final class SGD {
+    public let config: SGDConfig
+    public private(set) var step = 0
+    let parameters: [Parameter]
+    /// EMA copies, in parameter order (empty when off).
+    var ema: [[Float]]
+
+    public init(parameters: [Parameter], config: SGDConfig) {
+        self.parameters = parameters
+        self.config = config
+        ema = config.emaDecay > 0 ? parameters.map(\.value) : []
+    }
+
+    func restore(step: Int, ema: [[Float]]) { self.step = step; self.ema = ema }
+
+    /// Applies the accumulated gradients and clears them.
+    public func update() {
+        let lr = Float(config.rate(at: step)), mu = Float(config.momentum), wd = Float(config.weightDecay)
+        for p in parameters {
+            let decay = p.decays ? wd : 0
+            for i in 0..<p.value.count {
+                let g = p.grad[i] + decay * p.value[i]
+                p.velocity[i] = mu * p.velocity[i] + g
+                p.value[i] -= lr * (config.nesterov ? g + mu * p.velocity[i] : p.velocity[i])
+                p.grad[i] = 0
+            }
+        }
+        if !ema.isEmpty {
+            let d = Float(min(config.emaDecay, Double(1 + step) / Double(10 + step)))
+            for (k, p) in parameters.enumerated() {
+                for i in 0..<p.value.count { ema[k][i] = d * ema[k][i] + (1 - d) * p.value[i] }
+            }
+        }
+        step += 1
+    }
+
+    /// Runs `body` with the EMA weights in place of the live ones (evaluation, labelling).
+    public func withAveragedWeights<T>(_ body: () throws -> T) rethrows -> T {
+        guard !ema.isEmpty else { return try body() }
+        let live = parameters.map(\.value)
+        for (k, p) in parameters.enumerated() { p.value = ema[k] }
+        defer { for (k, p) in parameters.enumerated() { p.value = live[k] } }
+        return try body()
+    }
+}

@@ -1,0 +1,180 @@
+import XCTest
+import Batches
+@testable import Trainer
+
+/// Every layer's backward pass against central finite differences, the loss, and
+/// training behaviour: determinism, exact resume from a checkpoint, learning.
+final class TrainerTests: XCTestCase {
+    override func setUp() { setBLASThreads(1) }
+
+    func random(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
+        var r = TrainerRandom(seed: seed)
+        return Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in r.normal() * scale })
+    }
+
+    /// Checks dL/dx and dL/dparams of `layers` for L = sum(y * g) with a fixed random g.
+    /// A small `eps` where ReLUs sit inside the checked function, so that steps rarely cross a kink.
+    func gradientCheck(_ layers: [Layer], input: Tensor, eps: Float = 1e-2, file: StaticString = #filePath, line: UInt = #line) {
+        func run(_ x: Tensor) -> Tensor {
+            var ctx = StepContext(training: true, seed: 1)
+            var h = x
+            for l in layers { h = l.forward(h, &ctx) }
+            return h
+        }
+        let y = run(input)
+        let g = random(y.shape, seed: 99)
+        func loss(_ x: Tensor) -> Double { zip(run(x).data, g.data).reduce(0) { $0 + Double($1.0 * $1.1) } }
+        for p in layers.flatMap(\.parameters) { p.grad = [Float](repeating: 0, count: p.value.count) }
+        _ = run(input)
+        var dx = g
+        for l in layers.reversed() { dx = l.backward(dx) }
+        var worst = 0.0
+        for i in stride(from: 0, to: input.count, by: max(1, input.count / 23)) {
+            var a = input, b = input
+            a.data[i] += eps; b.data[i] -= eps
+            let numeric = (loss(a) - loss(b)) / Double(2 * eps)
+            worst = max(worst, abs(numeric - Double(dx.data[i])) / max(1, abs(numeric)))
+        }
+        for p in layers.flatMap(\.parameters) {
+            let analytic = p.grad
+            for i in stride(from: 0, to: p.value.count, by: max(1, p.value.count / 17)) {
+                let v = p.value[i]
+                p.value[i] = v + eps; let up = loss(input)
+                p.value[i] = v - eps; let down = loss(input)
+                p.value[i] = v
+                let numeric = (up - down) / Double(2 * eps)
+                worst = max(worst, abs(numeric - Double(analytic[i])) / max(1, abs(numeric)))
+            }
+        }
+        XCTAssertLessThan(worst, 2e-2, "worst relative gradient error \(worst)", file: file, line: line)
+    }
+
+    func testDenseGradients() {
+        var r = TrainerRandom(seed: 1)
+        gradientCheck([Dense(7, 5, rng: &r, name: "d")], input: random([3, 7], seed: 2))
+    }
+
+    func testConvolutionGradients() {
+        var r = TrainerRandom(seed: 3)
+        gradientCheck([Conv3x3(2, 3, rng: &r, name: "c")], input: random([2, 5, 6, 2], seed: 4))
+    }
+
+    func testPoolReluFlattenGradients() {
+        var r = TrainerRandom(seed: 5)
+        // Distinct values keep the max and the ReLU kinks away from the finite-difference steps.
+        var x = random([2, 6, 4, 3], seed: 6)
+        x.data = x.data.enumerated().map { i, v in v + Float(i % 7) * 0.3 }
+        gradientCheck([MaxPool2(), ReLU(), Flatten(), Dense(18, 4, rng: &r, name: "d")], input: x)
+    }
+
+    func testResidualBlockGradients() {
+        var r = TrainerRandom(seed: 7)
+        gradientCheck([Residual(channels: 2, survival: 1, rng: &r, name: "r")], input: random([1, 4, 4, 2], seed: 8, scale: 0.5), eps: 1e-3)
+    }
+
+    func testSoftCrossEntropyGradientAndHardEquivalence() {
+        let logits = random([4, 5], seed: 9)
+        var targets = [Float](repeating: 0, count: 20)
+        let labels = [1, 0, 4, 2]
+        for (i, y) in labels.enumerated() { targets[i * 5 + y] = 1 }
+        let weights: [Float] = [1, 0.5, 2, 1]
+        let (loss, grad) = SoftCrossEntropy.lossAndGradient(logits: logits, targets: targets, weights: weights)
+        // Hard cross-entropy computed directly: -log softmax at the label.
+        var hard = 0.0
+        for (i, y) in labels.enumerated() {
+            let row = Array(logits.data[(i * 5)..<(i * 5 + 5)]).map(Double.init)
+            let lse = log(row.map { exp($0) }.reduce(0, +))
+            hard += Double(weights[i]) * (lse - row[y])
+        }
+        XCTAssertEqual(Double(loss), hard / 4, accuracy: 1e-5)
+        let eps: Float = 1e-3
+        for i in [0, 3, 7, 12, 19] {
+            var a = logits, b = logits
+            a.data[i] += eps; b.data[i] -= eps
+            let numeric = (SoftCrossEntropy.lossAndGradient(logits: a, targets: targets, weights: weights).0
+                           - SoftCrossEntropy.lossAndGradient(logits: b, targets: targets, weights: weights).0) / (2 * eps)
+            XCTAssertEqual(grad.data[i], numeric, accuracy: 2e-3)
+        }
+    }
+
+    /// A toy task: class = whether the left half of the image is brighter.
+    func toyBatch(_ index: Int, n: Int = 16) -> Batch {
+        var r = TrainerRandom(seed: UInt64(index) &* 7919 &+ 1)
+        var px = [UInt8](repeating: 0, count: n * 8 * 8)
+        var targets = [Float](repeating: 0, count: n * 2)
+        for i in 0..<n {
+            let left = r.unit() < 0.5
+            for y in 0..<8 {
+                for x in 0..<8 {
+                    let bright = (x < 4) == left
+                    px[(i * 8 + y) * 8 + x] = UInt8(min(255, Int(r.unit() * 100) + (bright ? 120 : 0)))
+                }
+            }
+            targets[i * 2 + (left ? 0 : 1)] = 1
+        }
+        return Batch(index: index, count: n, channels: 1, height: 8, width: 8, images: .uint8(px), classCount: 2,
+                     targets: targets, weights: [Float](repeating: 1, count: n), ids: (0..<n).map { UInt64($0) },
+                     origins: [SampleOrigin](repeating: .labeled, count: n),
+                     stateAfter: StreamState(labeled: SamplerState(seed: 0, epoch: 0, step: index + 1), batches: index + 1))
+    }
+
+    func architecture(_ kind: String = "cnn") -> Architecture {
+        Architecture(kind: kind, width: 0.5, depth: 1, height: 8, imageWidth: 8, channels: 1, classes: 2,
+                     dropout: 0.2, finalSurvival: 0.8)
+    }
+
+    func testTrainingIsDeterministicAndLearns() throws {
+        let config = SGDConfig(learningRate: 0.05, warmupSteps: 5, totalSteps: 60, emaDecay: 0.9)
+        let a = try Trainer(architecture: architecture(), optimizer: config, seed: 11)
+        let b = try Trainer(architecture: architecture(), optimizer: config, seed: 11)
+        for k in 0..<60 {
+            let la = try a.step(toyBatch(k)), lb = try b.step(toyBatch(k))
+            XCTAssertEqual(la.loss, lb.loss, "step \(k)")
+        }
+        XCTAssertEqual(a.model.parameters.map(\.value), b.model.parameters.map(\.value), "same seed, same weights")
+        var eval = Evaluation(classes: 2)
+        for k in 100..<104 {
+            let batch = toyBatch(k)
+            eval.add(probabilities: a.predict(Model.input(batch)), labels: (0..<batch.count).map { batch.argmaxTarget($0) })
+        }
+        XCTAssertGreaterThan(eval.accuracy, 0.9, "the CNN learns the toy task")
+        let mlp = try Trainer(architecture: architecture("mlp"), optimizer: config, seed: 2)
+        var last: Float = 0
+        for k in 0..<60 { last = try mlp.step(toyBatch(k)).loss }
+        XCTAssertLessThan(last, 0.5)
+    }
+
+    func testCheckpointResumesExactly() throws {
+        let dir = NSTemporaryDirectory() + "noisy-ckpt-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = SGDConfig(learningRate: 0.05, warmupSteps: 3, totalSteps: 20, emaDecay: 0.9)
+        let full = try Trainer(architecture: architecture(), optimizer: config, seed: 5)
+        let part = try Trainer(architecture: architecture(), optimizer: config, seed: 5)
+        for k in 0..<20 { try full.step(toyBatch(k)) }
+        for k in 0..<8 { try part.step(toyBatch(k)) }
+        let path = dir + "/m.ckpt"
+        try Checkpoint.save(path: path, model: part.model, optimizer: part.optimizer, seed: 5, stream: toyBatch(7).stateAfter,
+                            notes: ["epochs": "1"])
+        let (header, model, optimizer) = try Checkpoint.load(path: path)
+        XCTAssertEqual(header.step, 8)
+        XCTAssertEqual(header.stream, toyBatch(7).stateAfter)
+        XCTAssertEqual(header.notes["epochs"], "1")
+        let resumed = Trainer(model: model, optimizer: optimizer, seed: header.seed)
+        for k in (header.stream?.batches ?? 0)..<20 { try resumed.step(toyBatch(k)) }
+        XCTAssertEqual(resumed.model.parameters.map(\.value), full.model.parameters.map(\.value),
+                       "interrupted at step 8 and resumed = uninterrupted")
+        XCTAssertEqual(resumed.predict(Model.input(toyBatch(50))), full.predict(Model.input(toyBatch(50))))
+        // A damaged file is refused with a reason.
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        try bytes.prefix(bytes.count - 10).write(to: URL(fileURLWithPath: dir + "/cut.ckpt"))
+        XCTAssertThrowsError(try Checkpoint.load(path: dir + "/cut.ckpt")) { e in XCTAssertTrue("\(e)".contains("truncated"), "\(e)") }
+    }
+}
+
+extension TrainerTests {
+    func testConvReluConvGradients() {
+        var r = TrainerRandom(seed: 7)
+        gradientCheck([Conv3x3(2, 2, rng: &r, name: "a"), ReLU(), Conv3x3(2, 2, rng: &r, name: "b")], input: random([1, 4, 4, 2], seed: 8, scale: 0.5), eps: 1e-3)
+    }
+}
