@@ -39,6 +39,8 @@ let package = Package(
         .target(name: "Pipeline", dependencies: ["Batches", "Augment", "DatasetStore", "ImageCodec"]),
         // CPU training on OpenBLAS; consumes batch values only (no store, no codec).
         .target(name: "Trainer", dependencies: ["Batches", "COpenBLAS"]),
+        // The Noisy Student loop over a store: train, evaluate, label, iterate.
+        .target(name: "SelfTraining", dependencies: ["Trainer", "Pipeline", "Augment", "Batches", "DatasetStore", "ImageCodec"]),
         // `noisy serve`: batches and label sessions over a socket (schemas/wire-protocol.md).
         .target(name: "StreamServer", dependencies: ["Pipeline", "Batches", "Augment", "DatasetStore", "ImageCodec"]),
         // Example data for `noisy demo`: Fashion-MNIST IDX files written out as image folders.
@@ -48,7 +50,7 @@ let package = Package(
             name: "NoisyCLI",
             dependencies: [
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                "DatasetStore", "ImageCodec", "Datasets", "Augment", "Batches", "Pipeline", "StreamServer",
+                "DatasetStore", "ImageCodec", "Datasets", "Augment", "Batches", "Pipeline", "StreamServer", "Trainer", "SelfTraining",
             ]
         ),
 

@@ -1,0 +1,157 @@
+import ArgumentParser
+import Augment
+import DatasetStore
+import Foundation
+import Pipeline
+import SelfTraining
+import ImageCodec
+import Trainer
+
+/// Model and optimiser options shared by train and run.
+struct ModelOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("mlp or cnn (residual CNN: stem, two stages of residual blocks, dense).", valueName: "mlp|cnn"))
+    var model: String = "cnn"
+    @Option(help: "Width multiplier (1: 16 and 32 channels, 128 dense units; MLP 256 units).") var width: Double = 1
+    @Option(help: "Residual blocks per stage (CNN) or hidden layers (MLP).") var depth: Int = 1
+    @Option(help: "Epochs: passes over the pseudo-labeled selection (or the labeled split without one).") var epochs: Int = 10
+    @Option(help: "Dropout before the classifier.") var dropout: Double = 0.2
+    @Option(help: "Stochastic depth: survival probability of the last residual block.") var stochasticDepth: Double = 0.8
+    @Option(help: "Peak learning rate (after warm-up; cosine decay).") var lr: Double = 0.05
+    @Option(help: "Weight decay.") var weightDecay: Double = 5e-4
+    @Option(help: "EMA decay of the weights used to evaluate and label (0: off).") var ema: Double = 0
+    @Option(help: "OpenBLAS threads (keep decode threads' cores free).") var blasThreads: Int = 1
+
+    func validate() throws {
+        guard ["mlp", "cnn"].contains(model) else { throw ValidationError("--model must be mlp or cnn") }
+        guard width > 0, depth >= 0, epochs >= 1 else { throw ValidationError("--width > 0, --depth >= 0, --epochs >= 1") }
+        guard (0..<1).contains(dropout), stochasticDepth > 0, stochasticDepth <= 1 else {
+            throw ValidationError("--dropout in [0, 1), --stochastic-depth in (0, 1]")
+        }
+    }
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model on the labeled split, plus a generation's pseudo labels if given.",
+        discussion: """
+        Prints per-epoch loss, train and test accuracy and images/s, and writes the
+        checkpoint (schemas/checkpoint.md) after every epoch. Run again with the same
+        options to resume an interrupted run exactly where it stopped.
+
+        Examples:
+          noisy train --store fmnist.noisy --size 28 --crop pad --pad 2 --model cnn --epochs 30 --out teacher.ckpt
+          noisy train --store fmnist.noisy --generation 1 --ratio 3 --size 28 --crop pad --pad 3 --cutout 10 \\
+                      --model cnn --width 2 --dropout 0.5 --stochastic-depth 0.8 --epochs 10 --out student.ckpt
+        """
+    )
+    @OptionGroup var storeOption: StoreOption
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var pipeline: PipelineOptions
+    @Option(help: ArgumentHelp("Checkpoint to write (and resume from).", valueName: "file")) var out: String
+    @Flag(help: "Start over even if --out exists.") var restart = false
+    @Flag(help: "Print the epoch reports as JSON lines.") var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try Store(path: storeOption.store, readOnly: true)
+            let config = try pipeline.config(store: store)
+            let m = modelOptions
+            let job = TrainJob(store: store, config: TrainJobConfig(
+                pipeline: config, model: m.model, width: m.width, depth: m.depth, dropout: m.dropout,
+                finalSurvival: m.stochasticDepth, epochs: m.epochs, learningRate: m.lr, weightDecay: m.weightDecay,
+                emaDecay: m.ema, generation: try pipeline.generation.map { try store.resolveGeneration($0).generation },
+                selection: pipeline.selection,
+                labelOptions: LabelReadOptions(temperature: pipeline.temperature, hard: pipeline.hard, smoothing: pipeline.hardSmoothing),
+                checkpoint: out, blasThreads: m.blasThreads))
+            let bar = ProgressLine("train", unit: "steps", quiet: json)
+            let start = Date()
+            job.onProgress = { step, total, _ in bar.update(done: step, total: total, elapsed: Date().timeIntervalSince(start)) }
+            job.onEpoch = { r in
+                if json { try? Terminal.printJSON(r, snakeCase: true); return }
+                print(String(format: "epoch %3d  loss %.4f  train %.2f%%  test %@  %.0f images/s  %.1f s", r.epoch, r.loss,
+                             100 * r.trainAccuracy, r.testAccuracy.map { String(format: "%.2f%%", 100 * $0) } ?? "-",
+                             r.imagesPerSecond, r.seconds))
+            }
+            _ = try job.run(resume: !restart)
+            if !json { print("wrote \(out)") }
+        }
+    }
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Test accuracy, per-class accuracy and confusion matrix of a checkpoint.",
+        discussion: """
+        Examples:
+          noisy evaluate --store fmnist.noisy --checkpoint student.ckpt
+          noisy evaluate --store fmnist.noisy --checkpoint student.ckpt --json
+        """
+    )
+    @OptionGroup var storeOption: StoreOption
+    @Option(help: ArgumentHelp("Checkpoint file.", valueName: "file")) var checkpoint: String
+    @Option(help: "Decode threads.") var threads: Int = 2
+    @Flag(help: "Print JSON (schemas/evaluation.schema.json).") var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try Store(path: storeOption.store, readOnly: true)
+            let (h, model, opt) = try Checkpoint.load(path: checkpoint)
+            let trainer = Trainer(model: model, optimizer: opt, seed: h.seed)
+            guard let e = try evaluate(store: store, trainer: trainer, size: h.architecture.height,
+                                       channels: h.architecture.channels, threads: threads) else {
+                throw ValidationError("\(storeOption.store): no test split (ingest one with --test)")
+            }
+            if json { try Terminal.printJSON(e, snakeCase: true); return }
+            let classes = try store.classes()
+            print(String(format: "test accuracy %.2f%% over %d samples", 100 * e.accuracy, e.samples))
+            let w = max(5, classes.map(\.count).max() ?? 5)
+            for (i, name) in classes.enumerated() {
+                print("  " + name.padding(toLength: w + 2, withPad: " ", startingAt: 0) + String(format: "%6.2f%%  ", 100 * e.perClassAccuracy[i])
+                      + e.confusion[i].map { String($0).padding(toLength: 6, withPad: " ", startingAt: 0) }.joined())
+            }
+        }
+    }
+}
+
+struct LabelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "label",
+        abstract: "Run a teacher checkpoint over the unlabeled split and create the next generation.",
+        discussion: """
+        The clean teacher view (no augmentation, no dropout, no stochastic depth; EMA
+        weights if the checkpoint keeps them), every unlabeled sample once. The result
+        equals exporting the predictions to NPY and running noisy labels import.
+
+        Examples:
+          noisy label --store fmnist.noisy --checkpoint teacher.ckpt --teacher "cnn w1, 30 epochs"
+        """
+    )
+    @OptionGroup var storeOption: StoreOption
+    @Option(help: ArgumentHelp("Teacher checkpoint.", valueName: "file")) var checkpoint: String
+    @Option(help: "Free text describing the teacher.") var teacher: String
+    @Option(help: ArgumentHelp("Parent generation (number or tag), or 'none'. Default: the newest.", valueName: "K")) var parent: String?
+    @Option(help: ArgumentHelp("f16, f32 or topk:K.", valueName: "precision")) var precision: String = "f16"
+    @Option(help: "Decode threads.") var threads: Int = 2
+    @Flag(help: "Print the import summary as JSON.") var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            guard let p = LabelPrecision(precision) else { throw ValidationError("--precision must be f16, f32 or topk:K") }
+            let store = try Store(path: storeOption.store)
+            let (h, model, opt) = try Checkpoint.load(path: checkpoint)
+            let trainer = Trainer(model: model, optimizer: opt, seed: h.seed)
+            let parentChoice: ParentChoice = try parent.map { $0 == "none" ? .none : .generation(try store.resolveGeneration($0).generation) } ?? .latest
+            let sha = try Data(contentsOf: URL(fileURLWithPath: checkpoint), options: .alwaysMapped).withUnsafeBytes { Codec.sha256($0) }.hexString
+            let bar = ProgressLine("label", unit: "samples", quiet: json)
+            let start = Date()
+            let s = try labelSplit(store: store, trainer: trainer,
+                                   teacher: TeacherInfo(description: teacher, model: "\(h.architecture.kind) w\(h.architecture.width) d\(h.architecture.depth)",
+                                                        checkpoint: checkpoint, checkpointSha256: sha),
+                                   parent: parentChoice, precision: p, channels: h.architecture.channels, threads: threads) { done, total in
+                bar.update(done: done, total: total, elapsed: Date().timeIntervalSince(start))
+            }
+            if json { try Terminal.printJSON(s, snakeCase: true); return }
+            print("generation \(s.generation): \(s.samples) samples, mean confidence \(String(format: "%.3f", s.meanConfidence))")
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import Augment
+import Batches
+import DatasetStore
+import Foundation
+import ImageCodec
+import Pipeline
+import Trainer
+
+/// Everything `noisy train` needs.
+public struct TrainJobConfig: Sendable {
+    public var pipeline: PipelineConfig
+    public var model: String
+    public var width: Double
+    public var depth: Int
+    public var dropout: Double
+    public var finalSurvival: Double
+    public var epochs: Int
+    public var learningRate: Double
+    public var weightDecay: Double
+    public var emaDecay: Double
+    public var generation: Int?
+    public var selection: String?
+    public var labelOptions: LabelReadOptions
+    /// Checkpoint written after every epoch (and read to resume).
+    public var checkpoint: String
+    public var blasThreads: Int
+
+    public init(pipeline: PipelineConfig, model: String = "cnn", width: Double = 1, depth: Int = 1, dropout: Double = 0.2,
+                finalSurvival: Double = 0.8, epochs: Int = 10, learningRate: Double = 0.05, weightDecay: Double = 5e-4,
+                emaDecay: Double = 0, generation: Int? = nil, selection: String? = nil, labelOptions: LabelReadOptions = .init(),
+                checkpoint: String, blasThreads: Int = 1) {
+        self.pipeline = pipeline; self.model = model; self.width = width; self.depth = depth; self.dropout = dropout
+        self.finalSurvival = finalSurvival; self.epochs = epochs; self.learningRate = learningRate; self.weightDecay = weightDecay
+        self.emaDecay = emaDecay; self.generation = generation; self.selection = selection; self.labelOptions = labelOptions
+        self.checkpoint = checkpoint; self.blasThreads = blasThreads
+    }
+}
+
+/// One epoch's report.
+public struct EpochReport: Codable, Sendable {
+    public var epoch: Int
+    public var loss: Double
+    public var trainAccuracy: Double
+    public var testAccuracy: Double?
+    public var imagesPerSecond: Double
+    public var seconds: Double
+}
+
+/// Trains a model on a store: the labeled split, plus a generation's selection when
+/// given, through the pipeline's noised train view. Writes a checkpoint after every
+/// epoch (model, optimiser, stream state), and resumes from it if it exists and
+/// matches, so an interrupted run finishes where it would have.
+public final class TrainJob {
+    public let store: Store
+    public let config: TrainJobConfig
+    public var onEpoch: (EpochReport) -> Void = { _ in }
+    public var onProgress: (_ step: Int, _ total: Int, _ loss: Double) -> Void = { _, _, _ in }
+
+    public init(store: Store, config: TrainJobConfig) {
+        self.store = store
+        self.config = config
+    }
+
+    public func run(resume: Bool = true) throws -> (trainer: Trainer, reports: [EpochReport]) {
+        setBLASThreads(config.blasThreads)
+        let pseudo = try config.generation.map {
+            try StoreSoftLabels(store: store, generation: $0, selection: config.selection, options: config.labelOptions)
+        }
+        let classes = try store.classes().count
+        let size = config.pipeline.view.size
+        let arch = Architecture(kind: config.model, width: config.width, depth: config.depth, height: size, imageWidth: size,
+                                channels: config.pipeline.channels, classes: classes, dropout: config.dropout,
+                                finalSurvival: config.finalSurvival)
+        // Steps are known once the loader knows its epoch length.
+        let probe = try BatchLoader(store: store, config: config.pipeline, pseudoLabels: pseudo)
+        let perEpoch = probe.batchesPerEpoch
+        let total = perEpoch * config.epochs
+        let sgd = SGDConfig(learningRate: config.learningRate, weightDecay: config.weightDecay,
+                            warmupSteps: min(total / 10, 3 * perEpoch), totalSteps: total, emaDecay: config.emaDecay)
+        var trainer = try Trainer(architecture: arch, optimizer: sgd, seed: config.pipeline.seed)
+        var state: StreamState?
+        if resume, FileManager.default.fileExists(atPath: config.checkpoint) {
+            let (h, model, opt) = try Checkpoint.load(path: config.checkpoint)
+            guard h.architecture == arch, h.optimizer == sgd, h.seed == config.pipeline.seed else {
+                throw TrainerError("\(config.checkpoint) exists but was made with other settings; remove it or choose another --out")
+            }
+            trainer = Trainer(model: model, optimizer: opt, seed: h.seed)
+            state = h.stream
+        }
+        let loader = try BatchLoader(store: store, config: config.pipeline, pseudoLabels: pseudo, state: state)
+        var reports: [EpochReport] = []
+        var step = trainer.optimizer.step
+        while step < total {
+            let epoch = step / perEpoch
+            let start = Date()
+            var lossSum = 0.0, correct = 0, seen = 0
+            for _ in (step % perEpoch)..<perEpoch {
+                let b = try loader.next()
+                let r = try trainer.step(b)
+                lossSum += Double(r.loss) * Double(b.count)
+                correct += r.correct
+                seen += b.count
+                loader.recycle(b)
+                step += 1
+                onProgress(step, total, lossSum / Double(max(1, seen)))
+            }
+            let seconds = Date().timeIntervalSince(start)
+            let test = try evaluate(store: store, trainer: trainer, size: size, channels: config.pipeline.channels,
+                                    threads: config.pipeline.threads)
+            try Checkpoint.save(path: config.checkpoint, model: trainer.model, optimizer: trainer.optimizer,
+                                seed: config.pipeline.seed, stream: loader.state,
+                                notes: ["epochs_done": String(epoch + 1), "test_accuracy": test.map { String($0.accuracy) } ?? "",
+                                        "generation": config.generation.map(String.init) ?? ""])
+            let report = EpochReport(epoch: epoch + 1, loss: lossSum / Double(max(1, seen)),
+                                     trainAccuracy: Double(correct) / Double(max(1, seen)), testAccuracy: test?.accuracy,
+                                     imagesPerSecond: Double(seen) / max(seconds, 1e-9), seconds: seconds)
+            reports.append(report)
+            onEpoch(report)
+        }
+        return (trainer, reports)
+    }
+}
+
+/// Accuracy on the store's test split through the clean view (nil: no test split).
+public func evaluate(store: Store, trainer: Trainer, size: Int, channels: Int, threads: Int) throws -> Evaluation? {
+    let test = try store.index(of: .test)
+    guard !test.isEmpty else { return nil }
+    let classes = try store.classes().count
+    let batcher = try SplitBatcher(ids: test.map(\.id), source: StoreImageSource(store: store),
+                                   view: .teacher(TeacherView(size: size, cropFraction: 1)), channels: channels,
+                                   layout: .uint8NHWC, batchSize: 256, threads: threads)
+    var eval = Evaluation(classes: classes)
+    var at = 0
+    while let (ids, images) = try batcher.next() {
+        let input = imagesTensor(images, count: ids.count, size: size, channels: channels)
+        let labels = test[at..<(at + ids.count)].map { Int($0.classIndex ?? 0) }
+        eval.add(probabilities: trainer.predict(input), labels: Array(labels))
+        at += ids.count
+    }
+    return eval
+}
+
+/// uint8 NHWC bytes as the model's input.
+func imagesTensor(_ bytes: [UInt8], count: Int, size: Int, channels: Int) -> Tensor {
+    Tensor(shape: [count, size, size, channels], data: bytes.map { Float($0) / 255 - 0.5 })
+}
+
+/// Labels a split with a trained model through the clean teacher view and creates
+/// the next generation (the same import as `noisy labels import`).
+public func labelSplit(store: Store, trainer: Trainer, split: Split = .unlabeled, teacher: TeacherInfo, parent: ParentChoice,
+                       precision: LabelPrecision = .f16, channels: Int, threads: Int,
+                       progress: (Int, Int) -> Void = { _, _ in }) throws -> LabelImportSummary {
+    let a = trainer.model.architecture
+    let ids = try store.index(of: split).map(\.id)
+    guard !ids.isEmpty else { throw TrainerError("\(store.path): the \(split.rawValue) split is empty") }
+    let batcher = try SplitBatcher(ids: ids, source: StoreImageSource(store: store),
+                                   view: .teacher(TeacherView(size: a.height, cropFraction: 1)), channels: channels,
+                                   layout: .uint8NHWC, batchSize: 512, threads: threads)
+    var rows = [Float]()
+    rows.reserveCapacity(ids.count * a.classes)
+    while let (batchIds, images) = try batcher.next() {
+        rows += trainer.predict(imagesTensor(images, count: batchIds.count, size: a.height, channels: channels))
+        progress(rows.count / a.classes, ids.count)
+    }
+    // Rows are softmax outputs in float; renormalise exactly enough for the import's check.
+    return try store.importLabels(LabelImportRequest(
+        input: .rows(ids: ids, rows: rows, classCount: a.classes,
+                     origin: PredictionOrigin(kind: "label", logits: false, matchedBy: "split")),
+        teacher: teacher, parent: parent, precision: precision))
+}
