@@ -52,6 +52,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Print the epoch reports as JSON lines.") var json = false
 
     func run() throws {
+        ensureOpenBLASKernels()
         try runReportingErrors {
             let store = try Store(path: storeOption.store, readOnly: true)
             let config = try pipeline.config(store: store)
@@ -93,6 +94,7 @@ struct Evaluate: ParsableCommand {
     @Flag(help: "Print JSON (schemas/evaluation.schema.json).") var json = false
 
     func run() throws {
+        ensureOpenBLASKernels()
         try runReportingErrors {
             let store = try Store(path: storeOption.store, readOnly: true)
             let (h, model, opt) = try Checkpoint.load(path: checkpoint)
@@ -135,6 +137,7 @@ struct LabelCommand: ParsableCommand {
     @Flag(help: "Print the import summary as JSON.") var json = false
 
     func run() throws {
+        ensureOpenBLASKernels()
         try runReportingErrors {
             guard let p = LabelPrecision(precision) else { throw ValidationError("--precision must be f16, f32 or topk:K") }
             let store = try Store(path: storeOption.store)

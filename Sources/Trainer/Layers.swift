@@ -58,7 +58,7 @@ public final class Dense: Layer {
         x = input
         let n = input.batch
         var y = [Float](repeating: 0, count: n * outputs)
-        for i in 0..<n { for o in 0..<outputs { y[i * outputs + o] = b.value[o] } }
+        fillRows(&y, rows: n, with: b.value)
         gemm(false, false, m: n, n: outputs, k: inputs, x.data, lda: inputs, w.value, ldb: outputs, beta: 1, &y, ldc: outputs)
         return Tensor(shape: [n, outputs], data: y)
     }
@@ -66,7 +66,7 @@ public final class Dense: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         let n = dy.batch
         gemm(true, false, m: inputs, n: outputs, k: n, x.data, lda: inputs, dy.data, ldb: outputs, beta: 1, &w.grad, ldc: outputs)
-        for i in 0..<n { for o in 0..<outputs { b.grad[o] += dy.data[i * outputs + o] } }
+        sumRows(dy.data, rows: n, into: &b.grad)
         var dx = [Float](repeating: 0, count: n * inputs)
         gemm(false, true, m: n, n: inputs, k: outputs, dy.data, lda: outputs, w.value, ldb: outputs, beta: 0, &dx, ldc: inputs)
         return Tensor(shape: x.shape, data: dx)
@@ -94,23 +94,25 @@ public final class Conv3x3: Layer {
         inShape = x.shape
         let k = 9 * cin, rows = n * h * wd
         if cols.count != rows * k { cols = [Float](repeating: 0, count: rows * k) }
-        x.data.withUnsafeBufferPointer { src in
-            cols.withUnsafeMutableBufferPointer { col in
+        let cin = self.cin
+        x.data.withUnsafeBufferPointer { srcBuf in
+            cols.withUnsafeMutableBufferPointer { colBuf in
+                let src = srcBuf.baseAddress!, col = colBuf.baseAddress!
                 for img in 0..<n {
                     for y in 0..<h {
                         for xx in 0..<wd {
-                            let row = ((img * h + y) * wd + xx) * k
+                            var dst = col + ((img * h + y) * wd + xx) * k
                             for ky in 0..<3 {
                                 let sy = y + ky - 1
                                 for kx in 0..<3 {
                                     let sx = xx + kx - 1
-                                    let dst = row + (ky * 3 + kx) * cin
                                     if sy < 0 || sy >= h || sx < 0 || sx >= wd {
-                                        for c in 0..<cin { col[dst + c] = 0 }
+                                        for c in 0..<cin { dst[c] = 0 }
                                     } else {
-                                        let s = ((img * h + sy) * wd + sx) * cin
-                                        for c in 0..<cin { col[dst + c] = src[s + c] }
+                                        let s = src + ((img * h + sy) * wd + sx) * cin
+                                        for c in 0..<cin { dst[c] = s[c] }
                                     }
+                                    dst += cin
                                 }
                             }
                         }
@@ -119,7 +121,7 @@ public final class Conv3x3: Layer {
             }
         }
         var out = [Float](repeating: 0, count: rows * cout)
-        for r in 0..<rows { for o in 0..<cout { out[r * cout + o] = b.value[o] } }
+        fillRows(&out, rows: rows, with: b.value)
         gemm(false, false, m: rows, n: cout, k: k, cols, lda: k, w.value, ldb: cout, beta: 1, &out, ldc: cout)
         return Tensor(shape: [n, h, wd, cout], data: out)
     }
@@ -128,24 +130,26 @@ public final class Conv3x3: Layer {
         let (n, h, wd) = (inShape[0], inShape[1], inShape[2])
         let k = 9 * cin, rows = n * h * wd
         gemm(true, false, m: k, n: cout, k: rows, cols, lda: k, dy.data, ldb: cout, beta: 1, &w.grad, ldc: cout)
-        for r in 0..<rows { for o in 0..<cout { b.grad[o] += dy.data[r * cout + o] } }
+        sumRows(dy.data, rows: rows, into: &b.grad)
         var dcols = [Float](repeating: 0, count: rows * k)
         gemm(false, true, m: rows, n: k, k: cout, dy.data, lda: cout, w.value, ldb: cout, beta: 0, &dcols, ldc: k)
         var dx = [Float](repeating: 0, count: n * h * wd * cin)
-        dcols.withUnsafeBufferPointer { dc in
-            dx.withUnsafeMutableBufferPointer { out in
+        let cin = self.cin
+        dcols.withUnsafeBufferPointer { dcBuf in
+            dx.withUnsafeMutableBufferPointer { outBuf in
+                let dc = dcBuf.baseAddress!, out = outBuf.baseAddress!
                 for img in 0..<n {
                     for y in 0..<h {
                         for xx in 0..<wd {
-                            let row = ((img * h + y) * wd + xx) * k
+                            let row = dc + ((img * h + y) * wd + xx) * k
                             for ky in 0..<3 {
                                 let sy = y + ky - 1
                                 guard sy >= 0 && sy < h else { continue }
                                 for kx in 0..<3 {
                                     let sx = xx + kx - 1
                                     guard sx >= 0 && sx < wd else { continue }
-                                    let s = ((img * h + sy) * wd + sx) * cin, src = row + (ky * 3 + kx) * cin
-                                    for c in 0..<cin { out[s + c] += dc[src + c] }
+                                    let o = out + ((img * h + sy) * wd + sx) * cin, src = row + (ky * 3 + kx) * cin
+                                    for c in 0..<cin { o[c] += src[c] }
                                 }
                             }
                         }
@@ -158,14 +162,46 @@ public final class Conv3x3: Layer {
 }
 
 public final class ReLU: Layer {
-    private var mask: [Bool] = []
+    private var output: [Float] = []
     public init() {}
     public func forward(_ x: Tensor, _ ctx: inout StepContext) -> Tensor {
-        mask = x.data.map { $0 > 0 }
-        return Tensor(shape: x.shape, data: x.data.map { max($0, 0) })
+        var y = x.data
+        y.withUnsafeMutableBufferPointer { p in for i in 0..<p.count where p[i] < 0 { p[i] = 0 } }
+        output = y
+        return Tensor(shape: x.shape, data: y)
     }
     public func backward(_ dy: Tensor) -> Tensor {
-        Tensor(shape: dy.shape, data: zip(dy.data, mask).map { $1 ? $0 : 0 })
+        var g = dy.data
+        g.withUnsafeMutableBufferPointer { gp in
+            output.withUnsafeBufferPointer { o in for i in 0..<gp.count where o[i] <= 0 { gp[i] = 0 } }
+        }
+        return Tensor(shape: dy.shape, data: g)
+    }
+}
+
+/// Copies `row` into every row of `out` (a bias before a GEMM with beta 1).
+func fillRows(_ out: inout [Float], rows: Int, with row: [Float]) {
+    let n = row.count
+    out.withUnsafeMutableBufferPointer { o in
+        row.withUnsafeBufferPointer { r in
+            for i in 0..<rows {
+                let d = o.baseAddress! + i * n
+                for j in 0..<n { d[j] = r[j] }
+            }
+        }
+    }
+}
+
+/// Adds every row of `m` into `acc` (a bias gradient).
+func sumRows(_ m: [Float], rows: Int, into acc: inout [Float]) {
+    let n = acc.count
+    m.withUnsafeBufferPointer { mp in
+        acc.withUnsafeMutableBufferPointer { a in
+            for i in 0..<rows {
+                let r = mp.baseAddress! + i * n
+                for j in 0..<n { a[j] += r[j] }
+            }
+        }
     }
 }
 
@@ -254,13 +290,22 @@ public final class Residual: Layer {
         var f = x
         for l in body { f = l.forward(f, &ctx) }
         let scale: Float = ctx.training ? 1 / survival : 1
-        return Tensor(shape: x.shape, data: zip(x.data, f.data).map { $0 + scale * $1 })
+        var y = f.data
+        y.withUnsafeMutableBufferPointer { yp in
+            x.data.withUnsafeBufferPointer { xp in for i in 0..<yp.count { yp[i] = xp[i] + scale * yp[i] } }
+        }
+        return Tensor(shape: x.shape, data: y)
     }
     private var trainingScale: Float { 1 / survival }
     public func backward(_ dy: Tensor) -> Tensor {
         guard kept else { return dy }
-        var g = Tensor(shape: dy.shape, data: dy.data.map { $0 * trainingScale })
+        let scale = trainingScale
+        var g = Tensor(shape: dy.shape, data: dy.data.map { $0 * scale })
         for l in body.reversed() { g = l.backward(g) }
-        return Tensor(shape: dy.shape, data: zip(dy.data, g.data).map(+))
+        var out = g.data
+        out.withUnsafeMutableBufferPointer { o in
+            dy.data.withUnsafeBufferPointer { d in for i in 0..<o.count { o[i] += d[i] } }
+        }
+        return Tensor(shape: dy.shape, data: out)
     }
 }

@@ -54,3 +54,23 @@ public struct TrainerRandom: Sendable {
         return (-2 * logf(u1)).squareRoot() * cosf(2 * .pi * u2)
     }
 }
+
+/// OpenBLAS chooses its kernels when the library loads, from the CPU model; on
+/// virtual machines that hide the model it falls back to its oldest x86-64 kernels
+/// (Prescott), 3-4x slower. Before any training, a process whose CPU has AVX-512 or
+/// AVX2 and whose environment names no core type sets OPENBLAS_CORETYPE and
+/// re-executes itself, so that the library loads with the right kernels. Returns
+/// only when no re-exec was needed or it failed (then training is slower, not wrong).
+public func ensureOpenBLASKernels() {
+    guard getenv("OPENBLAS_CORETYPE") == nil, getenv("NOISY_NO_REEXEC") == nil else { return }
+    #if arch(x86_64)
+    guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let flags = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return }
+    let set = Set(flags.split(separator: " ").map(String.init))
+    let core = set.contains("avx512f") && set.contains("avx512bw") ? "SkylakeX" : set.contains("avx2") && set.contains("fma") ? "Haswell" : nil
+    guard let core else { return }
+    setenv("OPENBLAS_CORETYPE", core, 1)
+    setenv("NOISY_NO_REEXEC", "1", 1)
+    execv("/proc/self/exe", CommandLine.unsafeArgv)
+    #endif
+}
