@@ -223,4 +223,33 @@ final class ServeTests: XCTestCase {
         let gens = try Processes.noisy(["labels", "list", "--store", store, "--json"])
         XCTAssertEqual((try JSONSerialization.jsonObject(with: gens.stdoutData) as? [Any])?.count, 2, "no third generation")
     }
+
+    func testTokenIsRequiredWhenConfiguredAndRemoteNeedsOne() throws {
+        let store = try makeStore()
+        try "s3cret\n".write(toFile: "\(root)/token.txt", atomically: true, encoding: .utf8)
+        let refused = try Processes.noisy(["serve", "--store", store, "--listen", "0.0.0.0:0", "--allow-remote"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("--allow-remote needs --token-file"), refused.stderr)
+        let notLoopback = try Processes.noisy(["serve", "--store", store, "--listen", "10.1.2.3:0"])
+        XCTAssertNotEqual(notLoopback.status, 0)
+        XCTAssertTrue(notLoopback.stderr.contains("not a loopback address"), notLoopback.stderr)
+        let sock = "\(root)/t.sock"
+        try startServer(["--store", store, "--socket", sock, "--size", "16", "--batch-size", "4", "--token-file", "\(root)/token.txt"],
+                        ready: "serving")
+        let r = try client("""
+        import noisy_client
+        addr = "unix:" + sys.argv[1]
+        for token in (None, "wrong"):
+            try:
+                noisy_client.connect(addr, token=token); raise SystemExit("accepted token %r" % token)
+            except noisy_client.ProtocolError as e:
+                assert "wrong token" in str(e), e
+        c = noisy_client.connect(addr, token="s3cret")
+        b = next(c.batches()); assert b["images"].shape == (4, 16, 16, 3); c.close()
+        print("ok")
+        """, [sock])
+        XCTAssertEqual(r.stdout, "ok\n", r.stderr + serverLog)
+        server?.terminate()
+        server?.waitUntilExit()
+    }
 }
