@@ -49,6 +49,7 @@ struct Train: ParsableCommand {
     @OptionGroup var pipeline: PipelineOptions
     @Option(help: ArgumentHelp("Checkpoint to write (and resume from).", valueName: "file")) var out: String
     @Flag(help: "Start over even if --out exists.") var restart = false
+    @Option(help: "Test accuracy every N epochs (0: only after the last).") var evalEvery: Int = 1
     @Flag(help: "Print the epoch reports as JSON lines.") var json = false
 
     func run() throws {
@@ -57,13 +58,15 @@ struct Train: ParsableCommand {
             let store = try Store(path: storeOption.store, readOnly: true)
             let config = try pipeline.config(store: store)
             let m = modelOptions
-            let job = TrainJob(store: store, config: TrainJobConfig(
+            var jobConfig = TrainJobConfig(
                 pipeline: config, model: m.model, width: m.width, depth: m.depth, dropout: m.dropout,
                 finalSurvival: m.stochasticDepth, epochs: m.epochs, learningRate: m.lr, weightDecay: m.weightDecay,
                 emaDecay: m.ema, generation: try pipeline.generation.map { try store.resolveGeneration($0).generation },
                 selection: pipeline.selection,
                 labelOptions: LabelReadOptions(temperature: pipeline.temperature, hard: pipeline.hard, smoothing: pipeline.hardSmoothing),
-                checkpoint: out, blasThreads: m.blasThreads))
+                checkpoint: out, blasThreads: m.blasThreads)
+            jobConfig.evaluateEvery = evalEvery
+            let job = TrainJob(store: store, config: jobConfig)
             let bar = ProgressLine("train", unit: "steps", quiet: json)
             let start = Date()
             job.onProgress = { step, total, _ in bar.update(done: step, total: total, elapsed: Date().timeIntervalSince(start)) }

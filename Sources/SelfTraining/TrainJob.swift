@@ -24,6 +24,8 @@ public struct TrainJobConfig: Sendable {
     /// Checkpoint written after every epoch (and read to resume).
     public var checkpoint: String
     public var blasThreads: Int
+    /// Test accuracy every this many epochs (and always after the last); 0: only after the last.
+    public var evaluateEvery: Int = 1
 
     public init(pipeline: PipelineConfig, model: String = "cnn", width: Double = 1, depth: Int = 1, dropout: Double = 0.2,
                 finalSurvival: Double = 0.8, epochs: Int = 10, learningRate: Double = 0.05, weightDecay: Double = 5e-4,
@@ -105,8 +107,10 @@ public final class TrainJob {
                 onProgress(step, total, lossSum / Double(max(1, seen)))
             }
             let seconds = Date().timeIntervalSince(start)
-            let test = try evaluate(store: store, trainer: trainer, size: size, channels: config.pipeline.channels,
-                                    threads: config.pipeline.threads)
+            let last = step >= total
+            let due = last || (config.evaluateEvery > 0 && (epoch + 1) % config.evaluateEvery == 0)
+            let test = due ? try evaluate(store: store, trainer: trainer, size: size, channels: config.pipeline.channels,
+                                          threads: config.pipeline.threads) : nil
             try Checkpoint.save(path: config.checkpoint, model: trainer.model, optimizer: trainer.optimizer,
                                 seed: config.pipeline.seed, stream: loader.state,
                                 notes: ["epochs_done": String(epoch + 1), "test_accuracy": test.map { String($0.accuracy) } ?? "",

@@ -1,0 +1,114 @@
+import ArgumentParser
+import Augment
+import DatasetStore
+import Foundation
+import Pipeline
+import SelfTraining
+import Trainer
+
+/// The loop's options, shared by `noisy run` and `noisy demo`.
+struct LoopOptions: ParsableArguments {
+    @Option(help: "Teacher -> student iterations.") var iterations: Int = 3
+    @Option(help: "Image side (28 for Fashion-MNIST).") var size: Int = 28
+    @Option(help: "Teacher width multiplier (the first teacher).") var teacherWidth: Double = 1
+    @Option(help: "Student width multiplier (at least the teacher's).") var studentWidth: Double = 2
+    @Option(help: "Residual blocks per stage.") var depth: Int = 1
+    @Option(help: "Epochs of the first teacher (over the labeled split).") var teacherEpochs: Int = 40
+    @Option(help: "Epochs of each student (passes over the pseudo-labeled selection).") var studentEpochs: Int = 3
+    @Option(help: "Confidence threshold of the pseudo labels.") var threshold: Double = 0.3
+    @Option(help: "Entries per class after balancing (0: no balancing).") var perClass: Int = 2000
+    @Option(help: "Pseudo-labeled samples per labeled one in each student batch.") var ratio: Double = 3
+    @Option(help: "Batch size.") var batchSize: Int = 64
+    @Option(help: "Teacher noise: pad-and-crop padding.") var teacherPad: Int = 2
+    @Option(help: "Student noise: pad-and-crop padding.") var studentPad: Int = 3
+    @Option(help: "Student noise: Cutout side (0: off).") var cutout: Int = 10
+    @Option(help: ArgumentHelp("Student noise: RandAugment N,M (timm preset, relative geometry).", valueName: "N,M")) var randaugment: String?
+    @Option(help: "Student dropout.") var dropout: Double = 0.5
+    @Option(help: "Student stochastic depth (final survival).") var stochasticDepth: Double = 0.8
+    @Option(help: "Seed.") var seed: UInt64 = 0
+    @Option(help: "Decode threads.") var threads: Int = 2
+    @Option(help: "OpenBLAS threads.") var blasThreads: Int = 1
+
+    func config(store: Store, workdir: String) throws -> LoopConfig {
+        guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
+        guard studentWidth >= teacherWidth else { throw ValidationError("the student must be at least as wide as the teacher") }
+        let channels = try store.dominantChannels()
+        var ra: RandAugment?
+        if let randaugment {
+            let p = randaugment.split(separator: ",")
+            guard p.count == 2, let n = Int(p[0]), let m = Double(p[1]) else { throw ValidationError("--randaugment wants N,M") }
+            ra = RandAugment(layers: n, magnitude: m, preset: .timm)
+        }
+        let teacherView = View.train(TrainView(size: size, crop: .padCrop(padding: teacherPad), flip: true))
+        let studentView = View.train(TrainView(size: size, crop: .padCrop(padding: studentPad), flip: true, randAugment: ra, cutout: cutout))
+        return LoopConfig(
+            iterations: iterations,
+            teacher: ModelRecipe(kind: "cnn", width: teacherWidth, depth: depth, dropout: 0.3, finalSurvival: 1, epochs: teacherEpochs),
+            student: ModelRecipe(kind: "cnn", width: studentWidth, depth: depth, dropout: dropout, finalSurvival: stochasticDepth,
+                                 epochs: studentEpochs),
+            teacherPipeline: PipelineConfig(view: teacherView, channels: channels, batchSize: batchSize, seed: seed, threads: threads),
+            studentPipeline: PipelineConfig(view: studentView, channels: channels, batchSize: batchSize, ratio: ratio, seed: seed, threads: threads),
+            threshold: threshold, perClass: perClass > 0 ? perClass : nil, workdir: workdir, blasThreads: blasThreads)
+    }
+
+    /// Runs the loop with progress lines and the per-iteration table; writes the report.
+    static func runLoop(store: Store, config: LoopConfig, reportPath: String?) throws -> RunReport {
+        let loop = NoisyStudentLoop(store: store, config: config)
+        loop.log = { Terminal.info($0) }
+        loop.onEpoch = { name, r in
+            Terminal.info(String(format: "%@ epoch %d: loss %.4f, train %.1f%%, %.0f images/s%@", name, r.epoch, r.loss,
+                                 100 * r.trainAccuracy, r.imagesPerSecond,
+                                 r.testAccuracy.map { String(format: ", test %.2f%%", 100 * $0) } ?? ""))
+        }
+        let report = try loop.run()
+        let classes = try store.classes()
+        print("iter  teacher   student   generation  flipped   kept per class (\(classes.joined(separator: ", ")))")
+        for r in report.iterations {
+            print(String(format: "%-5d %6.2f%%   %6.2f%%   %-10d  %@   %@", r.iteration, 100 * r.teacherAccuracy, 100 * r.studentAccuracy,
+                         r.generation, r.flipRate.map { String(format: "%5.2f%%", 100 * $0) } ?? "    - ",
+                         r.keptPerClass.map(String.init).joined(separator: " ")))
+        }
+        if let reportPath {
+            let e = JSONEncoder()
+            e.keyEncodingStrategy = .convertToSnakeCase
+            e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            guard FileManager.default.createFile(atPath: reportPath, contents: try e.encode(report)) else {
+                throw ValidationError("\(reportPath): cannot write")
+            }
+            print("wrote \(reportPath)")
+        }
+        return report
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The whole Noisy Student loop: teacher, label, filter/balance, larger noised student, repeat.",
+        discussion: """
+        Iteration k: the teacher (the first one trained on the labeled split, later
+        the previous student) labels the unlabeled split through the clean view; the
+        generation is filtered (--threshold) and balanced (--per-class); a student at
+        least as wide, from scratch, learns from labeled + pseudo-labeled batches
+        (--ratio) under noise (pad-and-crop, flips, Cutout, optional RandAugment,
+        dropout, stochastic depth). Each generation names its teacher's checkpoint.
+        Interrupted, it resumes after the last finished step (--workdir holds the state).
+
+        Examples:
+          noisy run --store fmnist.noisy --iterations 3 --report run.json
+          noisy run --store fmnist.noisy --student-width 2 --student-epochs 5 --randaugment 2,9 --workdir runs/a
+        """
+    )
+    @OptionGroup var storeOption: StoreOption
+    @OptionGroup var loop: LoopOptions
+    @Option(help: ArgumentHelp("Checkpoints and the resume state.", valueName: "dir")) var workdir: String?
+    @Option(help: ArgumentHelp("Write the report (schemas/run-report.schema.json).", valueName: "FILE.json")) var report: String?
+
+    func run() throws {
+        ensureOpenBLASKernels()
+        try runReportingErrors {
+            let store = try Store(path: storeOption.store)
+            let dir = workdir ?? (storeOption.store + "-run")
+            _ = try LoopOptions.runLoop(store: store, config: try loop.config(store: store, workdir: dir), reportPath: report)
+        }
+    }
+}

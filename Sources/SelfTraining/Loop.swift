@@ -1,0 +1,195 @@
+import Augment
+import Batches
+import DatasetStore
+import Foundation
+import ImageCodec
+import Pipeline
+import Trainer
+
+/// A model recipe for one role in the loop.
+public struct ModelRecipe: Codable, Sendable, Equatable {
+    public var kind: String
+    public var width: Double
+    public var depth: Int
+    public var dropout: Double
+    public var finalSurvival: Double
+    public var epochs: Int
+    public var learningRate: Double
+    public init(kind: String = "cnn", width: Double = 1, depth: Int = 1, dropout: Double = 0.3, finalSurvival: Double = 0.8,
+                epochs: Int = 30, learningRate: Double = 0.05) {
+        self.kind = kind; self.width = width; self.depth = depth; self.dropout = dropout
+        self.finalSurvival = finalSurvival; self.epochs = epochs; self.learningRate = learningRate
+    }
+}
+
+/// The whole Noisy Student loop's settings.
+public struct LoopConfig: Sendable {
+    public var iterations: Int
+    public var teacher: ModelRecipe
+    public var student: ModelRecipe
+    /// The teacher's view (mild noise) and the student's (heavy noise); ratio, batch size, seed.
+    public var teacherPipeline: PipelineConfig
+    public var studentPipeline: PipelineConfig
+    public var threshold: Double
+    public var perClass: Int?
+    public var workdir: String
+    public var blasThreads: Int
+    public init(iterations: Int, teacher: ModelRecipe, student: ModelRecipe, teacherPipeline: PipelineConfig,
+                studentPipeline: PipelineConfig, threshold: Double = 0.3, perClass: Int? = nil, workdir: String, blasThreads: Int = 1) {
+        self.iterations = iterations; self.teacher = teacher; self.student = student; self.teacherPipeline = teacherPipeline
+        self.studentPipeline = studentPipeline; self.threshold = threshold; self.perClass = perClass; self.workdir = workdir
+        self.blasThreads = blasThreads
+    }
+}
+
+/// One iteration of the loop. schemas/run-report.schema.json
+public struct IterationReport: Codable, Sendable {
+    public var iteration: Int
+    public var teacherCheckpoint: String
+    public var teacherAccuracy: Double
+    public var generation: Int
+    public var selection: String
+    /// Entries per class in the selection (copies counted).
+    public var keptPerClass: [Int]
+    /// Share of samples whose top class changed since the previous generation (nil for the first).
+    public var flipRate: Double?
+    public var studentCheckpoint: String
+    public var studentAccuracy: Double
+    public var seconds: Double
+}
+
+public struct RunReport: Codable, Sendable {
+    public var format: String
+    public var store: String
+    public var iterations: [IterationReport]
+    /// The first teacher's accuracy and the last student's.
+    public var firstTeacherAccuracy: Double?
+    public var finalStudentAccuracy: Double?
+}
+
+/// Teacher on labeled data -> label the unlabeled split -> filter and balance ->
+/// student from scratch on labeled + pseudo-labeled with noise -> the student is
+/// the next teacher. Each finished step is recorded in <workdir>/run-state.json;
+/// run again and it continues after the last finished step (training itself
+/// resumes from its per-epoch checkpoint).
+public final class NoisyStudentLoop {
+    public let store: Store
+    public let config: LoopConfig
+    public var log: (String) -> Void = { _ in }
+    public var onEpoch: (String, EpochReport) -> Void = { _, _ in }
+
+    public init(store: Store, config: LoopConfig) {
+        self.store = store
+        self.config = config
+    }
+
+    struct State: Codable {
+        var teacherCheckpoint: String?
+        var teacherAccuracy: Double?
+        var iterations: [IterationReport] = []
+        /// Within the current iteration.
+        var generation: Int?
+        var selection: String?
+    }
+
+    var statePath: String { config.workdir + "/run-state.json" }
+
+    func load() -> State {
+        guard let d = FileManager.default.contents(atPath: statePath),
+              let s = try? JSONDecoder().decode(State.self, from: d) else { return State() }
+        return s
+    }
+
+    func save(_ s: State) throws {
+        let tmp = statePath + ".partial"
+        guard FileManager.default.createFile(atPath: tmp, contents: try JSONEncoder().encode(s)), rename(tmp, statePath) == 0 else {
+            throw TrainerError("\(statePath): cannot write the run state")
+        }
+    }
+
+    public func run() throws -> RunReport {
+        try FileManager.default.createDirectory(atPath: config.workdir, withIntermediateDirectories: true)
+        var state = load()
+        let classes = try store.classes().count
+        if state.teacherCheckpoint == nil {
+            let path = config.workdir + "/teacher-0.ckpt"
+            log("iteration 0: teacher (\(config.teacher.kind) w\(config.teacher.width)) on the labeled split")
+            let (_, reports) = try train(config.teacher, pipeline: config.teacherPipeline, generation: nil, checkpoint: path, name: "teacher-0")
+            state.teacherCheckpoint = path
+            state.teacherAccuracy = reports.last?.testAccuracy ?? 0
+            try save(state)
+        }
+        while state.iterations.count < config.iterations {
+            let k = state.iterations.count + 1
+            let start = Date()
+            guard let teacherPath = state.teacherCheckpoint else { break }
+            if state.generation == nil {
+                log("iteration \(k): labelling the unlabeled split with \(teacherPath)")
+                let (h, model, opt) = try Checkpoint.load(path: teacherPath)
+                let teacher = Trainer(model: model, optimizer: opt, seed: h.seed)
+                let sha = try Data(contentsOf: URL(fileURLWithPath: teacherPath), options: .alwaysMapped).withUnsafeBytes { Codec.sha256($0) }.hexString
+                // Killed after the import committed but before the state was saved: reuse that generation.
+                if let done = try store.generations().last(where: { $0.teacher.checkpoint == teacherPath && $0.teacher.checkpointSha256 == sha }) {
+                    state.generation = done.generation
+                    try save(state)
+                    continue
+                }
+                let s = try labelSplit(store: store, trainer: teacher,
+                                       teacher: TeacherInfo(description: "noisy run iteration \(k) teacher",
+                                                            model: "\(h.architecture.kind) w\(h.architecture.width) d\(h.architecture.depth)",
+                                                            checkpoint: teacherPath, checkpointSha256: sha),
+                                       parent: state.iterations.last.map { .generation($0.generation) } ?? .none,
+                                       channels: h.architecture.channels, threads: config.teacherPipeline.threads)
+                state.generation = s.generation
+                try save(state)
+            }
+            guard let g = state.generation else { break }
+            let name = "run"
+            if state.selection == nil {
+                if try store.selection(g, name) == nil {
+                    _ = try store.filterLabels(LabelFilterRequest(generation: g, name: name, threshold: config.threshold,
+                                                                  perClass: config.perClass, seed: config.studentPipeline.seed))
+                }
+                state.selection = name
+                try save(state)
+            }
+            let studentPath = config.workdir + "/student-\(k).ckpt"
+            log("iteration \(k): student (\(config.student.kind) w\(config.student.width)) on labeled + generation \(g)")
+            var pipeline = config.studentPipeline
+            pipeline.seed = config.studentPipeline.seed &+ UInt64(k)
+            let (_, reports) = try train(config.student, pipeline: pipeline, generation: g, checkpoint: studentPath, name: "student-\(k)")
+            let sel = try store.selection(g, name)
+            var flip: Double?
+            if let previous = state.iterations.last {
+                flip = try store.diffGenerations(previous.generation, g, selectionA: nil, selectionB: nil, maxIds: 0).changedShare
+            }
+            let report = IterationReport(iteration: k, teacherCheckpoint: teacherPath, teacherAccuracy: state.teacherAccuracy ?? 0,
+                                         generation: g, selection: name, keptPerClass: sel?.countsAfter ?? [Int](repeating: 0, count: classes),
+                                         flipRate: flip, studentCheckpoint: studentPath, studentAccuracy: reports.last?.testAccuracy ?? 0,
+                                         seconds: Date().timeIntervalSince(start))
+            state.iterations.append(report)
+            state.teacherCheckpoint = studentPath
+            state.teacherAccuracy = report.studentAccuracy
+            state.generation = nil
+            state.selection = nil
+            try save(state)
+            log(String(format: "iteration %d: teacher %.2f%% -> student %.2f%%, generation %d", k, 100 * report.teacherAccuracy,
+                       100 * report.studentAccuracy, g))
+        }
+        return RunReport(format: "noisy-run-report", store: store.path, iterations: state.iterations,
+                         firstTeacherAccuracy: state.iterations.first?.teacherAccuracy,
+                         finalStudentAccuracy: state.iterations.last?.studentAccuracy)
+    }
+
+    private func train(_ r: ModelRecipe, pipeline: PipelineConfig, generation: Int?, checkpoint: String,
+                       name: String) throws -> (Trainer, [EpochReport]) {
+        var jobConfig = TrainJobConfig(
+            pipeline: pipeline, model: r.kind, width: r.width, depth: r.depth, dropout: r.dropout, finalSurvival: r.finalSurvival,
+            epochs: r.epochs, learningRate: r.learningRate, generation: generation, selection: generation == nil ? nil : "run",
+            checkpoint: checkpoint, blasThreads: config.blasThreads)
+        jobConfig.evaluateEvery = 0
+        let job = TrainJob(store: store, config: jobConfig)
+        job.onEpoch = { [onEpoch] in onEpoch(name, $0) }
+        return try job.run()
+    }
+}
