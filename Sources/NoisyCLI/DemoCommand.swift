@@ -2,25 +2,30 @@ import ArgumentParser
 import Datasets
 import DatasetStore
 import Foundation
+import Trainer
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Fashion-MNIST end to end: write image folders, ingest them, show the store.",
+        abstract: "Fashion-MNIST end to end: folders, ingest, then the Noisy Student loop for 3 iterations.",
         discussion: """
         Writes PNG folders from Debian's dataset-fashion-mnist (100 labeled images per class
-        chosen with --seed, unlabeled images from the rest, the 10,000 test images), ingests
-        them into <workdir>/store.noisy and prints `info`. A second run reuses the work folder.
+        chosen with --seed, the other 59,000 training images unlabeled, the 10,000 test
+        images), ingests them into <workdir>/store.noisy, then runs `noisy run` (a CNN
+        teacher on the 1,000 labels; 3 iterations of labelling, filtering and balancing,
+        and a twice-wider student under noise) and writes <workdir>/report.json. A second
+        run reuses the work folder and resumes an interrupted loop.
 
         Examples:
           noisy demo
-          noisy demo --workdir /tmp/demo --unlabeled 59000
+          noisy demo --workdir /tmp/demo --iterations 1 --student-epochs 2
         """
     )
     @Option(help: "Work folder, reused between runs.") var workdir: String = ".noisy-demo"
     @Option(help: "Labeled images per class.") var perClass: Int = 100
-    @Option(help: "Unlabeled images taken from the rest of the training set (max 59000 with 100 per class).") var unlabeled: Int = 20000
-    @Option(help: "Seed for choosing the labeled images.") var seed: UInt64 = 0
+    @Option(help: "Unlabeled images taken from the rest of the training set (max 59000 with 100 per class).") var unlabeled: Int = 59000
     @Option(help: "Folder with the Fashion-MNIST IDX files.") var data: String = FashionMNIST.defaultDirectory
+    @Flag(help: "Only write the folders and ingest (no training).") var ingestOnly = false
+    @OptionGroup var loop: LoopOptions
 
     func validate() throws {
         if perClass < 1 || perClass > 6000 { throw ValidationError("--per-class must be 1...6000") }
@@ -28,14 +33,15 @@ struct Demo: ParsableCommand {
     }
 
     func run() throws {
+        ensureOpenBLASKernels()
         try runReportingErrors {
             let folders = workdir + "/folders"
-            let marker = folders + "/.complete-\(perClass)-\(unlabeled)-\(seed)"
+            let marker = folders + "/.complete-\(perClass)-\(unlabeled)-\(loop.seed)"
             if !FileManager.default.fileExists(atPath: marker) {
                 try? FileManager.default.removeItem(atPath: folders)
                 print("demo: writing Fashion-MNIST folders to \(folders) ...")
                 let fm = try FashionMNIST.load(from: data)
-                try fm.writeFolders(to: folders, perClass: perClass, unlabeledCount: unlabeled, seed: seed)
+                try fm.writeFolders(to: folders, perClass: perClass, unlabeledCount: unlabeled, seed: loop.seed)
                 _ = FileManager.default.createFile(atPath: marker, contents: Data())
             } else {
                 print("demo: reusing \(folders)")
@@ -49,6 +55,12 @@ struct Demo: ParsableCommand {
             let summary = try IngestRunner.run(store: store, options: options, reportPath: nil, quiet: false)
             IngestRunner.printSummary(summary)
             try Info.parse(["--store", storePath]).run()
+            guard !ingestOnly else { return }
+            let config = try loop.config(store: store, workdir: workdir + "/run")
+            let report = try LoopOptions.runLoop(store: store, config: config, reportPath: workdir + "/report.json")
+            if let first = report.firstTeacherAccuracy, let last = report.finalStudentAccuracy {
+                print(String(format: "demo: first teacher %.2f%%, final student %.2f%% (%+.2f points)", 100 * first, 100 * last, 100 * (last - first)))
+            }
         }
     }
 }

@@ -12,11 +12,12 @@ struct LoopOptions: ParsableArguments {
     @Option(help: "Image side (28 for Fashion-MNIST).") var size: Int = 28
     @Option(help: "Teacher width multiplier (the first teacher).") var teacherWidth: Double = 1
     @Option(help: "Student width multiplier (at least the teacher's).") var studentWidth: Double = 2
-    @Option(help: "Residual blocks per stage.") var depth: Int = 1
-    @Option(help: "Epochs of the first teacher (over the labeled split).") var teacherEpochs: Int = 40
-    @Option(help: "Epochs of each student (passes over the pseudo-labeled selection).") var studentEpochs: Int = 3
+    @Option(help: "Residual blocks per stage (0: two plain conv layers, the fast demo setting; stochastic depth needs >= 1).")
+    var depth: Int = 0
+    @Option(help: "Epochs of the first teacher (over the labeled split).") var teacherEpochs: Int = 60
+    @Option(help: "Epochs of each student (passes over the pseudo-labeled selection).") var studentEpochs: Int = 4
     @Option(help: "Confidence threshold of the pseudo labels.") var threshold: Double = 0.3
-    @Option(help: "Entries per class after balancing (0: no balancing).") var perClass: Int = 2000
+    @Option(help: "Entries per class after balancing (0: no balancing).") var perClass: Int = 3000
     @Option(help: "Pseudo-labeled samples per labeled one in each student batch.") var ratio: Double = 3
     @Option(help: "Batch size.") var batchSize: Int = 64
     @Option(help: "Teacher noise: pad-and-crop padding.") var teacherPad: Int = 2
