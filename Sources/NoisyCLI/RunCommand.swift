@@ -17,7 +17,7 @@ struct LoopOptions: ParsableArguments {
     @Option(help: "Epochs of the first teacher (over the labeled split).") var teacherEpochs: Int = 60
     @Option(help: "Epochs of each student (passes over the pseudo-labeled selection).") var studentEpochs: Int = 4
     @Option(help: "Confidence threshold of the pseudo labels.") var threshold: Double = 0.3
-    @Option(help: "Entries per class after balancing (0: no balancing).") var perClass: Int = 3000
+    @Option(help: "Entries per class after balancing (0: no balancing).") var keepPerClass: Int = 3000
     @Option(help: "Pseudo-labeled samples per labeled one in each student batch.") var ratio: Double = 3
     @Option(help: "Batch size.") var batchSize: Int = 64
     @Option(help: "Teacher noise: pad-and-crop padding.") var teacherPad: Int = 2
@@ -49,7 +49,7 @@ struct LoopOptions: ParsableArguments {
                                  epochs: studentEpochs),
             teacherPipeline: PipelineConfig(view: teacherView, channels: channels, batchSize: batchSize, seed: seed, threads: threads),
             studentPipeline: PipelineConfig(view: studentView, channels: channels, batchSize: batchSize, ratio: ratio, seed: seed, threads: threads),
-            threshold: threshold, perClass: perClass > 0 ? perClass : nil, workdir: workdir, blasThreads: blasThreads)
+            threshold: threshold, perClass: keepPerClass > 0 ? keepPerClass : nil, workdir: workdir, blasThreads: blasThreads)
     }
 
     /// Runs the loop with progress lines and the per-iteration table; writes the report.

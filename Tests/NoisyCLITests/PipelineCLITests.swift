@@ -82,4 +82,17 @@ final class PipelineCLITests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("solarize with parameter 128"), r.stderr)
     }
+
+    /// Every command's help renders (the debug binary also validates option names: no duplicates).
+    func testEveryCommandHasHelpWithExamples() throws {
+        let commands = ["ingest", "info", "show", "verify", "compact", "demo", "preview", "augment", "train", "evaluate", "label",
+                        "run", "serve", "labels import", "labels filter", "labels list", "labels show", "labels tag",
+                        "labels delete", "labels diff", "labels export", "labels samples", "bench pipeline", "bench decode",
+                        "bench labels"]
+        for c in commands {
+            let r = try Processes.noisy(c.split(separator: " ").map(String.init) + ["--help"])
+            XCTAssertEqual(r.status, 0, "\(c): \(r.stderr)")
+            XCTAssertTrue(r.stdout.contains("Examples:") || r.stdout.contains("noisy \(c)"), "\(c) --help has examples")
+        }
+    }
 }
