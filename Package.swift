@@ -44,7 +44,7 @@ let package = Package(
         // `noisy serve`: batches and label sessions over a socket (schemas/wire-protocol.md).
         .target(name: "StreamServer", dependencies: ["Pipeline", "Batches", "Augment", "DatasetStore", "ImageCodec"]),
         // Example data for `noisy demo`: Fashion-MNIST IDX files written out as image folders.
-        .target(name: "Datasets", dependencies: ["ImageCodec"]),
+        .target(name: "Datasets", dependencies: ["ImageCodec", "Batches"]),
 
         .executableTarget(
             name: "NoisyCLI",

@@ -1,4 +1,5 @@
 import Foundation
+import Batches
 import COpenBLAS
 
 /// A float array with a shape. Activations are NHWC (a convolution is then one
@@ -35,17 +36,11 @@ func gemm(_ transA: Bool, _ transB: Bool, m: Int, n: Int, k: Int, alpha: Float =
 /// OpenBLAS starts its own threads; cap them so that decode threads keep their cores.
 public func setBLASThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
 
-/// SplitMix64: the trainer's own seeded generator (the trainer knows nothing of the pipeline).
+/// The trainer's noise generator: SplitMix64 with float draws.
 public struct TrainerRandom: Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    private var base: SplitMix64
+    public init(seed: UInt64) { base = SplitMix64(seed: seed &+ 0x9E37_79B9_7F4A_7C15) }
+    public mutating func next() -> UInt64 { base.next() }
     /// Uniform in [0, 1).
     public mutating func unit() -> Float { Float(next() >> 40) * 0x1.0p-24 }
     /// Standard normal (Box-Muller).

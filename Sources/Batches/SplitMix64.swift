@@ -1,6 +1,7 @@
-/// A small seeded generator for choices made once (which demo images are labeled).
-/// The batch pipeline uses a counter-based generator instead, so that its choices
-/// do not depend on the order threads run in.
+/// A small sequential seeded generator: for choices made once (which demo images
+/// are labeled) and for the trainer's noise (dropout, stochastic depth), which is
+/// drawn on one thread in step order. The batch pipeline uses a counter-based
+/// generator instead, so that its choices do not depend on the order threads run in.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
     public init(seed: UInt64) { state = seed }
