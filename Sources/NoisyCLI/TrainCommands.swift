@@ -50,7 +50,7 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Checkpoint to write (and resume from).", valueName: "file")) var out: String
     @Flag(help: "Start over even if --out exists.") var restart = false
     @Option(help: "Test accuracy every N epochs (0: only after the last).") var evalEvery: Int = 1
-    @Flag(help: "Print the epoch reports as JSON lines.") var json = false
+    @Flag(help: "Print the epoch reports as JSON lines (schemas/epoch-report.schema.json).") var json = false
 
     func run() throws {
         ensureOpenBLASKernels()
@@ -71,7 +71,14 @@ struct Train: ParsableCommand {
             let start = Date()
             job.onProgress = { step, total, _ in bar.update(done: step, total: total, elapsed: Date().timeIntervalSince(start)) }
             job.onEpoch = { r in
-                if json { try? Terminal.printJSON(r, snakeCase: true); return }
+                if json {
+                    // One compact line per epoch (schemas/epoch-report.schema.json).
+                    let e = JSONEncoder()
+                    e.keyEncodingStrategy = .convertToSnakeCase
+                    e.outputFormatting = [.sortedKeys]
+                    if let d = try? e.encode(r) { print(String(decoding: d, as: UTF8.self)) }
+                    return
+                }
                 print(String(format: "epoch %3d  loss %.4f  train %.2f%%  test %@  %.0f images/s  %.1f s", r.epoch, r.loss,
                              100 * r.trainAccuracy, r.testAccuracy.map { String(format: "%.2f%%", 100 * $0) } ?? "-",
                              r.imagesPerSecond, r.seconds))

@@ -40,6 +40,8 @@ final class LoopTests: XCTestCase {
                                          "--epochs", "2", "--out", "\(root)/t.ckpt", "--json"] + small)
         XCTAssertEqual(train.status, 0, train.stderr)
         XCTAssertEqual(train.stdout.split(separator: "\n").filter { $0.hasPrefix("{") }.count, 2, "one JSON report per epoch: \(train.stdout)")
+        XCTAssertNil(try Processes.schemaViolation(schema: "epoch-report.schema.json",
+                                                   json: Data(train.stdout.split(separator: "\n").filter { $0.hasPrefix("{") }.joined(separator: "\n").utf8), lines: true))
         let header = try Processes.python("""
         import json, struct, sys
         b = open(sys.argv[1], "rb").read(); assert b[:8] == b"NOISYCKP"
@@ -48,6 +50,7 @@ final class LoopTests: XCTestCase {
         XCTAssertNil(try Processes.schemaViolation(schema: "checkpoint.schema.json", json: header.stdoutData))
         let eval = try Processes.noisy(["evaluate", "--store", store, "--checkpoint", "\(root)/t.ckpt", "--json"])
         XCTAssertEqual(eval.status, 0, eval.stderr)
+        XCTAssertNil(try Processes.schemaViolation(schema: "evaluation.schema.json", json: eval.stdoutData))
         let e = try XCTUnwrap(JSONSerialization.jsonObject(with: eval.stdoutData) as? [String: Any])
         XCTAssertEqual(e["samples"] as? Int, 60)
         XCTAssertEqual((e["confusion"] as? [[Int]])?.flatMap { $0 }.reduce(0, +), 60)
@@ -57,6 +60,21 @@ final class LoopTests: XCTestCase {
         let g = try XCTUnwrap((try JSONSerialization.jsonObject(with: shown.stdoutData) as? [String: Any])?["generation"] as? [String: Any])
         XCTAssertEqual(g["samples"] as? Int, 160)
         XCTAssertEqual((g["teacher"] as? [String: Any])?["checkpoint"] as? String, "\(root)/t.ckpt")
+        XCTAssertNil(try Processes.schemaViolation(schema: "labels-import.schema.json", json: label.stdoutData))
+        // `label` equals exporting the predictions and importing them: export, re-import, compare.
+        XCTAssertEqual(try Processes.noisy(["labels", "export", "--store", store, "--generation", "1", "--out", "\(root)/e1"]).status, 0)
+        let reimport = try Processes.noisy(["labels", "import", "--store", store, "--predictions", "\(root)/e1/probs.npy",
+                                            "--ids", "\(root)/e1/ids.npy", "--teacher", "same", "--quiet"])
+        XCTAssertEqual(reimport.status, 0, reimport.stderr)
+        XCTAssertEqual(try Processes.noisy(["labels", "export", "--store", store, "--generation", "2", "--out", "\(root)/e2"]).status, 0)
+        let same = try Processes.python("""
+        import sys, numpy as np
+        a, b = sys.argv[1], sys.argv[2]
+        assert np.array_equal(np.load(a + "/probs.npy"), np.load(b + "/probs.npy")) and np.array_equal(np.load(a + "/ids.npy"), np.load(b + "/ids.npy"))
+        print("equal")
+        """, ["\(root)/e1", "\(root)/e2"])
+        XCTAssertEqual(same.stdout, "equal\n", same.stderr)
+        XCTAssertEqual(try Processes.noisy(["labels", "delete", "--store", store, "--generation", "2"]).status, 0)
 
         // The loop, killed once after its first generation appears, then resumed.
         let args = ["run", "--store", store, "--iterations", "2", "--depth", "0", "--teacher-epochs", "1", "--student-epochs", "1",
@@ -83,6 +101,7 @@ final class LoopTests: XCTestCase {
         XCTAssertEqual(its[1]["teacher_checkpoint"] as? String, its[0]["student_checkpoint"] as? String)
         let gens = try XCTUnwrap(try JSONSerialization.jsonObject(with: Processes.noisy(["labels", "list", "--store", store, "--json"]).stdoutData) as? [[String: Any]])
         XCTAssertEqual(gens.count, 3, "one generation from `label`, one per iteration: the kill left no duplicate")
+        XCTAssertEqual(its[0]["generation"] as? Int, 3, "numbers continue after the deleted generation 2")
         let g3 = try XCTUnwrap(its[1]["generation"] as? Int)
         let detail = try XCTUnwrap((try JSONSerialization.jsonObject(with: Processes.noisy(["labels", "show", "--store", store, "--generation", String(g3), "--json"]).stdoutData) as? [String: Any])?["generation"] as? [String: Any])
         XCTAssertEqual((detail["teacher"] as? [String: Any])?["checkpoint"] as? String, its[0]["student_checkpoint"] as? String)
