@@ -33,6 +33,9 @@ public final class Model {
     public init(_ a: Architecture, seed: UInt64) throws {
         guard ["mlp", "cnn"].contains(a.kind) else { throw TrainerError("model must be mlp or cnn (got \(a.kind))") }
         guard a.width > 0, a.depth >= 0, a.classes >= 2 else { throw TrainerError("width must be > 0, depth >= 0, classes >= 2") }
+        guard a.kind == "mlp" || (a.height >= 4 && a.imageWidth >= 4) else {
+            throw TrainerError("the CNN pools twice: images must be at least 4x4 (got \(a.height)x\(a.imageWidth))")
+        }
         architecture = a
         var rng = TrainerRandom(seed: seed)
         var l: [Layer] = []
