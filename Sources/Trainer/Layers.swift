@@ -215,30 +215,40 @@ public final class MaxPool2: Layer {
         let oh = h / 2, ow = w / 2
         inShape = x.shape
         var out = [Float](repeating: 0, count: n * oh * ow * c)
-        argmax = [Int](repeating: 0, count: out.count)
-        for img in 0..<n {
-            for y in 0..<oh {
-                for xx in 0..<ow {
-                    for ch in 0..<c {
-                        var best = -Float.infinity, at = 0
-                        for dy in 0..<2 {
-                            for dx in 0..<2 {
-                                let i = ((img * h + 2 * y + dy) * w + 2 * xx + dx) * c + ch
-                                if x.data[i] > best { best = x.data[i]; at = i }
+        var at = [Int](repeating: 0, count: out.count)
+        x.data.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { o in
+                at.withUnsafeMutableBufferPointer { a in
+                    for img in 0..<n {
+                        for y in 0..<oh {
+                            for xx in 0..<ow {
+                                let base = ((img * h + 2 * y) * w + 2 * xx) * c
+                                let candidates = [base, base + c, base + w * c, base + w * c + c]
+                                let ob = ((img * oh + y) * ow + xx) * c
+                                for ch in 0..<c {
+                                    var best = src[candidates[0] + ch], bi = candidates[0] + ch
+                                    for q in 1..<4 where src[candidates[q] + ch] > best {
+                                        best = src[candidates[q] + ch]; bi = candidates[q] + ch
+                                    }
+                                    o[ob + ch] = best
+                                    a[ob + ch] = bi
+                                }
                             }
                         }
-                        let o = ((img * oh + y) * ow + xx) * c + ch
-                        out[o] = best
-                        argmax[o] = at
                     }
                 }
             }
         }
+        argmax = at
         return Tensor(shape: [n, oh, ow, c], data: out)
     }
     public func backward(_ dy: Tensor) -> Tensor {
         var dx = [Float](repeating: 0, count: inShape.reduce(1, *))
-        for (o, i) in argmax.enumerated() { dx[i] += dy.data[o] }
+        dx.withUnsafeMutableBufferPointer { d in
+            argmax.withUnsafeBufferPointer { a in
+                dy.data.withUnsafeBufferPointer { g in for o in 0..<a.count { d[a[o]] += g[o] } }
+            }
+        }
         return Tensor(shape: inShape, data: dx)
     }
 }

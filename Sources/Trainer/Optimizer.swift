@@ -44,20 +44,36 @@ public final class SGD {
     /// Applies the accumulated gradients and clears them.
     public func update() {
         let lr = Float(config.rate(at: step)), mu = Float(config.momentum), wd = Float(config.weightDecay)
+        let nesterov = config.nesterov
         for p in parameters {
             let decay = p.decays ? wd : 0
-            for i in 0..<p.value.count {
-                let g = p.grad[i] + decay * p.value[i]
-                p.velocity[i] = mu * p.velocity[i] + g
-                p.value[i] -= lr * (config.nesterov ? g + mu * p.velocity[i] : p.velocity[i])
-                p.grad[i] = 0
+            // Move the arrays out of the class for the loop: no exclusivity checks per element.
+            var value = p.value, grad = p.grad, velocity = p.velocity
+            p.value = []; p.grad = []; p.velocity = []
+            value.withUnsafeMutableBufferPointer { v in
+                grad.withUnsafeMutableBufferPointer { g in
+                    velocity.withUnsafeMutableBufferPointer { m in
+                        for i in 0..<v.count {
+                            let gi = g[i] + decay * v[i]
+                            m[i] = mu * m[i] + gi
+                            v[i] -= lr * (nesterov ? gi + mu * m[i] : m[i])
+                            g[i] = 0
+                        }
+                    }
+                }
             }
+            p.value = value; p.grad = grad; p.velocity = velocity
         }
         if !ema.isEmpty {
             let d = Float(min(config.emaDecay, Double(1 + step) / Double(10 + step)))
+            var averaged = ema
+            ema = []
             for (k, p) in parameters.enumerated() {
-                for i in 0..<p.value.count { ema[k][i] = d * ema[k][i] + (1 - d) * p.value[i] }
+                averaged[k].withUnsafeMutableBufferPointer { e in
+                    p.value.withUnsafeBufferPointer { v in for i in 0..<e.count { e[i] = d * e[i] + (1 - d) * v[i] } }
+                }
             }
+            ema = averaged
         }
         step += 1
     }
