@@ -26,6 +26,7 @@ struct LoopOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Student noise: RandAugment N,M (timm preset, relative geometry).", valueName: "N,M")) var randaugment: String?
     @Option(help: "Student dropout.") var dropout: Double = 0.5
     @Option(help: "Student stochastic depth (final survival).") var stochasticDepth: Double = 0.8
+    @Option(help: "EMA decay of the weights that evaluate and label (0: off).") var ema: Double = 0
     @Option(help: "Seed.") var seed: UInt64 = 0
     @Option(help: "Decode threads.") var threads: Int = 2
     @Option(help: "OpenBLAS threads.") var blasThreads: Int = 1
@@ -44,9 +45,10 @@ struct LoopOptions: ParsableArguments {
         let studentView = View.train(TrainView(size: size, crop: .padCrop(padding: studentPad), flip: true, randAugment: ra, cutout: cutout))
         return LoopConfig(
             iterations: iterations,
-            teacher: ModelRecipe(kind: "cnn", width: teacherWidth, depth: depth, dropout: 0.3, finalSurvival: 1, epochs: teacherEpochs),
+            teacher: ModelRecipe(kind: "cnn", width: teacherWidth, depth: depth, dropout: 0.3, finalSurvival: 1, epochs: teacherEpochs,
+                                 emaDecay: ema),
             student: ModelRecipe(kind: "cnn", width: studentWidth, depth: depth, dropout: dropout, finalSurvival: stochasticDepth,
-                                 epochs: studentEpochs),
+                                 epochs: studentEpochs, emaDecay: ema),
             teacherPipeline: PipelineConfig(view: teacherView, channels: channels, batchSize: batchSize, seed: seed, threads: threads),
             studentPipeline: PipelineConfig(view: studentView, channels: channels, batchSize: batchSize, ratio: ratio, seed: seed, threads: threads),
             threshold: threshold, perClass: keepPerClass > 0 ? keepPerClass : nil, workdir: workdir, blasThreads: blasThreads)

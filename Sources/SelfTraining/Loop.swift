@@ -15,10 +15,11 @@ public struct ModelRecipe: Codable, Sendable, Equatable {
     public var finalSurvival: Double
     public var epochs: Int
     public var learningRate: Double
+    public var emaDecay: Double
     public init(kind: String = "cnn", width: Double = 1, depth: Int = 1, dropout: Double = 0.3, finalSurvival: Double = 0.8,
-                epochs: Int = 30, learningRate: Double = 0.05) {
+                epochs: Int = 30, learningRate: Double = 0.05, emaDecay: Double = 0) {
         self.kind = kind; self.width = width; self.depth = depth; self.dropout = dropout
-        self.finalSurvival = finalSurvival; self.epochs = epochs; self.learningRate = learningRate
+        self.finalSurvival = finalSurvival; self.epochs = epochs; self.learningRate = learningRate; self.emaDecay = emaDecay
     }
 }
 
@@ -185,7 +186,8 @@ public final class NoisyStudentLoop {
                        name: String) throws -> (Trainer, [EpochReport]) {
         var jobConfig = TrainJobConfig(
             pipeline: pipeline, model: r.kind, width: r.width, depth: r.depth, dropout: r.dropout, finalSurvival: r.finalSurvival,
-            epochs: r.epochs, learningRate: r.learningRate, generation: generation, selection: generation == nil ? nil : "run",
+            epochs: r.epochs, learningRate: r.learningRate, emaDecay: r.emaDecay, generation: generation,
+            selection: generation == nil ? nil : "run",
             checkpoint: checkpoint, blasThreads: config.blasThreads)
         jobConfig.evaluateEvery = 0
         let job = TrainJob(store: store, config: jobConfig)
