@@ -76,14 +76,7 @@ public final class Server: @unchecked Sendable {
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw WireError("socket: \(String(cString: strerror(errno)))") }
-        let ok = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
-        }
-        guard ok, Glibc.listen(fd, 64) == 0 else {
-            let e = String(cString: strerror(errno))
-            close(fd)
-            throw WireError("\(path): cannot listen: \(e)")
-        }
+        try Self.bindAndListen(fd, &addr, name: path)
         listenFD = fd
         unixPath = path
     }
@@ -106,14 +99,7 @@ public final class Server: @unchecked Sendable {
             close(fd)
             throw WireError("\(host): not an IPv4 address")
         }
-        let ok = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        guard ok, Glibc.listen(fd, 64) == 0 else {
-            let e = String(cString: strerror(errno))
-            close(fd)
-            throw WireError("\(host):\(port): cannot listen: \(e)")
-        }
+        try Self.bindAndListen(fd, &addr, name: "\(host):\(port)")
         var bound = sockaddr_in()
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &bound) { p in
@@ -121,6 +107,18 @@ public final class Server: @unchecked Sendable {
         }
         listenFD = fd
         return UInt16(bigEndian: bound.sin_port)
+    }
+
+    /// bind + listen on any sockaddr_* value; closes the socket on failure.
+    private static func bindAndListen<Address>(_ fd: Int32, _ addr: inout Address, name: String) throws {
+        let ok = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<Address>.size)) == 0 }
+        }
+        guard ok, Glibc.listen(fd, 64) == 0 else {
+            let e = String(cString: strerror(errno))
+            close(fd)
+            throw WireError("\(name): cannot listen: \(e)")
+        }
     }
 
     /// Accepts clients until `stop()`; then waits for their sessions to end.
@@ -210,9 +208,10 @@ public final class Server: @unchecked Sendable {
                 guard diff == 0 else { throw WireError("wrong token") }
             }
             conn.setReadTimeout(0)
+            let context = SessionContext(server: self, conn: conn, hello: hello.header, log: log)
             switch hello.header["session"] as? String ?? "train" {
-            case "train": try TrainSession(server: self, conn: conn, hello: hello.header, log: log).run()
-            case "label": try LabelSession(server: self, conn: conn, hello: hello.header, log: log).run()
+            case "train": try TrainSession(context: context).run()
+            case "label": try LabelSession(context: context).run()
             case let other: throw WireError("unknown session kind '\(other)' (train or label)")
             }
         } catch {

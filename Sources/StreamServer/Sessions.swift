@@ -7,11 +7,20 @@ import Pipeline
 /// A train session: noised batches of this client's rank, from its state, until it
 /// stops or goes away. The loader holds at most `prefetch` finished batches and
 /// the socket write blocks when the client is slow: memory per client is bounded.
-struct TrainSession {
+/// What every session starts from: the server, the client's connection and hello, the log.
+struct SessionContext {
     let server: Server
     let conn: Connection
     let hello: [String: Any]
     let log: @Sendable (String) -> Void
+}
+
+struct TrainSession {
+    let context: SessionContext
+    var server: Server { context.server }
+    var conn: Connection { context.conn }
+    var hello: [String: Any] { context.hello }
+    var log: @Sendable (String) -> Void { context.log }
 
     func run() throws {
         let store = server.store
@@ -85,10 +94,11 @@ struct TrainSession {
 /// answers each with float32 [n, C]; on `commit` the answers become a generation in
 /// one atomic import. A session that breaks off before commit writes nothing.
 struct LabelSession {
-    let server: Server
-    let conn: Connection
-    let hello: [String: Any]
-    let log: @Sendable (String) -> Void
+    let context: SessionContext
+    var server: Server { context.server }
+    var conn: Connection { context.conn }
+    var hello: [String: Any] { context.hello }
+    var log: @Sendable (String) -> Void { context.log }
 
     func run() throws {
         let store = server.store
