@@ -134,3 +134,30 @@ final class CodecTests: XCTestCase {
         }
     }
 }
+
+/// Replays the fuzz corpus (tools/fuzz/run.sh keeps the inputs that reached new code):
+/// every input either decodes or is refused with an error; none may crash.
+final class FuzzCorpusReplayTests: XCTestCase {
+    func testEveryKeptFuzzInputDecodesOrIsRefused() throws {
+        let dir = Processes.repositoryRoot + "/Tests/Fixtures/fuzz/decode"
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        XCTAssertGreaterThan(files.count, 20, "the corpus is part of the repository")
+        var decoded = 0, refused = 0
+        for name in files {
+            let bytes = [UInt8](try XCTUnwrap(FileManager.default.contents(atPath: dir + "/" + name)))
+            for scale in [1, 2, 8] {
+                for region in [nil, PixelRect(x: 1, y: 1, width: 2, height: 2)] as [PixelRect?] {
+                    do {
+                        _ = try Codec.decode(bytes, options: DecodeOptions(scaleDenominator: scale, region: region, maxPixels: 1 << 22))
+                        decoded += 1
+                    } catch {
+                        refused += 1
+                        XCTAssertFalse(error.message.isEmpty, "\(name): a refusal says why")
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(decoded + refused, files.count * 6)
+        print("fuzz corpus: \(files.count) inputs, \(decoded) decodes, \(refused) refusals")
+    }
+}

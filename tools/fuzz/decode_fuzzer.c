@@ -1,0 +1,42 @@
+/*
+ * libFuzzer harness for the codec's decode paths (JPEG and PNG, every scale and a
+ * crop region), through the same C functions the Swift side calls. Build and run
+ * with tools/fuzz/run.sh; interesting inputs go to Tests/Fixtures/fuzz/decode,
+ * which CodecTests replays on every test run.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "CNoisyCodec.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
+    char err[NC_ERROR_CAPACITY];
+    nc_format f = nc_sniff(data, len);
+    if (f != NC_FORMAT_JPEG && f != NC_FORMAT_PNG) return 0;
+    /* The last byte picks scale and crop, so one input explores several paths. */
+    uint8_t knob = len ? data[len - 1] : 0;
+    nc_decode_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.scale_denom = f == NC_FORMAT_JPEG ? (1 << (knob & 3)) : 1;
+    opt.max_pixels = 1u << 22;
+    opt.allow_wider = (knob >> 2) & 1;
+    nc_plan plan;
+    int (*plan_fn)(const uint8_t *, size_t, const nc_decode_options *, nc_plan *, char *) =
+        f == NC_FORMAT_JPEG ? nc_jpeg_plan : nc_png_plan;
+    int (*decode_fn)(const uint8_t *, size_t, const nc_decode_options *, uint8_t *, size_t, nc_plan *, char *) =
+        f == NC_FORMAT_JPEG ? nc_jpeg_decode : nc_png_decode;
+    if (plan_fn(data, len, &opt, &plan, err) != NC_OK) return 0;
+    if ((knob >> 3) & 1 && plan.out_width > 2 && plan.out_height > 2) {
+        opt.crop_x = plan.out_width / 3;
+        opt.crop_y = plan.out_height / 4;
+        opt.crop_w = plan.out_width / 2;
+        opt.crop_h = plan.out_height / 2;
+        if (plan_fn(data, len, &opt, &plan, err) != NC_OK) return 0;
+    }
+    size_t cap = (size_t)(plan.out_width + NC_CROP_SLACK) * (size_t)plan.out_height * (size_t)plan.out_channels;
+    uint8_t *out = malloc(cap ? cap : 1);
+    if (!out) return 0;
+    decode_fn(data, len, &opt, out, cap, &plan, err);
+    free(out);
+    return 0;
+}
