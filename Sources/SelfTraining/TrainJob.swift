@@ -73,23 +73,24 @@ public final class TrainJob {
         let arch = Architecture(kind: config.model, width: config.width, depth: config.depth, height: size, imageWidth: size,
                                 channels: config.pipeline.channels, classes: classes, dropout: config.dropout,
                                 finalSurvival: config.finalSurvival)
-        // Steps are known once the loader knows its epoch length.
-        let probe = try BatchLoader(store: store, config: config.pipeline, pseudoLabels: pseudo)
-        let perEpoch = probe.batchesPerEpoch
+        // A checkpoint to resume from fixes the stream state; the one loader built from
+        // it also tells the epoch length, which fixes the schedule the checkpoint must match.
+        let saved = resume && FileManager.default.fileExists(atPath: config.checkpoint)
+            ? try Checkpoint.load(path: config.checkpoint) : nil
+        let loader = try BatchLoader(store: store, config: config.pipeline, pseudoLabels: pseudo, state: saved?.header.stream)
+        let perEpoch = loader.batchesPerEpoch
         let total = perEpoch * config.epochs
         let sgd = SGDConfig(learningRate: config.learningRate, weightDecay: config.weightDecay,
                             warmupSteps: min(total / 10, 3 * perEpoch), totalSteps: total, emaDecay: config.emaDecay)
-        var trainer = try Trainer(architecture: arch, optimizer: sgd, seed: config.pipeline.seed)
-        var state: StreamState?
-        if resume, FileManager.default.fileExists(atPath: config.checkpoint) {
-            let (h, model, opt) = try Checkpoint.load(path: config.checkpoint)
+        let trainer: Trainer
+        if let (h, model, opt) = saved {
             guard h.architecture == arch, h.optimizer == sgd, h.seed == config.pipeline.seed else {
                 throw TrainerError("\(config.checkpoint) exists but was made with other settings; remove it or choose another --out")
             }
             trainer = Trainer(model: model, optimizer: opt, seed: h.seed)
-            state = h.stream
+        } else {
+            trainer = try Trainer(architecture: arch, optimizer: sgd, seed: config.pipeline.seed)
         }
-        let loader = try BatchLoader(store: store, config: config.pipeline, pseudoLabels: pseudo, state: state)
         var reports: [EpochReport] = []
         var step = trainer.optimizer.step
         while step < total {

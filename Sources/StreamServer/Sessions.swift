@@ -4,9 +4,6 @@ import DatasetStore
 import Foundation
 import Pipeline
 
-/// A train session: noised batches of this client's rank, from its state, until it
-/// stops or goes away. The loader holds at most `prefetch` finished batches and
-/// the socket write blocks when the client is slow: memory per client is bounded.
 /// What every session starts from: the server, the client's connection and hello, the log.
 struct SessionContext {
     let server: Server
@@ -15,12 +12,22 @@ struct SessionContext {
     let log: @Sendable (String) -> Void
 }
 
-struct TrainSession {
-    let context: SessionContext
+protocol Session {
+    var context: SessionContext { get }
+}
+
+extension Session {
     var server: Server { context.server }
     var conn: Connection { context.conn }
     var hello: [String: Any] { context.hello }
     var log: @Sendable (String) -> Void { context.log }
+}
+
+/// A train session: noised batches of this client's rank, from its state, until it
+/// stops or goes away. The loader holds at most `prefetch` finished batches and
+/// the socket write blocks when the client is slow: memory per client is bounded.
+struct TrainSession: Session {
+    let context: SessionContext
 
     func run() throws {
         let store = server.store
@@ -93,12 +100,8 @@ struct TrainSession {
 /// A label session: clean teacher-view batches of a split, in id order; the client
 /// answers each with float32 [n, C]; on `commit` the answers become a generation in
 /// one atomic import. A session that breaks off before commit writes nothing.
-struct LabelSession {
+struct LabelSession: Session {
     let context: SessionContext
-    var server: Server { context.server }
-    var conn: Connection { context.conn }
-    var hello: [String: Any] { context.hello }
-    var log: @Sendable (String) -> Void { context.log }
 
     func run() throws {
         let store = server.store
