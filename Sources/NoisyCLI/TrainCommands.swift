@@ -58,10 +58,11 @@ struct Train: ParsableCommand {
             let store = try Store(path: storeOption.store, readOnly: true)
             let config = try pipeline.config(store: store)
             let m = modelOptions
+            let recipe = ModelRecipe(kind: m.model, width: m.width, depth: m.depth, dropout: m.dropout,
+                                     finalSurvival: m.stochasticDepth, epochs: m.epochs, learningRate: m.lr, emaDecay: m.ema)
             var jobConfig = TrainJobConfig(
-                pipeline: config, model: m.model, width: m.width, depth: m.depth, dropout: m.dropout,
-                finalSurvival: m.stochasticDepth, epochs: m.epochs, learningRate: m.lr, weightDecay: m.weightDecay,
-                emaDecay: m.ema, generation: try pipeline.generation.map { try store.resolveGeneration($0).generation },
+                pipeline: config, recipe: recipe, weightDecay: m.weightDecay,
+                generation: try pipeline.generation.map { try store.resolveGeneration($0).generation },
                 selection: pipeline.selection,
                 labelOptions: LabelReadOptions(temperature: pipeline.temperature, hard: pipeline.hard, smoothing: pipeline.hardSmoothing),
                 checkpoint: out, blasThreads: m.blasThreads)

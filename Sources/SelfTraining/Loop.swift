@@ -6,23 +6,6 @@ import ImageCodec
 import Pipeline
 import Trainer
 
-/// A model recipe for one role in the loop.
-public struct ModelRecipe: Codable, Sendable, Equatable {
-    public var kind: String
-    public var width: Double
-    public var depth: Int
-    public var dropout: Double
-    public var finalSurvival: Double
-    public var epochs: Int
-    public var learningRate: Double
-    public var emaDecay: Double
-    public init(kind: String = "cnn", width: Double = 1, depth: Int = 1, dropout: Double = 0.3, finalSurvival: Double = 0.8,
-                epochs: Int = 30, learningRate: Double = 0.05, emaDecay: Double = 0) {
-        self.kind = kind; self.width = width; self.depth = depth; self.dropout = dropout
-        self.finalSurvival = finalSurvival; self.epochs = epochs; self.learningRate = learningRate; self.emaDecay = emaDecay
-    }
-}
-
 /// The whole Noisy Student loop's settings.
 public struct LoopConfig: Sendable {
     public var iterations: Int
@@ -184,11 +167,9 @@ public final class NoisyStudentLoop {
 
     private func train(_ r: ModelRecipe, pipeline: PipelineConfig, generation: Int?, checkpoint: String,
                        name: String) throws -> (Trainer, [EpochReport]) {
-        var jobConfig = TrainJobConfig(
-            pipeline: pipeline, model: r.kind, width: r.width, depth: r.depth, dropout: r.dropout, finalSurvival: r.finalSurvival,
-            epochs: r.epochs, learningRate: r.learningRate, emaDecay: r.emaDecay, generation: generation,
-            selection: generation == nil ? nil : "run",
-            checkpoint: checkpoint, blasThreads: config.blasThreads)
+        var jobConfig = TrainJobConfig(pipeline: pipeline, recipe: r, generation: generation,
+                                       selection: generation == nil ? nil : "run", checkpoint: checkpoint,
+                                       blasThreads: config.blasThreads)
         jobConfig.evaluateEvery = 0
         let job = TrainJob(store: store, config: jobConfig)
         job.onEpoch = { [onEpoch] in onEpoch(name, $0) }

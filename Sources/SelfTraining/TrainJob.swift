@@ -6,18 +6,28 @@ import ImageCodec
 import Pipeline
 import Trainer
 
-/// Everything `noisy train` needs.
-public struct TrainJobConfig: Sendable {
-    public var pipeline: PipelineConfig
-    public var model: String
+/// A model and how long and fast to train it: a role in the loop, or one `noisy train`.
+public struct ModelRecipe: Codable, Sendable, Equatable {
+    public var kind: String
     public var width: Double
     public var depth: Int
     public var dropout: Double
     public var finalSurvival: Double
     public var epochs: Int
     public var learningRate: Double
-    public var weightDecay: Double
     public var emaDecay: Double
+    public init(kind: String = "cnn", width: Double = 1, depth: Int = 1, dropout: Double = 0.3, finalSurvival: Double = 0.8,
+                epochs: Int = 30, learningRate: Double = 0.05, emaDecay: Double = 0) {
+        self.kind = kind; self.width = width; self.depth = depth; self.dropout = dropout
+        self.finalSurvival = finalSurvival; self.epochs = epochs; self.learningRate = learningRate; self.emaDecay = emaDecay
+    }
+}
+
+/// Everything `noisy train` needs.
+public struct TrainJobConfig: Sendable {
+    public var pipeline: PipelineConfig
+    public var recipe: ModelRecipe
+    public var weightDecay: Double
     public var generation: Int?
     public var selection: String?
     public var labelOptions: LabelReadOptions
@@ -27,14 +37,10 @@ public struct TrainJobConfig: Sendable {
     /// Test accuracy every this many epochs (and always after the last); 0: only after the last.
     public var evaluateEvery: Int = 1
 
-    public init(pipeline: PipelineConfig, model: String = "cnn", width: Double = 1, depth: Int = 1, dropout: Double = 0.2,
-                finalSurvival: Double = 0.8, epochs: Int = 10, learningRate: Double = 0.05, weightDecay: Double = 5e-4,
-                emaDecay: Double = 0, generation: Int? = nil, selection: String? = nil, labelOptions: LabelReadOptions = .init(),
-                checkpoint: String, blasThreads: Int = 1) {
-        self.pipeline = pipeline; self.model = model; self.width = width; self.depth = depth; self.dropout = dropout
-        self.finalSurvival = finalSurvival; self.epochs = epochs; self.learningRate = learningRate; self.weightDecay = weightDecay
-        self.emaDecay = emaDecay; self.generation = generation; self.selection = selection; self.labelOptions = labelOptions
-        self.checkpoint = checkpoint; self.blasThreads = blasThreads
+    public init(pipeline: PipelineConfig, recipe: ModelRecipe, weightDecay: Double = 5e-4, generation: Int? = nil,
+                selection: String? = nil, labelOptions: LabelReadOptions = .init(), checkpoint: String, blasThreads: Int = 1) {
+        self.pipeline = pipeline; self.recipe = recipe; self.weightDecay = weightDecay; self.generation = generation
+        self.selection = selection; self.labelOptions = labelOptions; self.checkpoint = checkpoint; self.blasThreads = blasThreads
     }
 }
 
@@ -70,18 +76,19 @@ public final class TrainJob {
         }
         let classes = try store.classes().count
         let size = config.pipeline.view.size
-        let arch = Architecture(kind: config.model, width: config.width, depth: config.depth, height: size, imageWidth: size,
-                                channels: config.pipeline.channels, classes: classes, dropout: config.dropout,
-                                finalSurvival: config.finalSurvival)
+        let r = config.recipe
+        let arch = Architecture(kind: r.kind, width: r.width, depth: r.depth, height: size, imageWidth: size,
+                                channels: config.pipeline.channels, classes: classes, dropout: r.dropout,
+                                finalSurvival: r.finalSurvival)
         // A checkpoint to resume from fixes the stream state; the one loader built from
         // it also tells the epoch length, which fixes the schedule the checkpoint must match.
         let saved = resume && FileManager.default.fileExists(atPath: config.checkpoint)
             ? try Checkpoint.load(path: config.checkpoint) : nil
         let loader = try BatchLoader(store: store, config: config.pipeline, pseudoLabels: pseudo, state: saved?.header.stream)
         let perEpoch = loader.batchesPerEpoch
-        let total = perEpoch * config.epochs
-        let sgd = SGDConfig(learningRate: config.learningRate, weightDecay: config.weightDecay,
-                            warmupSteps: min(total / 10, 3 * perEpoch), totalSteps: total, emaDecay: config.emaDecay)
+        let total = perEpoch * r.epochs
+        let sgd = SGDConfig(learningRate: r.learningRate, weightDecay: config.weightDecay,
+                            warmupSteps: min(total / 10, 3 * perEpoch), totalSteps: total, emaDecay: r.emaDecay)
         let trainer: Trainer
         if let (h, model, opt) = saved {
             guard h.architecture == arch, h.optimizer == sgd, h.seed == config.pipeline.seed else {
