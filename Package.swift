@@ -7,6 +7,7 @@ let package = Package(
     name: "noisy",
     products: [
         .executable(name: "noisy", targets: ["NoisyCLI"]),
+        .executable(name: "noisy-fuzz", targets: ["NoisyFuzz"]),
         .library(name: "DatasetStore", targets: ["DatasetStore"]),
         .library(name: "ImageCodec", targets: ["ImageCodec"]),
     ],
@@ -20,6 +21,7 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CMalloc"),
 
         // The codec loops in C: every libjpeg/libpng longjmp stays inside this target.
         .target(
@@ -27,6 +29,8 @@ let package = Package(
             dependencies: ["CJPEG", "CPNG", "CZlib"],
             cSettings: [.unsafeFlags(["-O3"])]
         ),
+        // The trainer's element-wise loops in C, where they vectorise (no codec, no store).
+        .target(name: "CTensorKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
         .target(name: "LMDB", dependencies: ["CLMDB"]),
         .target(name: "ImageCodec", dependencies: ["CNoisyCodec"]),
@@ -38,7 +42,7 @@ let package = Package(
         // Sampling, mixing, parallel rendering of batches from the store.
         .target(name: "Pipeline", dependencies: ["Batches", "Augment", "DatasetStore", "ImageCodec"]),
         // CPU training on OpenBLAS; consumes batch values only (no store, no codec).
-        .target(name: "Trainer", dependencies: ["Batches", "COpenBLAS"]),
+        .target(name: "Trainer", dependencies: ["Batches", "COpenBLAS", "CMalloc", "CTensorKernels"]),
         // The Noisy Student loop over a store: train, evaluate, label, iterate.
         .target(name: "SelfTraining", dependencies: ["Trainer", "Pipeline", "Augment", "Batches", "DatasetStore", "ImageCodec"]),
         // `noisy serve`: batches and label sessions over a socket (schemas/wire-protocol.md).
@@ -54,12 +58,16 @@ let package = Package(
             ]
         ),
 
+        // libFuzzer harness over the prediction parsers (tools/fuzz/parsers.sh); built
+        // normally it replays a corpus (the tests run it over Tests/Fixtures/fuzz).
+        .executableTarget(name: "NoisyFuzz", dependencies: ["DatasetStore"]),
+
         .target(name: "TestSupport", dependencies: ["ImageCodec"], path: "Tests/TestSupport"),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Augment", "Batches", "DatasetStore", "ImageCodec", "TestSupport"]),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB", "TestSupport"]),
         .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Batches"]),
         .testTarget(name: "ImageCodecTests", dependencies: ["ImageCodec", "TestSupport"]),
-        .testTarget(name: "DatasetStoreTests", dependencies: ["DatasetStore", "ImageCodec", "Datasets", "TestSupport"]),
+        .testTarget(name: "DatasetStoreTests", dependencies: ["DatasetStore", "ImageCodec", "Datasets", "TestSupport", "NoisyFuzz"]),
         // Depends on the executable so that `swift test` builds the `noisy` binary it runs.
         .testTarget(name: "NoisyCLITests", dependencies: ["NoisyCLI", "DatasetStore", "ImageCodec", "Datasets", "TestSupport"]),
     ]

@@ -22,70 +22,105 @@ public struct ScannedFile: Sendable {
 /// an unlabeled folder is any tree. Hidden entries are ignored. A symlink is
 /// followed only when it resolves to a file inside the folder; anything else it
 /// points to is refused with a reason, so ingest never reads outside what it was given.
+///
+/// The walk streams: it holds one folder's names at a time (plus the open folders
+/// above it), never the whole tree, so ingest memory does not grow with the file
+/// count. Files come in order of their relative path, the same order as sorting
+/// every path, because a folder's entries are sorted with a "/" after folder names.
 public enum FolderScanner {
-    public static func scan(_ root: String, split: Split) throws -> [ScannedFile] {
-        let fm = FileManager.default
+    /// Checks that `root` is a folder (before anything is written).
+    public static func checkRoot(_ root: String, split: Split) throws {
         var isDir: ObjCBool = false
-        guard fm.fileExists(atPath: root, isDirectory: &isDir) else {
+        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir) else {
             throw StoreError(.missingFolder, "\(root): no such folder (--\(split.rawValue))")
         }
         guard isDir.boolValue else { throw StoreError(.missingFolder, "\(root): not a folder (--\(split.rawValue))") }
-        let rootURL = URL(fileURLWithPath: root).standardizedFileURL
-        let realRoot = (rootURL.path as NSString).resolvingSymlinksInPath
+    }
+
+    /// Every file under `root`, in path order (for tests and small folders; ingest streams with `walk`).
+    public static func scan(_ root: String, split: Split) throws -> [ScannedFile] {
         var out: [ScannedFile] = []
-        walk(rootURL.path, relative: "", realRoot: realRoot, split: split, depth: 0, into: &out)
-        out.sort { $0.source < $1.source }
+        try walk(root, split: split) { out.append($0) }
         return out
     }
 
-    private static func walk(_ dir: String, relative: String, realRoot: String, split: Split, depth: Int,
-                             into out: inout [ScannedFile]) {
-        let fm = FileManager.default
-        let classed = split != .unlabeled
-        guard let names = try? fm.contentsOfDirectory(atPath: dir) else {
-            out.append(ScannedFile(split: split, path: dir, source: relative, className: nil,
-                                   refusal: .init(category: "unreadable", reason: "cannot list folder: permission denied or unreadable")))
-            return
+    /// How many entries `walk` will visit (a cheap first pass, for progress totals).
+    public static func count(_ root: String, split: Split) throws -> Int {
+        var n = 0
+        try walk(root, split: split, countOnly: true) { _ in n += 1 }
+        return n
+    }
+
+    /// Calls `visit` for every file (or refusal) under `root`, in path order.
+    public static func walk(_ root: String, split: Split, countOnly: Bool = false,
+                            _ visit: (ScannedFile) throws -> Void) throws {
+        try checkRoot(root, split: split)
+        let rootURL = URL(fileURLWithPath: root).standardizedFileURL
+        let realRoot = (rootURL.path as NSString).resolvingSymlinksInPath
+        try withoutActuallyEscaping(visit) { visit in
+            try Walker(realRoot: realRoot, split: split, countOnly: countOnly, visit: visit).walk(rootURL.path, relative: "", depth: 0)
         }
-        for name in names.sorted() where !name.hasPrefix(".") {
-            let full = dir + "/" + name
-            let rel = relative.isEmpty ? name : relative + "/" + name
-            let className = classed ? rel.split(separator: "/").first.map(String.init) : nil
-            var st = stat()
-            guard lstat(full, &st) == 0 else {
-                out.append(ScannedFile(split: split, path: full, source: rel, className: className,
-                                       refusal: .init(category: "unreadable", reason: "cannot stat: \(String(cString: strerror(errno)))")))
-                continue
+    }
+
+    private struct Walker {
+        let realRoot: String
+        let split: Split
+        let countOnly: Bool
+        let visit: (ScannedFile) throws -> Void
+
+        private struct Entry { var name: String; var mode: mode_t; var key: String }
+
+        func walk(_ dir: String, relative: String, depth: Int) throws {
+            let classed = split != .unlabeled
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else {
+                try visit(ScannedFile(split: split, path: dir, source: relative, className: nil,
+                                      refusal: .init(category: "unreadable", reason: "cannot list folder: permission denied or unreadable")))
+                return
             }
-            var mode = st.st_mode & S_IFMT
-            if mode == S_IFLNK {
-                let target = (full as NSString).resolvingSymlinksInPath
-                var tst = stat()
-                if stat(full, &tst) != 0 {
-                    out.append(ScannedFile(split: split, path: full, source: rel, className: className,
-                                           refusal: .init(category: "broken_symlink", reason: "broken symlink")))
+            // lstat once per entry: the sort key needs to know folders, and the visit reuses the mode.
+            var entries: [Entry] = []
+            entries.reserveCapacity(names.count)
+            for name in names where !name.hasPrefix(".") {
+                var st = stat()
+                let mode: mode_t = lstat(dir + "/" + name, &st) == 0 ? st.st_mode & S_IFMT : 0
+                entries.append(Entry(name: name, mode: mode, key: mode == S_IFDIR ? name + "/" : name))
+            }
+            entries.sort { $0.key < $1.key }
+            for entry in entries {
+                let name = entry.name
+                let full = dir + "/" + name
+                let rel = relative.isEmpty ? name : relative + "/" + name
+                let className = classed ? rel.split(separator: "/").first.map(String.init) : nil
+                func refuse(_ category: String, _ reason: String) throws {
+                    try visit(ScannedFile(split: split, path: full, source: rel, className: className,
+                                          refusal: .init(category: category, reason: reason)))
+                }
+                var mode = entry.mode
+                if mode == 0 {
+                    try refuse("unreadable", "cannot stat: \(String(cString: strerror(errno)))")
                     continue
                 }
-                guard target.hasPrefix(realRoot + "/") else {
-                    out.append(ScannedFile(split: split, path: full, source: rel, className: className,
-                                           refusal: .init(category: "symlink_outside", reason: "symlink leads outside \(realRoot) (not followed)")))
-                    continue
+                if mode == S_IFLNK {
+                    var tst = stat()
+                    if stat(full, &tst) != 0 { try refuse("broken_symlink", "broken symlink"); continue }
+                    let target = (full as NSString).resolvingSymlinksInPath
+                    guard target.hasPrefix(realRoot + "/") else {
+                        try refuse("symlink_outside", "symlink leads outside \(realRoot) (not followed)")
+                        continue
+                    }
+                    mode = tst.st_mode & S_IFMT
+                    if mode == S_IFDIR { try refuse("symlinked_folder", "symlinked folder (not followed)"); continue }
                 }
-                mode = tst.st_mode & S_IFMT
                 if mode == S_IFDIR {
-                    out.append(ScannedFile(split: split, path: full, source: rel, className: className,
-                                           refusal: .init(category: "symlinked_folder", reason: "symlinked folder (not followed)")))
-                    continue
-                }
-            }
-            if mode == S_IFDIR {
-                walk(full, relative: rel, realRoot: realRoot, split: split, depth: depth + 1, into: &out)
-            } else if mode == S_IFREG {
-                if classed && depth == 0 {
-                    out.append(ScannedFile(split: split, path: full, source: rel, className: nil,
-                                           refusal: .init(category: "not_in_class_folder", reason: "not inside a class folder (expected \(split.rawValue) folder/<class>/<file>)")))
-                } else {
-                    out.append(ScannedFile(split: split, path: full, source: rel, className: className, refusal: nil))
+                    try walk(full, relative: rel, depth: depth + 1)
+                } else if mode == S_IFREG {
+                    if classed && depth == 0 {
+                        try refuse("not_in_class_folder", "not inside a class folder (expected \(split.rawValue) folder/<class>/<file>)")
+                    } else if countOnly {
+                        try visit(ScannedFile(split: split, path: "", source: "", className: nil, refusal: nil))
+                    } else {
+                        try visit(ScannedFile(split: split, path: full, source: rel, className: className, refusal: nil))
+                    }
                 }
             }
         }

@@ -107,14 +107,15 @@ public final class Ingester {
 
     public func run() throws -> IngestSummary {
         let start = DispatchTime.now().uptimeNanoseconds
-        var files: [ScannedFile] = []
+        let roots = [(options.labeled, Split.labeled), (options.unlabeled, .unlabeled), (options.test, .test)]
+            .flatMap { dirs, split in dirs.map { ($0, split) } }
+        // Every folder is checked before anything is written; a first pass counts
+        // the files for progress, and the second streams them in batches.
         var classNames: Set<String> = []
-        // Every folder is checked before anything is written.
-        for (dirs, split) in [(options.labeled, Split.labeled), (options.unlabeled, .unlabeled), (options.test, .test)] {
-            for dir in dirs {
-                files += try FolderScanner.scan(dir, split: split)
-                if split != .unlabeled { classNames.formUnion(FolderScanner.classFolders(dir)) }
-            }
+        var total = 0
+        for (dir, split) in roots {
+            total += try FolderScanner.count(dir, split: split)
+            if split != .unlabeled { classNames.formUnion(FolderScanner.classFolders(dir)) }
         }
         var summary = IngestSummary()
         let before = try store.classes()
@@ -123,15 +124,23 @@ public final class Ingester {
         let classIndex = Dictionary(uniqueKeysWithValues: classList.enumerated().map { ($1, UInt32($0)) })
 
         var done = 0
-        var batchStart = 0
-        while batchStart < files.count {
-            let batch = Array(files[batchStart..<min(files.count, batchStart + options.batchSize)])
-            batchStart += batch.count
+        var batch: [ScannedFile] = []
+        batch.reserveCapacity(options.batchSize)
+        func flush() throws {
+            guard !batch.isEmpty else { return }
             try ingestBatch(batch, classIndex: classIndex, summary: &summary)
             done += batch.count
+            batch.removeAll(keepingCapacity: true)
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            onProgress?(IngestProgress(done: done, total: files.count, bytesRead: summary.bytesRead, elapsed: elapsed))
+            onProgress?(IngestProgress(done: done, total: max(total, done), bytesRead: summary.bytesRead, elapsed: elapsed))
         }
+        for (dir, split) in roots {
+            try FolderScanner.walk(dir, split: split) { file in
+                batch.append(file)
+                if batch.count >= options.batchSize { try flush() }
+            }
+        }
+        try flush()
         summary.elapsedSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         if summary.elapsedSeconds > 0 {
             summary.imagesPerSecond = Double(summary.added) / summary.elapsedSeconds

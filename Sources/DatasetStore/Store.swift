@@ -21,12 +21,33 @@ public final class Store: Sendable {
     }
 
     /// Creates the store if it does not exist; refuses a folder that is something else.
+    ///
+    /// Creation is atomic: the environment, its databases and the format record are
+    /// made in `<store>/.creating`, and only the finished data.mdb is renamed into
+    /// place. A process killed while creating leaves no data.mdb, so the folder is
+    /// still "no store yet", never a store without databases (the next run starts over).
     public static func openOrCreate(path: String) throws -> Store {
-        try Store(path: path, create: true, readOnly: false)
+        if !FileManager.default.fileExists(atPath: path + "/data.mdb") {
+            try checkFolder(path, create: true)
+            let staging = path + "/" + stagingName
+            try? FileManager.default.removeItem(atPath: staging)  // left by a killed creation
+            do {
+                try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
+            } catch {
+                throw StoreError(.io, "\(path): cannot create the store folder: \(error.localizedDescription)")
+            }
+            // Scoped: the staged environment is closed before its file moves.
+            do { _ = try Store(path: staging, create: true, readOnly: false) }
+            guard rename(staging + "/data.mdb", path + "/data.mdb") == 0 else {
+                throw StoreError(.io, "\(path): cannot move the new store into place: \(String(cString: strerror(errno)))")
+            }
+            try? FileManager.default.removeItem(atPath: staging)
+        }
+        return try Store(path: path, create: false, readOnly: false)
     }
 
-    private init(path: String, create: Bool, readOnly: Bool) throws {
-        self.path = path
+    /// Refuses a file or a foreign folder; with `create`, makes the folder if missing.
+    private static func checkFolder(_ path: String, create: Bool) throws {
         var isDir: ObjCBool = false
         let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         let hasData = FileManager.default.fileExists(atPath: path + "/data.mdb")
@@ -34,7 +55,7 @@ public final class Store: Sendable {
             throw StoreError(.notAStore, "\(path): not a store (it is a file; a store is a folder)")
         }
         if exists && !hasData {
-            let contents = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+            let contents = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0 != stagingName }
             if !contents.isEmpty || !create {
                 throw StoreError(.notAStore, "\(path): not a store (no data.mdb inside)")
             }
@@ -49,6 +70,14 @@ public final class Store: Sendable {
                 throw StoreError(.io, "\(path): cannot create the store folder: \(error.localizedDescription)")
             }
         }
+    }
+
+    /// The folder inside a store where a new environment is built (see openOrCreate).
+    static let stagingName = ".creating"
+
+    private init(path: String, create: Bool, readOnly: Bool) throws {
+        self.path = path
+        try Self.checkFolder(path, create: create)
         let env: Environment
         do {
             env = try Environment(path: path, databases: Layout.all, readOnly: readOnly, create: create)

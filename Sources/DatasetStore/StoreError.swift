@@ -17,9 +17,7 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 extension StoreError {
     /// Wraps LMDB's error in words a user can act on.
     static func from(_ error: LMDBError, store: String) -> StoreError {
-        if error.isOutOfSpace {
-            return StoreError(.io, "\(store): the disk is full (\(error.message)); nothing of the interrupted batch was written, free space and run again")
-        }
+        if error.isOutOfSpace { return StoreError(.io, error.description) }
         return StoreError(.io, "\(store): \(error.operation): \(error.message)")
     }
 }

@@ -128,7 +128,11 @@ public final class Environment: @unchecked Sendable {
             throw error
         }
         // mdb_txn_commit frees the transaction even when it fails.
-        try check(mdb_txn_commit(txn.txn), "commit", path: path)
+        let rc = mdb_txn_commit(txn.txn)
+        if rc != 0 {
+            let shortage = rc == EIO || rc == ENOSPC || rc == EFBIG ? spaceShortage(dataFile: path + "/data.mdb") : nil
+            throw LMDBError(code: rc, operation: "commit", path: path, spaceShortage: shortage)
+        }
         return result
     }
 

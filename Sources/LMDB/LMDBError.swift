@@ -1,4 +1,7 @@
 import CLMDB
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An LMDB failure: the return code, LMDB's own text, and what we were doing.
 public struct LMDBError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -7,12 +10,26 @@ public struct LMDBError: Error, Sendable, Equatable, CustomStringConvertible {
     public let path: String
 
     public var message: String { String(cString: mdb_strerror(code)) }
-    public var description: String { "\(path): \(operation): \(message)" }
+    public var description: String {
+        if isOutOfSpace {
+            let why = spaceShortage.map { "\(message): \($0)" } ?? message
+            return "\(path): out of space (\(why)) in \(operation): the transaction was not written; free space and run again"
+        }
+        return "\(path): \(operation): \(message)"
+    }
+
+    /// Set when the failure was a write that ran out of room, which LMDB reports as
+    /// EIO when the write was short: the free space or file-size limit found then.
+    public var spaceShortage: String?
+
+    public init(code: Int32, operation: String, path: String, spaceShortage: String? = nil) {
+        self.code = code; self.operation = operation; self.path = path; self.spaceShortage = spaceShortage
+    }
 
     public var isMapFull: Bool { code == MDB_MAP_FULL }
     public var isNotFound: Bool { code == MDB_NOTFOUND }
     /// ENOSPC / EDQUOT / EFBIG: the disk (or a file-size limit) ran out.
-    public var isOutOfSpace: Bool { code == 28 || code == 122 || code == 27 }
+    public var isOutOfSpace: Bool { code == 28 || code == 122 || code == 27 || spaceShortage != nil }
 }
 
 /// Thrown by a transaction body to abort; carries the caller's own error.
@@ -30,4 +47,22 @@ extension Array: ByteView where Element == UInt8 {}
 extension ArraySlice: ByteView where Element == UInt8 {}
 extension UnsafeRawBufferPointer: ByteView {
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try body(self) }
+}
+
+/// Why a failed write ran out of room, if it did: the file-size limit (`ulimit -f`)
+/// reached by the data file, or under 1 MiB free on its filesystem. nil otherwise.
+func spaceShortage(dataFile: String) -> String? {
+    var st = stat()
+    let size = stat(dataFile, &st) == 0 ? UInt64(st.st_size) : 0
+    var limit = rlimit()
+    if getrlimit(Int32(RLIMIT_FSIZE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max, size + 65536 >= UInt64(limit.rlim_cur) {
+        return "the file-size limit (ulimit -f) of \(limit.rlim_cur) bytes is reached"
+    }
+    var fs = statvfs()
+    let folder = String(dataFile[..<(dataFile.lastIndex(of: "/") ?? dataFile.endIndex)])
+    if statvfs(folder.isEmpty ? "." : folder, &fs) == 0 {
+        let free = UInt64(fs.f_bavail) * UInt64(fs.f_frsize)
+        if free < 1 << 20 { return "\(free) bytes free on the disk" }
+    }
+    return nil
 }

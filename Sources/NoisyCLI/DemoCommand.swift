@@ -33,7 +33,7 @@ struct Demo: ParsableCommand {
     }
 
     func run() throws {
-        ensureOpenBLASKernels()
+        prepareTrainingProcess()
         try runReportingErrors {
             let folders = workdir + "/folders"
             let marker = folders + "/.complete-\(perClass)-\(unlabeled)-\(loop.seed)"

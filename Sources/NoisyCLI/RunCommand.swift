@@ -107,7 +107,7 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Write the report (schemas/run-report.schema.json).", valueName: "FILE.json")) var report: String?
 
     func run() throws {
-        ensureOpenBLASKernels()
+        prepareTrainingProcess()
         try runReportingErrors {
             let store = try Store(path: storeOption.store)
             let dir = workdir ?? (storeOption.store + "-run")

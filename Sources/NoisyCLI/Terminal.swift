@@ -31,7 +31,11 @@ enum Terminal {
 }
 
 /// Runs a command body, turning any error into one line on stderr and exit code 1.
+/// A file-size limit (`ulimit -f`) would otherwise kill the process with SIGXFSZ in
+/// the middle of a write; ignored, the write fails with EFBIG and LMDB aborts the
+/// transaction, so the user gets a message and the store its last commit.
 func runReportingErrors(_ body: () throws -> Void) throws {
+    signal(SIGXFSZ, SIG_IGN)
     do {
         try body()
     } catch let e as ExitCode {

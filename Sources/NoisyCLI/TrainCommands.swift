@@ -53,7 +53,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Print the epoch reports as JSON lines (schemas/epoch-report.schema.json).") var json = false
 
     func run() throws {
-        ensureOpenBLASKernels()
+        prepareTrainingProcess()
         try runReportingErrors {
             let store = try Store(path: storeOption.store, readOnly: true)
             let config = try pipeline.config(store: store)
@@ -105,7 +105,7 @@ struct Evaluate: ParsableCommand {
     @Flag(help: "Print JSON (schemas/evaluation.schema.json).") var json = false
 
     func run() throws {
-        ensureOpenBLASKernels()
+        prepareTrainingProcess()
         try runReportingErrors {
             let store = try Store(path: storeOption.store, readOnly: true)
             let (h, model, opt) = try Checkpoint.load(path: checkpoint)
@@ -148,7 +148,7 @@ struct LabelCommand: ParsableCommand {
     @Flag(help: "Print the import summary as JSON.") var json = false
 
     func run() throws {
-        ensureOpenBLASKernels()
+        prepareTrainingProcess()
         try runReportingErrors {
             guard let p = LabelPrecision(precision) else { throw ValidationError("--precision must be f16, f32 or topk:K") }
             let store = try Store(path: storeOption.store)

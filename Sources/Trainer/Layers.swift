@@ -1,4 +1,5 @@
 import Foundation
+import CTensorKernels
 
 /// A learnable array with its gradient and optimiser state.
 public final class Parameter {
@@ -12,6 +13,18 @@ public final class Parameter {
         self.name = name; self.value = value; self.decays = decays
         grad = [Float](repeating: 0, count: value.count)
         velocity = [Float](repeating: 0, count: value.count)
+    }
+
+    /// grad += other.grad, and other.grad = 0 (a shard's gradient into the live one).
+    func accumulate(from other: Parameter) {
+        var mine = grad, theirs = other.grad
+        grad = []; other.grad = []
+        mine.withUnsafeMutableBufferPointer { m in
+            theirs.withUnsafeMutableBufferPointer { t in
+                for i in 0..<m.count { m[i] += t[i]; t[i] = 0 }
+            }
+        }
+        grad = mine; other.grad = theirs
     }
 }
 
@@ -78,7 +91,11 @@ public final class Dense: Layer {
 public final class Conv3x3: Layer {
     let cin: Int, cout: Int
     let w: Parameter, b: Parameter
+    /// The first layer's input gradient is never used: skipping it saves a GEMM and a col2im.
+    var needsInputGradient = true
+    /// Reused between steps: the im2col matrix (kept for the weight gradient) and its gradient.
     private var cols: [Float] = []
+    private var dcols: [Float] = []
     private var inShape: [Int] = []
 
     public init(_ cin: Int, _ cout: Int, rng: inout TrainerRandom, name: String) {
@@ -94,33 +111,13 @@ public final class Conv3x3: Layer {
         inShape = x.shape
         let k = 9 * cin, rows = n * h * wd
         if cols.count != rows * k { cols = [Float](repeating: 0, count: rows * k) }
-        let cin = self.cin
-        x.data.withUnsafeBufferPointer { srcBuf in
-            cols.withUnsafeMutableBufferPointer { colBuf in
-                let src = srcBuf.baseAddress!, col = colBuf.baseAddress!
-                for img in 0..<n {
-                    for y in 0..<h {
-                        for xx in 0..<wd {
-                            var dst = col + ((img * h + y) * wd + xx) * k
-                            for ky in 0..<3 {
-                                let sy = y + ky - 1
-                                for kx in 0..<3 {
-                                    let sx = xx + kx - 1
-                                    if sy < 0 || sy >= h || sx < 0 || sx >= wd {
-                                        for c in 0..<cin { dst[c] = 0 }
-                                    } else {
-                                        let s = src + ((img * h + sy) * wd + sx) * cin
-                                        for c in 0..<cin { dst[c] = s[c] }
-                                    }
-                                    dst += cin
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+        var im = cols
+        cols = []
+        x.data.withUnsafeBufferPointer { src in
+            im.withUnsafeMutableBufferPointer { col in tk_im2col3x3(src.baseAddress, n, h, wd, cin, col.baseAddress) }
         }
-        var out = [Float](repeating: 0, count: rows * cout)
+        cols = im
+        var out = uninitializedFloats(rows * cout)
         fillRows(&out, rows: rows, with: b.value)
         gemm(false, false, m: rows, n: cout, k: k, cols, lda: k, w.value, ldb: cout, beta: 1, &out, ldc: cout)
         return Tensor(shape: [n, h, wd, cout], data: out)
@@ -131,33 +128,26 @@ public final class Conv3x3: Layer {
         let k = 9 * cin, rows = n * h * wd
         gemm(true, false, m: k, n: cout, k: rows, cols, lda: k, dy.data, ldb: cout, beta: 1, &w.grad, ldc: cout)
         sumRows(dy.data, rows: rows, into: &b.grad)
-        var dcols = [Float](repeating: 0, count: rows * k)
-        gemm(false, true, m: rows, n: k, k: cout, dy.data, lda: cout, w.value, ldb: cout, beta: 0, &dcols, ldc: k)
+        guard needsInputGradient else { return Tensor(zeros: [0]) }
+        if dcols.count != rows * k { dcols = [Float](repeating: 0, count: rows * k) }
+        var dc = dcols
+        dcols = []
+        gemm(false, true, m: rows, n: k, k: cout, dy.data, lda: cout, w.value, ldb: cout, beta: 0, &dc, ldc: k)
         var dx = [Float](repeating: 0, count: n * h * wd * cin)
-        let cin = self.cin
-        dcols.withUnsafeBufferPointer { dcBuf in
-            dx.withUnsafeMutableBufferPointer { outBuf in
-                let dc = dcBuf.baseAddress!, out = outBuf.baseAddress!
-                for img in 0..<n {
-                    for y in 0..<h {
-                        for xx in 0..<wd {
-                            let row = dc + ((img * h + y) * wd + xx) * k
-                            for ky in 0..<3 {
-                                let sy = y + ky - 1
-                                guard sy >= 0 && sy < h else { continue }
-                                for kx in 0..<3 {
-                                    let sx = xx + kx - 1
-                                    guard sx >= 0 && sx < wd else { continue }
-                                    let o = out + ((img * h + sy) * wd + sx) * cin, src = row + (ky * 3 + kx) * cin
-                                    for c in 0..<cin { o[c] += src[c] }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+        dc.withUnsafeBufferPointer { d in
+            dx.withUnsafeMutableBufferPointer { o in tk_col2im3x3_add(d.baseAddress, n, h, wd, cin, o.baseAddress) }
         }
+        dcols = dc
         return Tensor(shape: inShape, data: dx)
+    }
+}
+
+/// An array whose every element the caller overwrites (skips the zero fill).
+@inline(__always)
+func uninitializedFloats(_ count: Int) -> [Float] {
+    [Float](unsafeUninitializedCapacity: count) { buf, initialized in
+        // Float is trivial: leaving the bytes as they are is defined; callers overwrite them all.
+        initialized = count
     }
 }
 
@@ -165,15 +155,21 @@ public final class ReLU: Layer {
     private var output: [Float] = []
     public init() {}
     public func forward(_ x: Tensor, _ ctx: inout StepContext) -> Tensor {
-        var y = x.data
-        y.withUnsafeMutableBufferPointer { p in for i in 0..<p.count where p[i] < 0 { p[i] = 0 } }
+        let n = x.count
+        var y = uninitializedFloats(n)
+        y.withUnsafeMutableBufferPointer { yp in
+            x.data.withUnsafeBufferPointer { xp in tk_relu(xp.baseAddress, yp.baseAddress, n) }
+        }
         output = y
         return Tensor(shape: x.shape, data: y)
     }
     public func backward(_ dy: Tensor) -> Tensor {
-        var g = dy.data
+        let n = dy.count
+        var g = uninitializedFloats(n)
         g.withUnsafeMutableBufferPointer { gp in
-            output.withUnsafeBufferPointer { o in for i in 0..<gp.count where o[i] <= 0 { gp[i] = 0 } }
+            output.withUnsafeBufferPointer { o in
+                dy.data.withUnsafeBufferPointer { d in tk_relu_backward(o.baseAddress, d.baseAddress, gp.baseAddress, n) }
+            }
         }
         return Tensor(shape: dy.shape, data: g)
     }
@@ -181,72 +177,48 @@ public final class ReLU: Layer {
 
 /// Copies `row` into every row of `out` (a bias before a GEMM with beta 1).
 func fillRows(_ out: inout [Float], rows: Int, with row: [Float]) {
-    let n = row.count
     out.withUnsafeMutableBufferPointer { o in
-        row.withUnsafeBufferPointer { r in
-            for i in 0..<rows {
-                let d = o.baseAddress! + i * n
-                for j in 0..<n { d[j] = r[j] }
-            }
-        }
+        row.withUnsafeBufferPointer { r in tk_fill_rows(o.baseAddress, rows, r.baseAddress, r.count) }
     }
 }
 
 /// Adds every row of `m` into `acc` (a bias gradient).
 func sumRows(_ m: [Float], rows: Int, into acc: inout [Float]) {
-    let n = acc.count
     m.withUnsafeBufferPointer { mp in
-        acc.withUnsafeMutableBufferPointer { a in
-            for i in 0..<rows {
-                let r = mp.baseAddress! + i * n
-                for j in 0..<n { a[j] += r[j] }
-            }
-        }
+        acc.withUnsafeMutableBufferPointer { a in tk_sum_rows(mp.baseAddress, rows, a.count, a.baseAddress) }
     }
 }
 
 /// 2x2 max pooling, stride 2, NHWC (odd edges dropped).
 public final class MaxPool2: Layer {
-    private var argmax: [Int] = []
+    /// Input index of each output's maximum (training only; reused between steps).
+    private var argmax: [Int64] = []
     private var inShape: [Int] = []
     public init() {}
     public func forward(_ x: Tensor, _ ctx: inout StepContext) -> Tensor {
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let oh = h / 2, ow = w / 2
         inShape = x.shape
-        var out = [Float](repeating: 0, count: n * oh * ow * c)
-        var at = [Int](repeating: 0, count: out.count)
+        var out = uninitializedFloats(n * (h / 2) * (w / 2) * c)
+        var at = argmax
+        argmax = []
+        if ctx.training && at.count != out.count { at = [Int64](repeating: 0, count: out.count) }
         x.data.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { o in
-                at.withUnsafeMutableBufferPointer { a in
-                    for img in 0..<n {
-                        for y in 0..<oh {
-                            for xx in 0..<ow {
-                                let base = ((img * h + 2 * y) * w + 2 * xx) * c
-                                let candidates = [base, base + c, base + w * c, base + w * c + c]
-                                let ob = ((img * oh + y) * ow + xx) * c
-                                for ch in 0..<c {
-                                    var best = src[candidates[0] + ch], bi = candidates[0] + ch
-                                    for q in 1..<4 where src[candidates[q] + ch] > best {
-                                        best = src[candidates[q] + ch]; bi = candidates[q] + ch
-                                    }
-                                    o[ob + ch] = best
-                                    a[ob + ch] = bi
-                                }
-                            }
-                        }
-                    }
+                if ctx.training {
+                    at.withUnsafeMutableBufferPointer { a in tk_maxpool2(src.baseAddress, n, h, w, c, o.baseAddress, a.baseAddress) }
+                } else {
+                    tk_maxpool2(src.baseAddress, n, h, w, c, o.baseAddress, nil)
                 }
             }
         }
         argmax = at
-        return Tensor(shape: [n, oh, ow, c], data: out)
+        return Tensor(shape: [n, h / 2, w / 2, c], data: out)
     }
     public func backward(_ dy: Tensor) -> Tensor {
         var dx = [Float](repeating: 0, count: inShape.reduce(1, *))
         dx.withUnsafeMutableBufferPointer { d in
             argmax.withUnsafeBufferPointer { a in
-                dy.data.withUnsafeBufferPointer { g in for o in 0..<a.count { d[a[o]] += g[o] } }
+                dy.data.withUnsafeBufferPointer { g in tk_maxpool2_backward(g.baseAddress, a.baseAddress, min(a.count, g.count), d.baseAddress) }
             }
         }
         return Tensor(shape: inShape, data: dx)

@@ -1,6 +1,7 @@
 import Foundation
 import Batches
 import COpenBLAS
+import CMalloc
 
 /// A float array with a shape. Activations are NHWC (a convolution is then one
 /// GEMM over every pixel of the batch), dense activations [N, features].
@@ -19,6 +20,20 @@ public struct Tensor: Sendable {
     }
 
     public var count: Int { data.count }
+
+    /// Samples [range] of the batch (a copy).
+    public func rows(_ range: Range<Int>) -> Tensor {
+        if range.lowerBound == 0 && range.count == batch { return self }
+        var shape = self.shape
+        shape[0] = range.count
+        let per = perSample
+        return Tensor(shape: shape, data: Array(data[(range.lowerBound * per)..<(range.upperBound * per)]))
+    }
+
+    public mutating func scale(by factor: Float) {
+        guard factor != 1 else { return }
+        data.withUnsafeMutableBufferPointer { d in for i in 0..<d.count { d[i] *= factor } }
+    }
     public var batch: Int { shape[0] }
     /// Elements per sample.
     public var perSample: Int { count / max(1, shape[0]) }
@@ -48,6 +63,19 @@ public struct TrainerRandom: Sendable {
         let u1 = max(unit(), 1e-7), u2 = unit()
         return (-2 * logf(u1)).squareRoot() * cosf(2 * .pi * u2)
     }
+}
+
+/// Readies this process for training: the OpenBLAS kernels for this CPU, and an
+/// allocator that keeps freed activation buffers. A step allocates and frees the
+/// same few megabyte-sized arrays; with glibc's defaults they are mmapped or
+/// trimmed back to the kernel and every step page-faults them in again (measured:
+/// 20% of a student's step). Raising both thresholds keeps them in the heap.
+public func prepareTrainingProcess() {
+    #if os(Linux)
+    _ = mallopt(M_MMAP_THRESHOLD, 256 << 20)
+    _ = mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    #endif
+    ensureOpenBLASKernels()
 }
 
 /// OpenBLAS chooses its kernels when the library loads, from the CPU model; on

@@ -78,7 +78,7 @@ final class LoopTests: XCTestCase {
 
         // The loop, killed once after its first generation appears, then resumed.
         let args = ["run", "--store", store, "--iterations", "2", "--depth", "0", "--teacher-epochs", "1", "--student-epochs", "1",
-                    "--keep-per-class", "20", "--workdir", "\(root)/run", "--report", "\(root)/report.json", "--batch-size", "16", "--threads", "1"]
+                    "--keep-per-class", "20", "--threshold", "0", "--workdir", "\(root)/run", "--report", "\(root)/report.json", "--batch-size", "16", "--threads", "1"]
         let first = try Processes.spawnNoisy(args)
         var sawGeneration = false
         for _ in 0..<600 where first.isRunning {

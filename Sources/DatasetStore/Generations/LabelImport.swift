@@ -246,45 +246,11 @@ extension Store {
 
     private func loadJSONL(_ p: String, classCount c: Int, logits: Bool) throws -> (any PredictionRows, [UInt64], PredictionOrigin) {
         guard let data = FileManager.default.contents(atPath: p) else { throw StoreError(.io, "\(p): cannot read") }
-        var ids: [UInt64] = []
-        var values: [Float] = []
-        var lineNumber = 0
-        try environment.read { txn in
-            for line in data.split(separator: UInt8(ascii: "\n")) {
-                lineNumber += 1
-                if line.allSatisfy({ $0 == 32 || $0 == 13 }) { continue }
-                guard let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
-                    throw StoreError(.invalidArgument, "\(p): line \(lineNumber): not a JSON object")
-                }
-                if let id = obj["id"] as? Int, id >= 0 {
-                    ids.append(UInt64(id))
-                } else if let s = obj["source"] as? String {
-                    let found = try self.ids(forSource: s, txn)
-                    guard found.count == 1 else {
-                        throw StoreError(found.isEmpty ? .notFound : .invalidArgument,
-                                         "\(p): line \(lineNumber): source '\(s)' matches \(found.count) samples")
-                    }
-                    ids.append(found[0])
-                } else {
-                    throw StoreError(.invalidArgument, "\(p): line \(lineNumber): needs \"id\" (a non-negative integer) or \"source\"")
-                }
-                let key = logits ? "logits" : "probs"
-                guard let row = obj[key] as? [Any] else {
-                    throw StoreError(.invalidArgument, "\(p): line \(lineNumber): needs \"\(key)\" (an array of \(c) numbers)" + (logits ? "" : "; give --logits for scores"))
-                }
-                guard row.count == c else {
-                    throw StoreError(.invalidArgument, "\(p): line \(lineNumber): \(row.count) values, the store has \(c) classes")
-                }
-                for v in row {
-                    guard let n = v as? NSNumber, !(v is Bool) else {
-                        throw StoreError(.invalidArgument, "\(p): line \(lineNumber): \"\(key)\" holds a value that is not a number")
-                    }
-                    values.append(n.floatValue)
-                }
-            }
+        let parsed = try environment.read { txn in
+            try JSONLPredictions.parse(data, path: p, classCount: c, logits: logits) { try self.ids(forSource: $0, txn) }
         }
         let hash = Codec.sha256([UInt8](data)).hexString
-        return (MemoryRows(values: values, classCount: c), ids,
+        return (MemoryRows(values: parsed.values, classCount: c), parsed.ids,
                 PredictionOrigin(kind: "jsonl", path: p, sha256: hash, logits: logits, matchedBy: "id"))
     }
 
@@ -329,5 +295,50 @@ extension Store {
                 throw StoreError(.notFound, "\(origin.idsPath ?? origin.path ?? "predictions"): \(missing.count) unknown sample id(s), first \(missing.prefix(5).map(String.init).joined(separator: ", "))")
             }
         }
+    }
+}
+
+/// JSON Lines predictions: one object per line with "id" (or "source") and
+/// "probs" (or "logits" with --logits). Pure parsing, so that it can be fuzzed.
+public enum JSONLPredictions {
+    /// Returns the ids and the row-major values; `idsForSource` resolves "source" keys.
+    public static func parse(_ data: Data, path p: String, classCount c: Int, logits: Bool,
+                             idsForSource: (String) throws -> [UInt64]) throws -> (ids: [UInt64], values: [Float]) {
+        var ids: [UInt64] = []
+        var values: [Float] = []
+        var lineNumber = 0
+        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            if line.allSatisfy({ $0 == 32 || $0 == 13 || $0 == 9 }) { continue }
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
+                throw StoreError(.invalidArgument, "\(p): line \(lineNumber): not a JSON object")
+            }
+            if let id = obj["id"] as? Int, id >= 0 {
+                ids.append(UInt64(id))
+            } else if let s = obj["source"] as? String {
+                let found = try idsForSource(s)
+                guard found.count == 1 else {
+                    throw StoreError(found.isEmpty ? .notFound : .invalidArgument,
+                                     "\(p): line \(lineNumber): source '\(s)' matches \(found.count) samples")
+                }
+                ids.append(found[0])
+            } else {
+                throw StoreError(.invalidArgument, "\(p): line \(lineNumber): needs \"id\" (a non-negative integer) or \"source\"")
+            }
+            let key = logits ? "logits" : "probs"
+            guard let row = obj[key] as? [Any] else {
+                throw StoreError(.invalidArgument, "\(p): line \(lineNumber): needs \"\(key)\" (an array of \(c) numbers)" + (logits ? "" : "; give --logits for scores"))
+            }
+            guard row.count == c else {
+                throw StoreError(.invalidArgument, "\(p): line \(lineNumber): \(row.count) values, the store has \(c) classes")
+            }
+            for v in row {
+                guard let n = v as? NSNumber, !(v is Bool) else {
+                    throw StoreError(.invalidArgument, "\(p): line \(lineNumber): \"\(key)\" holds a value that is not a number")
+                }
+                values.append(n.floatValue)
+            }
+        }
+        return (ids, values)
     }
 }

@@ -55,8 +55,11 @@ public final class NPYFile: @unchecked Sendable {
             dtype = parsed.dtype
             shape = parsed.shape
             dataOffset = headerStart + headerLength
-            let need = shape.reduce(1, *) * Self.itemSize(dtype)
-            guard dataOffset + need <= length else {
+            // A hostile header can name a shape whose size overflows: refuse it, do not trap.
+            var need = Self.itemSize(dtype), overflow = false
+            for d in shape where !overflow { (need, overflow) = need.multipliedReportingOverflow(by: d) }
+            guard !overflow, need <= length - dataOffset else {
+                if overflow { throw StoreError(.invalidArgument, "\(path): shape \(shape) is too large for any file") }
                 throw StoreError(.invalidArgument, "\(path): truncated: shape \(shape) of \(dtype) needs \(need) bytes of data, the file has \(length - dataOffset)")
             }
         } catch {

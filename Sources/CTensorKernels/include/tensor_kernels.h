@@ -1,0 +1,31 @@
+// The trainer's element-wise loops (im2col, ReLU, pooling), in C so that the
+// compiler vectorises them: the same loops in Swift stayed scalar and cost more
+// than the GEMMs around them. Every array is NHWC float32; sizes are in elements.
+#ifndef TENSOR_KERNELS_H
+#define TENSOR_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/// Writes the im2col matrix of a 3x3, padding-1 convolution: row (image, y, x)
+/// holds the 3x3 neighbourhood, tap-major then channel ([n*h*w, 9*c]).
+void tk_im2col3x3(const float *src, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *col);
+/// The adjoint of tk_im2col3x3: adds each matrix entry back onto its input pixel.
+void tk_col2im3x3_add(const float *col, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *dx);
+
+/// y = max(x, 0).
+void tk_relu(const float *x, float *y, ptrdiff_t count);
+/// dx = out > 0 ? dy : 0.
+void tk_relu_backward(const float *out, const float *dy, float *dx, ptrdiff_t count);
+
+/// 2x2 max pooling, stride 2 (odd edges dropped). argmax (may be NULL) receives
+/// the input index of each output's maximum, for the backward pass.
+void tk_maxpool2(const float *src, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *out, int64_t *argmax);
+/// dx (zeroed by the caller) += dy at each output's argmax.
+void tk_maxpool2_backward(const float *dy, const int64_t *argmax, ptrdiff_t count, float *dx);
+
+/// Every row of out [rows, n] = row.
+void tk_fill_rows(float *out, ptrdiff_t rows, const float *row, ptrdiff_t n);
+/// acc [n] += sum of the rows of m [rows, n].
+void tk_sum_rows(const float *m, ptrdiff_t rows, ptrdiff_t n, float *acc);
+
+#endif

@@ -1,0 +1,95 @@
+#include "tensor_kernels.h"
+#include <string.h>
+
+void tk_im2col3x3(const float *src, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *col) {
+    const ptrdiff_t k = 9 * c;
+    for (ptrdiff_t img = 0; img < n; img++) {
+        for (ptrdiff_t y = 0; y < h; y++) {
+            for (ptrdiff_t x = 0; x < w; x++) {
+                float *row = col + ((img * h + y) * w + x) * k;
+                for (ptrdiff_t ky = 0; ky < 3; ky++) {
+                    float *at = row + ky * 3 * c;
+                    const ptrdiff_t sy = y + ky - 1;
+                    if (sy < 0 || sy >= h) { memset(at, 0, sizeof(float) * 3 * c); continue; }
+                    // The three taps of one kernel row are adjacent in the image row.
+                    const ptrdiff_t first = x == 0 ? 1 : 0, last = x == w - 1 ? 1 : 2;
+                    if (first) memset(at, 0, sizeof(float) * c);
+                    if (last == 1) memset(at + 2 * c, 0, sizeof(float) * c);
+                    memcpy(at + first * c, src + ((img * h + sy) * w + x - 1 + first) * c,
+                           sizeof(float) * (last - first + 1) * c);
+                }
+            }
+        }
+    }
+}
+
+void tk_col2im3x3_add(const float *col, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *dx) {
+    const ptrdiff_t k = 9 * c;
+    for (ptrdiff_t img = 0; img < n; img++) {
+        for (ptrdiff_t y = 0; y < h; y++) {
+            for (ptrdiff_t x = 0; x < w; x++) {
+                const float *row = col + ((img * h + y) * w + x) * k;
+                for (ptrdiff_t ky = 0; ky < 3; ky++) {
+                    const ptrdiff_t sy = y + ky - 1;
+                    if (sy < 0 || sy >= h) continue;
+                    const ptrdiff_t first = x == 0 ? 1 : 0, last = x == w - 1 ? 1 : 2;
+                    const float *s = row + (ky * 3 + first) * c;
+                    float *d = dx + ((img * h + sy) * w + x - 1 + first) * c;
+                    const ptrdiff_t count = (last - first + 1) * c;
+                    for (ptrdiff_t j = 0; j < count; j++) d[j] += s[j];
+                }
+            }
+        }
+    }
+}
+
+void tk_relu(const float *x, float *y, ptrdiff_t count) {
+    for (ptrdiff_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void tk_relu_backward(const float *out, const float *dy, float *dx, ptrdiff_t count) {
+    for (ptrdiff_t i = 0; i < count; i++) dx[i] = out[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void tk_maxpool2(const float *src, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *out, int64_t *argmax) {
+    const ptrdiff_t oh = h / 2, ow = w / 2;
+    for (ptrdiff_t img = 0; img < n; img++) {
+        for (ptrdiff_t y = 0; y < oh; y++) {
+            for (ptrdiff_t x = 0; x < ow; x++) {
+                const ptrdiff_t p0 = ((img * h + 2 * y) * w + 2 * x) * c, p1 = p0 + c, p2 = p0 + w * c, p3 = p2 + c;
+                const ptrdiff_t o = ((img * oh + y) * ow + x) * c;
+                if (argmax) {
+                    for (ptrdiff_t ch = 0; ch < c; ch++) {
+                        float best = src[p0 + ch]; int64_t bi = p0 + ch;
+                        if (src[p1 + ch] > best) { best = src[p1 + ch]; bi = p1 + ch; }
+                        if (src[p2 + ch] > best) { best = src[p2 + ch]; bi = p2 + ch; }
+                        if (src[p3 + ch] > best) { best = src[p3 + ch]; bi = p3 + ch; }
+                        out[o + ch] = best;
+                        argmax[o + ch] = bi;
+                    }
+                } else {
+                    for (ptrdiff_t ch = 0; ch < c; ch++) {
+                        float a = src[p0 + ch] > src[p1 + ch] ? src[p0 + ch] : src[p1 + ch];
+                        float b = src[p2 + ch] > src[p3 + ch] ? src[p2 + ch] : src[p3 + ch];
+                        out[o + ch] = a > b ? a : b;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void tk_maxpool2_backward(const float *dy, const int64_t *argmax, ptrdiff_t count, float *dx) {
+    for (ptrdiff_t i = 0; i < count; i++) dx[argmax[i]] += dy[i];
+}
+
+void tk_fill_rows(float *out, ptrdiff_t rows, const float *row, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < rows; i++) memcpy(out + i * n, row, sizeof(float) * n);
+}
+
+void tk_sum_rows(const float *m, ptrdiff_t rows, ptrdiff_t n, float *acc) {
+    for (ptrdiff_t i = 0; i < rows; i++) {
+        const float *r = m + i * n;
+        for (ptrdiff_t j = 0; j < n; j++) acc[j] += r[j];
+    }
+}
