@@ -15,7 +15,7 @@ struct LoopOptions: ParsableArguments {
     @Option(help: "Residual blocks per stage (0: two plain conv layers, the fast demo setting; stochastic depth needs >= 1).")
     var depth: Int = 0
     @Option(help: "Epochs of the first teacher (over the labeled split).") var teacherEpochs: Int = 60
-    @Option(help: "Epochs of each student (passes over the pseudo-labeled selection).") var studentEpochs: Int = 8
+    @Option(help: "Epochs of each student (passes over the pseudo-labeled selection).") var studentEpochs: Int = 16
     @Option(help: "Confidence threshold of the pseudo labels.") var threshold: Double = 0.3
     @Option(help: "Entries per class after balancing (0: no balancing).") var keepPerClass: Int = 3000
     @Option(help: "Pseudo-labeled samples per labeled one in each student batch.") var ratio: Double = 3

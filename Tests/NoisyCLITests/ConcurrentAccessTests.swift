@@ -5,14 +5,7 @@ import TestSupport
 /// Other processes using a store while it is written, killed readers, and copies:
 /// readers never fail or see half a write, stale reader slots are cleared on open,
 /// and a copied or compacted store holds the same bytes.
-final class ConcurrentAccessTests: XCTestCase {
-    var root = ""
-    var server: Process?
-    override func setUp() { root = Fixtures.temporaryDirectory(name) }
-    override func tearDown() {
-        if let s = server, s.isRunning { s.terminate(); s.waitUntilExit() }
-        try? FileManager.default.removeItem(atPath: root)
-    }
+final class ConcurrentAccessTests: ServerTestCase {
 
     func makeStore(unlabeled: Int) throws -> String {
         for c in 0..<3 {
@@ -23,21 +16,6 @@ final class ConcurrentAccessTests: XCTestCase {
         let r = try Processes.noisy(["ingest", "--store", store, "--labeled", "\(root)/l", "--unlabeled", "\(root)/u", "--quiet"])
         XCTAssertEqual(r.status, 0, r.stderr)
         return store
-    }
-
-    var serverLog: String { (try? String(contentsOfFile: "\(root)/log.txt", encoding: .utf8)) ?? "" }
-
-    func startServer(_ args: [String]) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Processes.noisyBinary)
-        p.arguments = ["serve"] + args
-        _ = FileManager.default.createFile(atPath: "\(root)/log.txt", contents: nil)
-        p.standardError = FileHandle(forWritingAtPath: "\(root)/log.txt")
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        server = p
-        for _ in 0..<400 where !serverLog.contains("serving") { usleep(25_000) }
-        XCTAssertTrue(serverLog.contains("serving"), serverLog)
     }
 
     /// Every kind of reader, each on its own thread, over and over while `writer`

@@ -222,24 +222,55 @@ final class CrashSafetyTests: XCTestCase {
         ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) / 1024
     }
 
-    /// Disk full during ingest and import: a one-line message naming the store, the
-    /// committed part stays, verify passes, and with space back the re-run finishes.
-    func testOutOfSpaceStopsCleanlyAndTheReRunFinishes() throws {
+    /// Disk full during ingest and import, under a file-size limit (`ulimit -f`).
+    func testOutOfSpaceUnderAFileSizeLimitStopsCleanlyAndTheReRunFinishes() throws {
+        let store = "\(root)/s.noisy"
+        try checkOutOfSpace(store: store, ingestRoom: { args in try self.noisyLimited(kib: 1800, args) },
+                            importRoom: { args in try self.noisyLimited(kib: self.fileKiB(store + "/data.mdb") + 200, args) })
+    }
+
+    /// Disk full for real: the store on a 2 MiB tmpfs (skipped where mounting is not
+    /// allowed); "freeing space" grows the filesystem.
+    func testOutOfSpaceOnASmallFilesystemStopsCleanlyAndTheReRunFinishes() throws {
+        let mountPoint = "\(root)/tiny"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mounted = try Processes.run("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint])
+        guard mounted.status == 0 else { throw XCTSkip("cannot mount a tmpfs here: \(mounted.stderr)") }
+        defer { _ = try? Processes.run("/bin/umount", [mountPoint]) }
+        func resize(_ size: String) throws {
+            XCTAssertEqual(try Processes.run("/bin/mount", ["-o", "remount,size=\(size)", mountPoint]).status, 0)
+        }
+        let store = "\(mountPoint)/s.noisy"
+        try checkOutOfSpace(store: store, ingestRoom: { args in
+            let r = try Processes.noisy(args)
+            try resize("16m")
+            return r
+        }, importRoom: { args in
+            try resize("\(self.fileKiB(store + "/data.mdb") + 200)k")
+            let r = try Processes.noisy(args)
+            try resize("16m")
+            return r
+        })
+    }
+
+    /// Ingest, then import, each first run with too little room (`ingestRoom`,
+    /// `importRoom` run the command that way and give the room back): a one-line
+    /// message naming the store, the committed part stays, verify passes, and the
+    /// re-run with room finishes the job.
+    func checkOutOfSpace(store: String, ingestRoom: ([String]) throws -> ProcessResult,
+                         importRoom: ([String]) throws -> ProcessResult) throws {
         // Random pixels do not compress: 600 PNGs of 40x40 are about 2.9 MB, a
         // transaction of 256 about 1.2 MB; the limit falls in the second one.
         try writeImages(600, side: 40, to: "\(root)/in/u")
         // 500 classes (one labeled image each), so that a generation is large.
         for c in 0..<500 { Fixtures.write(Fixtures.png(width: 4, height: 4, seed: UInt64(9_000 + c)), to: "\(root)/in/l/c\(c)/0.png") }
-        let store = "\(root)/s.noisy"
         let ingest = ["ingest", "--store", store, "--labeled", "\(root)/in/l", "--unlabeled", "\(root)/in/u", "--quiet"]
-        let full = try noisyLimited(kib: 1800, ingest)
-        XCTAssertEqual(full.status, 1, "ingest past the limit fails: \(full.stdout) \(full.stderr)")
-        let lines = full.stderr.split(separator: "\n")
-        XCTAssertEqual(lines.count, 1, full.stderr)
+        let full = try ingestRoom(ingest)
+        XCTAssertEqual(full.status, 1, "ingest without room fails: \(full.stdout) \(full.stderr)")
+        XCTAssertEqual(full.stderr.split(separator: "\n").count, 1, full.stderr)
         XCTAssertTrue(full.stderr.contains(store) && full.stderr.contains("space"), full.stderr)
+        print("ingest out of space: \(full.stderr)")
         XCTAssertEqual(try Processes.noisy(["verify", "--store", store]).status, 0)
-        let partial = try Processes.noisy(["info", "--store", store, "--json"])
-        XCTAssertEqual(partial.status, 0, partial.stderr)
         let done = try Processes.noisy(ingest + ["--json"])
         XCTAssertEqual(done.status, 0, done.stderr)
         let summary = try XCTUnwrap(try JSONSerialization.jsonObject(with: done.stdoutData) as? [String: Any])
@@ -247,7 +278,7 @@ final class CrashSafetyTests: XCTestCase {
         XCTAssertGreaterThan(summary["already_stored"] as? Int ?? 0, 0, "the batches before the limit were kept")
         XCTAssertEqual(try Processes.noisy(["verify", "--store", store]).status, 0)
 
-        // Import: predictions (600 x 500 float32, 1.2 MB) bigger than the room left under the limit.
+        // Import: predictions (600 x 500 float32, 1.2 MB) bigger than the room left.
         let n = 600
         let made = try Processes.python("""
         import sys, numpy as np
@@ -258,10 +289,11 @@ final class CrashSafetyTests: XCTestCase {
         XCTAssertEqual(made.status, 0, made.stderr)
         let importArgs = ["labels", "import", "--store", store, "--predictions", "\(root)/p.npy", "--ids", "\(root)/ids.npy",
                           "--teacher", "t", "--precision", "f32", "--quiet"]
-        let limited = try noisyLimited(kib: fileKiB(store + "/data.mdb") + 200, importArgs)
-        XCTAssertEqual(limited.status, 1, "import past the limit fails: \(limited.stdout) \(limited.stderr)")
+        let limited = try importRoom(importArgs)
+        XCTAssertEqual(limited.status, 1, "import without room fails: \(limited.stdout) \(limited.stderr)")
         XCTAssertEqual(limited.stderr.split(separator: "\n").count, 1, limited.stderr)
         XCTAssertTrue(limited.stderr.contains("space"), limited.stderr)
+        print("import out of space: \(limited.stderr)")
         let list = try Processes.noisy(["labels", "list", "--store", store, "--json"])
         XCTAssertEqual((try JSONSerialization.jsonObject(with: list.stdoutData) as? [Any])?.count, 0, "no half generation")
         XCTAssertEqual(try Processes.noisy(["verify", "--store", store]).status, 0)
@@ -269,5 +301,21 @@ final class CrashSafetyTests: XCTestCase {
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertTrue(again.stdout.hasPrefix("generation 1:"), again.stdout)
         XCTAssertEqual(try Processes.noisy(["verify", "--store", store]).status, 0)
+    }
+
+    /// A creation killed before its data file was moved into place leaves only the
+    /// staging folder: the store does not exist yet, and the next ingest creates it.
+    func testAnInterruptedCreationLeavesNoStoreAndTheNextRunCreatesIt() throws {
+        let store = "\(root)/s.noisy"
+        try FileManager.default.createDirectory(atPath: store + "/.creating", withIntermediateDirectories: true)
+        Fixtures.write(Array(repeating: 0, count: 4096), to: store + "/.creating/data.mdb")
+        let info = try Processes.noisy(["info", "--store", store])
+        XCTAssertEqual(info.status, 1)
+        XCTAssertTrue(info.stderr.contains("not a store (no data.mdb inside)"), info.stderr)
+        try writeImages(5, side: 8, to: "\(root)/in/u")
+        let r = try Processes.noisy(["ingest", "--store", store, "--unlabeled", "\(root)/in/u", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try Processes.noisy(["verify", "--store", store]).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store + "/.creating"), "the staging folder is gone")
     }
 }

@@ -6,14 +6,7 @@ import Pipeline
 import TestSupport
 
 /// `noisy serve` against the real Python client (numpy only) in a real process.
-final class ServeTests: XCTestCase {
-    var root = ""
-    var server: Process?
-    override func setUp() { root = Fixtures.temporaryDirectory(name) }
-    override func tearDown() {
-        if let s = server, s.isRunning { s.terminate(); s.waitUntilExit() }
-        try? FileManager.default.removeItem(atPath: root)
-    }
+final class ServeTests: ServerTestCase {
 
     static let clientPath = Processes.repositoryRoot + "/tools/python"
 
@@ -26,25 +19,6 @@ final class ServeTests: XCTestCase {
         XCTAssertEqual(try Processes.noisy(["ingest", "--store", store, "--labeled", "\(root)/l", "--unlabeled", "\(root)/u", "--quiet"]).status, 0)
         return store
     }
-
-    /// Starts the server and waits until it accepts connections; stderr goes to log.txt.
-    func startServer(_ args: [String], ready: String) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Processes.noisyBinary)
-        p.arguments = ["serve"] + args
-        _ = FileManager.default.createFile(atPath: "\(root)/log.txt", contents: nil)
-        p.standardError = FileHandle(forWritingAtPath: "\(root)/log.txt")
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        server = p
-        for _ in 0..<200 {
-            if (try? String(contentsOfFile: "\(root)/log.txt", encoding: .utf8))?.contains(ready) == true { return }
-            usleep(25_000)
-        }
-        XCTFail("server did not start: \((try? String(contentsOfFile: "\(root)/log.txt", encoding: .utf8)) ?? "")")
-    }
-
-    var serverLog: String { (try? String(contentsOfFile: "\(root)/log.txt", encoding: .utf8)) ?? "" }
 
     func client(_ script: String, _ args: [String]) throws -> ProcessResult {
         try Processes.python("import sys; sys.path.insert(0, '\(Self.clientPath)')\n" + script, args)

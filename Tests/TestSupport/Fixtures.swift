@@ -75,14 +75,18 @@ public enum Processes {
     }
 
     /// The `noisy` binary SwiftPM built next to the test bundle.
-    public static var noisyBinary: String {
+    public static var noisyBinary: String { builtBinary("noisy") }
+
+    /// An executable SwiftPM built next to the test bundle (a test target that
+    /// depends on its target makes `swift test` build it).
+    public static func builtBinary(_ name: String) -> String {
         var dir = Bundle.main.bundleURL
         for _ in 0..<3 {
-            let candidate = dir.appendingPathComponent("noisy").path
+            let candidate = dir.appendingPathComponent(name).path
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
             dir.deleteLastPathComponent()
         }
-        return repositoryRoot + "/.build/debug/noisy"
+        return repositoryRoot + "/.build/debug/" + name
     }
 
     /// Debian's python3, which owns python3-numpy, -pil, -lmdb and -jsonschema.
@@ -126,6 +130,29 @@ public enum Processes {
         p.standardError = FileHandle.nullDevice
         try p.run()
         return p
+    }
+
+    /// Starts `noisy serve` with its stderr in `log`, and waits until the log says
+    /// `ready` (the server accepts connections); returns the running process.
+    public static func startServer(_ arguments: [String], log: String, ready: String = "serving") throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: noisyBinary)
+        p.arguments = ["serve"] + arguments
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        p.standardError = FileHandle(forWritingAtPath: log)
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        for _ in 0..<400 {
+            if (try? String(contentsOfFile: log, encoding: .utf8))?.contains(ready) == true { return p }
+            usleep(25_000)
+        }
+        p.terminate()
+        throw ServerDidNotStart(log: (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+
+    public struct ServerDidNotStart: Error, CustomStringConvertible {
+        public let log: String
+        public var description: String { "server did not start: \(log)" }
     }
 
     public static func noisy(_ arguments: [String]) throws -> ProcessResult {

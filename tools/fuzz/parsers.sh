@@ -33,7 +33,7 @@ for parser in npy jsonl; do
   corpus=Tests/Fixtures/fuzz/$parser
   mkdir -p "$corpus" "$work/new-$parser"
   echo "== $parser: $seconds s"
-  NOISY_FUZZ_ONLY=$parser "$bin" -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1 \
+  NOISY_FUZZ_ONLY=$parser "$bin" -max_total_time="$seconds" -timeout=10 -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1 \
     "$work/new-$parser" "$work/seeds/$parser" "$corpus" 2>&1 | grep -E "stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Done" || true
   NOISY_FUZZ_ONLY=$parser "$bin" -merge=1 "$corpus" "$work/new-$parser" "$work/seeds/$parser" 2>&1 | tail -1
   echo "corpus: $(ls "$corpus" | wc -l) files in $corpus"
