@@ -15,7 +15,8 @@ struct LoopOptions: ParsableArguments {
     @Option(help: "Residual blocks per stage (0: two plain conv layers, the fast demo setting; stochastic depth needs >= 1).")
     var depth: Int = 0
     @Option(help: "Epochs of the first teacher (over the labeled split).") var teacherEpochs: Int = 60
-    @Option(help: "Epochs of each student (passes over the pseudo-labeled selection).") var studentEpochs: Int = 16
+    @Option(help: ArgumentHelp("Epochs of each student (passes over the pseudo-labeled selection); a list gives iteration 1, 2, ... (the last repeats).",
+                               valueName: "E[,E...]")) var studentEpochs: String = "16"
     @Option(help: "Confidence threshold of the pseudo labels.") var threshold: Double = 0.3
     @Option(help: "Entries per class after balancing (0: no balancing).") var keepPerClass: Int = 3000
     @Option(help: "Pseudo-labeled samples per labeled one in each student batch.") var ratio: Double = 3
@@ -34,6 +35,10 @@ struct LoopOptions: ParsableArguments {
     func config(store: Store, workdir: String) throws -> LoopConfig {
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
         guard studentWidth >= teacherWidth else { throw ValidationError("the student must be at least as wide as the teacher") }
+        let epochs = studentEpochs.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !epochs.isEmpty, epochs.allSatisfy({ ($0 ?? 0) >= 1 }) else {
+            throw ValidationError("--student-epochs wants positive integers, e.g. 16 or 12,12,24 (got '\(studentEpochs)')")
+        }
         let channels = try store.dominantChannels()
         var ra: RandAugment?
         if let randaugment {
@@ -43,15 +48,17 @@ struct LoopOptions: ParsableArguments {
         }
         let teacherView = View.train(TrainView(size: size, crop: .padCrop(padding: teacherPad), flip: true))
         let studentView = View.train(TrainView(size: size, crop: .padCrop(padding: studentPad), flip: true, randAugment: ra, cutout: cutout))
-        return LoopConfig(
+        var config = LoopConfig(
             iterations: iterations,
             teacher: ModelRecipe(kind: "cnn", width: teacherWidth, depth: depth, dropout: 0.3, finalSurvival: 1, epochs: teacherEpochs,
                                  emaDecay: ema),
             student: ModelRecipe(kind: "cnn", width: studentWidth, depth: depth, dropout: dropout, finalSurvival: stochasticDepth,
-                                 epochs: studentEpochs, emaDecay: ema),
+                                 epochs: epochs.last.flatMap { $0 } ?? 16, emaDecay: ema),
             teacherPipeline: PipelineConfig(view: teacherView, channels: channels, batchSize: batchSize, seed: seed, threads: threads),
             studentPipeline: PipelineConfig(view: studentView, channels: channels, batchSize: batchSize, ratio: ratio, seed: seed, threads: threads),
             threshold: threshold, perClass: keepPerClass > 0 ? keepPerClass : nil, workdir: workdir, blasThreads: blasThreads)
+        config.studentEpochsByIteration = epochs.compactMap { $0 }
+        return config
     }
 
     /// Runs the loop with progress lines and the per-iteration table; writes the report.

@@ -18,6 +18,19 @@ public struct LoopConfig: Sendable {
     public var perClass: Int?
     public var workdir: String
     public var blasThreads: Int
+    /// Epochs of the student of iteration k (1-based) at index k-1; the last value
+    /// holds for later iterations. Empty: `student.epochs` every time.
+    public var studentEpochsByIteration: [Int] = []
+
+    /// The student of iteration k (1-based).
+    public func studentRecipe(iteration k: Int) -> ModelRecipe {
+        var recipe = student
+        if let last = studentEpochsByIteration.last {
+            recipe.epochs = k <= studentEpochsByIteration.count ? studentEpochsByIteration[k - 1] : last
+        }
+        return recipe
+    }
+
     public init(iterations: Int, teacher: ModelRecipe, student: ModelRecipe, teacherPipeline: PipelineConfig,
                 studentPipeline: PipelineConfig, threshold: Double = 0.3, perClass: Int? = nil, workdir: String, blasThreads: Int = 1) {
         self.iterations = iterations; self.teacher = teacher; self.student = student; self.teacherPipeline = teacherPipeline
@@ -138,10 +151,11 @@ public final class NoisyStudentLoop {
                 try save(state)
             }
             let studentPath = config.workdir + "/student-\(k).ckpt"
-            log("iteration \(k): student (\(config.student.kind) w\(config.student.width)) on labeled + generation \(g)")
+            let recipe = config.studentRecipe(iteration: k)
+            log("iteration \(k): student (\(recipe.kind) w\(recipe.width), \(recipe.epochs) epochs) on labeled + generation \(g)")
             var pipeline = config.studentPipeline
             pipeline.seed = config.studentPipeline.seed &+ UInt64(k)
-            let (_, reports) = try train(config.student, pipeline: pipeline, generation: g, checkpoint: studentPath, name: "student-\(k)")
+            let (_, reports) = try train(recipe, pipeline: pipeline, generation: g, checkpoint: studentPath, name: "student-\(k)")
             let sel = try store.selection(g, name)
             var flip: Double?
             if let previous = state.iterations.last {
