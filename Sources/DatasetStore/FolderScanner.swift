@@ -68,7 +68,8 @@ public enum FolderScanner {
         let countOnly: Bool
         let visit: (ScannedFile) throws -> Void
 
-        private struct Entry { var name: String; var mode: mode_t; var key: String }
+        /// An entry, its lstat file type (0 when lstat failed, with the errno) and its sort key.
+        private struct Entry { var name: String; var mode: mode_t; var statError: Int32; var key: String }
 
         func walk(_ dir: String, relative: String, depth: Int) throws {
             let classed = split != .unlabeled
@@ -82,8 +83,9 @@ public enum FolderScanner {
             entries.reserveCapacity(names.count)
             for name in names where !name.hasPrefix(".") {
                 var st = stat()
-                let mode: mode_t = lstat(dir + "/" + name, &st) == 0 ? st.st_mode & S_IFMT : 0
-                entries.append(Entry(name: name, mode: mode, key: mode == S_IFDIR ? name + "/" : name))
+                let ok = lstat(dir + "/" + name, &st) == 0
+                let mode: mode_t = ok ? st.st_mode & S_IFMT : 0
+                entries.append(Entry(name: name, mode: mode, statError: ok ? 0 : errno, key: mode == S_IFDIR ? name + "/" : name))
             }
             entries.sort { $0.key < $1.key }
             for entry in entries {
@@ -97,7 +99,7 @@ public enum FolderScanner {
                 }
                 var mode = entry.mode
                 if mode == 0 {
-                    try refuse("unreadable", "cannot stat: \(String(cString: strerror(errno)))")
+                    try refuse("unreadable", "cannot stat: \(String(cString: strerror(entry.statError)))")
                     continue
                 }
                 if mode == S_IFLNK {
