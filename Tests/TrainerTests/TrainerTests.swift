@@ -123,6 +123,30 @@ final class TrainerTests: XCTestCase {
                      dropout: 0.2, finalSurvival: 0.8)
     }
 
+    /// Two shards compute the same step as one: the per-shard losses and gradients,
+    /// rescaled by their share of the batch, add up to the whole batch's (up to float
+    /// rounding), and predictions split over shards equal unsplit ones.
+    func testShardedStepsEqualOneShard() throws {
+        var a = architecture()
+        a.dropout = 0; a.finalSurvival = 1  // no noise: the shards' noise streams differ by design
+        let config = SGDConfig(learningRate: 0.05, warmupSteps: 2, totalSteps: 10)
+        let one = try Trainer(architecture: a, optimizer: config, seed: 4, shards: 1)
+        let two = try Trainer(architecture: a, optimizer: config, seed: 4, shards: 2)
+        XCTAssertEqual(two.shards, 2)
+        for k in 0..<5 {
+            let l1 = try one.step(toyBatch(k)), l2 = try two.step(toyBatch(k))
+            XCTAssertEqual(l1.loss, l2.loss, accuracy: 1e-5 * max(1, abs(l1.loss)), "step \(k)")
+            XCTAssertEqual(l1.correct, l2.correct)
+        }
+        for (p, q) in zip(one.model.parameters, two.model.parameters) {
+            let worst = zip(p.value, q.value).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThan(worst, 1e-4, p.name)
+        }
+        let input = Model.input(toyBatch(50))
+        let worst = zip(one.predict(input), two.predict(input)).map { abs($0 - $1) }.max() ?? 1
+        XCTAssertLessThan(worst, 1e-4)
+    }
+
     func testTrainingIsDeterministicAndLearns() throws {
         let config = SGDConfig(learningRate: 0.05, warmupSteps: 5, totalSteps: 60, emaDecay: 0.9)
         let a = try Trainer(architecture: architecture(), optimizer: config, seed: 11)
