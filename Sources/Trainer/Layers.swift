@@ -111,12 +111,9 @@ public final class Conv3x3: Layer {
         inShape = x.shape
         let k = 9 * cin, rows = n * h * wd
         if cols.count != rows * k { cols = [Float](repeating: 0, count: rows * k) }
-        var im = cols
-        cols = []
         x.data.withUnsafeBufferPointer { src in
-            im.withUnsafeMutableBufferPointer { col in tk_im2col3x3(src.baseAddress, n, h, wd, cin, col.baseAddress) }
+            cols.withUnsafeMutableBufferPointer { col in tk_im2col3x3(src.baseAddress, n, h, wd, cin, col.baseAddress) }
         }
-        cols = im
         var out = uninitializedFloats(rows * cout)
         fillRows(&out, rows: rows, with: b.value)
         gemm(false, false, m: rows, n: cout, k: k, cols, lda: k, w.value, ldb: cout, beta: 1, &out, ldc: cout)
@@ -130,14 +127,11 @@ public final class Conv3x3: Layer {
         sumRows(dy.data, rows: rows, into: &b.grad)
         guard needsInputGradient else { return Tensor(zeros: [0]) }
         if dcols.count != rows * k { dcols = [Float](repeating: 0, count: rows * k) }
-        var dc = dcols
-        dcols = []
-        gemm(false, true, m: rows, n: k, k: cout, dy.data, lda: cout, w.value, ldb: cout, beta: 0, &dc, ldc: k)
+        gemm(false, true, m: rows, n: k, k: cout, dy.data, lda: cout, w.value, ldb: cout, beta: 0, &dcols, ldc: k)
         var dx = [Float](repeating: 0, count: n * h * wd * cin)
-        dc.withUnsafeBufferPointer { d in
+        dcols.withUnsafeBufferPointer { d in
             dx.withUnsafeMutableBufferPointer { o in tk_col2im3x3_add(d.baseAddress, n, h, wd, cin, o.baseAddress) }
         }
-        dcols = dc
         return Tensor(shape: inShape, data: dx)
     }
 }

@@ -58,7 +58,7 @@ public final class Trainer {
         let n = batch.count, c = batch.classCount
         let ranges = shardRanges(n)
         syncReplicas(ranges.count)
-        let results = ShardResults(count: ranges.count)
+        let results = PerShard<(loss: Float, correct: Int)>(count: ranges.count, initial: (0, 0))
         let step = UInt64(optimizer.step), seed = self.seed
         let work = ShardWork(self)
         DispatchQueue.concurrentPerform(iterations: ranges.count) { k in
@@ -78,9 +78,9 @@ public final class Trainer {
             var correct = 0
             for i in 0..<r.count where argmax(logits.data, i * c, c) == batch.argmaxTarget(r.lowerBound + i) { correct += 1 }
             loss *= share
-            results.set(k, loss: loss, correct: correct)
+            results.set(k, (loss, correct))
         }
-        let loss = results.losses.reduce(0, +)
+        let loss = results.values.reduce(0) { $0 + $1.loss }
         guard loss.isFinite else { throw TrainerError("the loss diverged (\(loss)) at step \(optimizer.step); lower --lr") }
         // Sum the replicas' gradients into the live ones, in shard order, and clear them.
         let live = model.parameters
@@ -88,7 +88,7 @@ public final class Trainer {
             for (dst, src) in zip(live, model(forShard: k).parameters) { dst.accumulate(from: src) }
         }
         optimizer.update()
-        return (loss, results.corrects.reduce(0, +))
+        return (loss, results.values.reduce(0) { $0 + $1.correct })
     }
 
     /// Class probabilities [N, C] without noise (EMA weights when kept), the rows
@@ -97,13 +97,13 @@ public final class Trainer {
         optimizer.withAveragedWeights {
             let ranges = shardRanges(input.batch)
             syncReplicas(ranges.count)
-            let outputs = ShardOutputs(count: ranges.count)
+            let outputs = PerShard<[Float]>(count: ranges.count, initial: [])
             let work = ShardWork(self)
             DispatchQueue.concurrentPerform(iterations: ranges.count) { k in
                 var ctx = StepContext(training: false, seed: 0)
                 outputs.set(k, work.trainer.model(forShard: k).forward(input.rows(ranges[k]), &ctx).data)
             }
-            var out = outputs.all.flatMap { $0 }
+            var out = outputs.values.flatMap { $0 }
             let c = out.count / max(1, input.batch)
             for i in 0..<input.batch {
                 let row = i * c
@@ -133,19 +133,12 @@ private final class ShardWork: @unchecked Sendable {
     init(_ t: Trainer) { trainer = t }
 }
 
-/// Per-shard results. `@unchecked Sendable`: slot k is written only by shard k,
+/// One value per shard. `@unchecked Sendable`: slot k is written only by shard k,
 /// and read after concurrentPerform returns.
-private final class ShardResults: @unchecked Sendable {
-    var losses: [Float], corrects: [Int]
-    init(count: Int) { losses = .init(repeating: 0, count: count); corrects = .init(repeating: 0, count: count) }
-    func set(_ k: Int, loss: Float, correct: Int) { losses[k] = loss; corrects[k] = correct }
-}
-
-/// Per-shard outputs, with the same discipline as ShardResults.
-private final class ShardOutputs: @unchecked Sendable {
-    var all: [[Float]]
-    init(count: Int) { all = .init(repeating: [], count: count) }
-    func set(_ k: Int, _ v: [Float]) { all[k] = v }
+private final class PerShard<T>: @unchecked Sendable {
+    private(set) var values: [T]
+    init(count: Int, initial: T) { values = .init(repeating: initial, count: count) }
+    func set(_ k: Int, _ v: T) { values[k] = v }
 }
 
 func argmax(_ v: [Float], _ offset: Int, _ n: Int) -> Int {

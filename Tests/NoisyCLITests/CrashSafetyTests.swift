@@ -35,29 +35,30 @@ final class CrashSafetyTests: XCTestCase {
         return (try? JSONDecoder().decode([String: String].self, from: r.stdoutData)) ?? [:]
     }
 
-    /// Runs `arguments(store)` on a copy of `base` (nil: no store yet) `kills` times,
-    /// killing it at a random point of `duration`; `check` runs after each kill, then
-    /// `finish` re-runs the command as needed and compares with the reference.
-    /// Returns how many runs were killed while still working.
+    /// Runs `arguments(target)` until it has been killed `kills` times at random points
+    /// of `duration`. The target is a fresh store (a copy of `base`; nil: none yet) or
+    /// the output file of a command that writes no store. After each kill, a store that
+    /// exists must verify and `check` runs; then `finish` re-runs the command as needed
+    /// and compares with the reference. Returns how many runs were killed while working.
     func killRounds(label: String, base: String?, duration: Double, arguments: (String) -> [String],
                     check: (String) throws -> Void, finish: (String) throws -> Void) throws -> Int {
         var killed = 0, attempt = 0
         var gen = SystemRandomNumberGenerator()
         while killed < Self.kills && attempt < 3 * Self.kills {
             attempt += 1
-            let store = "\(root)/\(label)-\(attempt).noisy"
-            if let base { try FileManager.default.copyItem(atPath: base, toPath: store) }
-            let p = try Processes.spawnNoisy(arguments(store))
+            let target = "\(root)/\(label)-\(attempt).noisy"
+            if let base { try FileManager.default.copyItem(atPath: base, toPath: target) }
+            let p = try Processes.spawnNoisy(arguments(target))
             usleep(UInt32(1e6 * Double.random(in: 0.02...0.95, using: &gen) * duration))
             if p.isRunning { kill(p.processIdentifier, SIGKILL); killed += 1 }
             p.waitUntilExit()
-            if FileManager.default.fileExists(atPath: store + "/data.mdb") {
-                let v = try Processes.noisy(["verify", "--store", store])
+            if FileManager.default.fileExists(atPath: target + "/data.mdb") {
+                let v = try Processes.noisy(["verify", "--store", target])
                 XCTAssertEqual(v.status, 0, "\(label): after kill -9 the store verifies: \(v.stdout)\(v.stderr)")
-                try check(store)
             }
-            try finish(store)
-            try? FileManager.default.removeItem(atPath: store)
+            try check(target)
+            try finish(target)
+            try? FileManager.default.removeItem(atPath: target)
         }
         XCTAssertGreaterThanOrEqual(killed, Self.kills, "\(label): the runs must be killed while working")
         print("\(label): \(killed) kill points in \(attempt) runs")
@@ -170,26 +171,15 @@ final class CrashSafetyTests: XCTestCase {
         let reference = "\(root)/reference.ckpt"
         let trainTime = try timed(trainArgs(reference))
         let expected = try XCTUnwrap(FileManager.default.contents(atPath: reference))
-        var killed = 0, attempt = 0
-        var gen = SystemRandomNumberGenerator()
-        while killed < Self.kills && attempt < 3 * Self.kills {
-            attempt += 1
-            let ckpt = "\(root)/train-\(attempt).ckpt"
-            let p = try Processes.spawnNoisy(trainArgs(ckpt))
-            usleep(UInt32(1e6 * Double.random(in: 0.02...0.95, using: &gen) * trainTime))
-            if p.isRunning { kill(p.processIdentifier, SIGKILL); killed += 1 }
-            p.waitUntilExit()
-            if FileManager.default.fileExists(atPath: ckpt) {
-                // Whatever was left is a whole checkpoint (written to .partial, then renamed).
-                let e = try Processes.noisy(["evaluate", "--store", base, "--checkpoint", ckpt, "--json"])
-                XCTAssertEqual(e.status, 0, "a checkpoint left by kill -9 loads: \(e.stderr)")
-            }
-            _ = try timed(trainArgs(ckpt))
+        _ = try killRounds(label: "train", base: nil, duration: trainTime, arguments: trainArgs, check: { ckpt in
+            guard FileManager.default.fileExists(atPath: ckpt) else { return }
+            // Whatever was left is a whole checkpoint (written to .partial, then renamed).
+            let e = try Processes.noisy(["evaluate", "--store", base, "--checkpoint", ckpt, "--json"])
+            XCTAssertEqual(e.status, 0, "a checkpoint left by kill -9 loads: \(e.stderr)")
+        }, finish: { ckpt in
+            _ = try self.timed(trainArgs(ckpt))
             XCTAssertEqual(FileManager.default.contents(atPath: ckpt), expected, "resumed training ends with the reference checkpoint's bytes")
-            try? FileManager.default.removeItem(atPath: ckpt)
-        }
-        XCTAssertGreaterThanOrEqual(killed, Self.kills)
-        print("train: \(killed) kill points in \(attempt) runs")
+        })
 
         let labelArgs = { (s: String) in ["label", "--store", s, "--checkpoint", reference, "--teacher", "t", "--threads", "1"] }
         let labelled = "\(root)/labelled.noisy"
