@@ -14,6 +14,8 @@ struct LoopOptions: ParsableArguments {
     @Option(help: "Student width multiplier (at least the teacher's).") var studentWidth: Double = 2
     @Option(help: "Residual blocks per stage (0: two plain conv layers, the fast demo setting; stochastic depth needs >= 1).")
     var depth: Int = 0
+    @Option(help: "Residual blocks per stage of the students (default: --depth); a deeper student gets stochastic depth.")
+    var studentDepth: Int?
     @Option(help: "Epochs of the first teacher (over the labeled split).") var teacherEpochs: Int = 60
     @Option(help: ArgumentHelp("Epochs of each student (passes over the pseudo-labeled selection); a list gives iteration 1, 2, ... (the last repeats).",
                                valueName: "E[,E...]")) var studentEpochs: String = "16"
@@ -26,6 +28,10 @@ struct LoopOptions: ParsableArguments {
     @Option(help: "Student noise: Cutout side (0: off).") var cutout: Int = 10
     @Option(help: ArgumentHelp("Student noise: RandAugment N,M (timm preset, relative geometry).", valueName: "N,M")) var randaugment: String?
     @Option(help: "Student dropout.") var dropout: Double = 0.5
+    @Option(help: "Student peak learning rate (after warm-up; cosine decay).") var studentLr: Double = 0.05
+    @Option(help: "Weight decay (teacher and students).") var weightDecay: Double = 5e-4
+    @Option(help: "Pseudo-label temperature: p^(1/T), renormalised (1: the teacher's distribution).") var labelTemperature: Double = 1
+    @Flag(help: "Hard pseudo labels (one-hot of the top class, smoothing 0.1) instead of soft ones.") var hardLabels = false
     @Option(help: "Student stochastic depth (final survival).") var stochasticDepth: Double = 0.8
     @Option(help: "EMA decay of the weights that evaluate and label (0: off).") var ema: Double = 0
     @Option(help: "Seed.") var seed: UInt64 = 0
@@ -34,6 +40,12 @@ struct LoopOptions: ParsableArguments {
 
     func config(store: Store, workdir: String) throws -> LoopConfig {
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
+        guard labelTemperature > 0, studentLr > 0, weightDecay >= 0 else {
+            throw ValidationError("--label-temperature and --student-lr must be above 0, --weight-decay at least 0")
+        }
+        guard (studentDepth ?? depth) >= depth, depth >= 0 else {
+            throw ValidationError("--student-depth must be at least --depth (the student is at least the teacher's size)")
+        }
         guard studentWidth >= teacherWidth else { throw ValidationError("the student must be at least as wide as the teacher") }
         let epochs = studentEpochs.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !epochs.isEmpty, epochs.allSatisfy({ ($0 ?? 0) >= 1 }) else {
@@ -52,12 +64,14 @@ struct LoopOptions: ParsableArguments {
             iterations: iterations,
             teacher: ModelRecipe(kind: "cnn", width: teacherWidth, depth: depth, dropout: 0.3, finalSurvival: 1, epochs: teacherEpochs,
                                  emaDecay: ema),
-            student: ModelRecipe(kind: "cnn", width: studentWidth, depth: depth, dropout: dropout, finalSurvival: stochasticDepth,
-                                 epochs: epochs.last.flatMap { $0 } ?? 16, emaDecay: ema),
+            student: ModelRecipe(kind: "cnn", width: studentWidth, depth: studentDepth ?? depth, dropout: dropout, finalSurvival: stochasticDepth,
+                                 epochs: epochs.last.flatMap { $0 } ?? 16, learningRate: studentLr, emaDecay: ema),
             teacherPipeline: PipelineConfig(view: teacherView, channels: channels, batchSize: batchSize, seed: seed, threads: threads),
             studentPipeline: PipelineConfig(view: studentView, channels: channels, batchSize: batchSize, ratio: ratio, seed: seed, threads: threads),
             threshold: threshold, perClass: keepPerClass > 0 ? keepPerClass : nil, workdir: workdir, blasThreads: blasThreads)
         config.studentEpochsByIteration = epochs.compactMap { $0 }
+        config.labelOptions = LabelReadOptions(temperature: labelTemperature, hard: hardLabels)
+        config.weightDecay = weightDecay
         return config
     }
 

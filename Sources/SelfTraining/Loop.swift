@@ -21,6 +21,9 @@ public struct LoopConfig: Sendable {
     /// Epochs of the student of iteration k (1-based) at index k-1; the last value
     /// holds for later iterations. Empty: `student.epochs` every time.
     public var studentEpochsByIteration: [Int] = []
+    /// How the student reads the pseudo labels (soft at T = 1 by default, as the paper).
+    public var labelOptions = LabelReadOptions()
+    public var weightDecay = 5e-4
 
     /// The student of iteration k (1-based).
     public func studentRecipe(iteration k: Int) -> ModelRecipe {
@@ -181,9 +184,9 @@ public final class NoisyStudentLoop {
 
     private func train(_ r: ModelRecipe, pipeline: PipelineConfig, generation: Int?, checkpoint: String,
                        name: String) throws -> (Trainer, [EpochReport]) {
-        var jobConfig = TrainJobConfig(pipeline: pipeline, recipe: r, generation: generation,
-                                       selection: generation == nil ? nil : "run", checkpoint: checkpoint,
-                                       blasThreads: config.blasThreads)
+        var jobConfig = TrainJobConfig(pipeline: pipeline, recipe: r, weightDecay: config.weightDecay, generation: generation,
+                                       selection: generation == nil ? nil : "run", labelOptions: config.labelOptions,
+                                       checkpoint: checkpoint, blasThreads: config.blasThreads)
         jobConfig.evaluateEvery = 0
         let job = TrainJob(store: store, config: jobConfig)
         job.onEpoch = { [onEpoch] in onEpoch(name, $0) }

@@ -56,7 +56,11 @@ final class TrainerTests: XCTestCase {
 
     func testConvolutionGradients() {
         var r = TrainerRandom(seed: 3)
+        // Widening (cin < cout): the input gradient goes through col2im.
         gradientCheck([Conv3x3(2, 3, rng: &r, name: "c")], input: random([2, 5, 6, 2], seed: 4))
+        // Narrowing and equal widths: the input gradient is a convolution of dy with flipped weights.
+        gradientCheck([Conv3x3(3, 2, rng: &r, name: "n")], input: random([2, 5, 6, 3], seed: 9))
+        gradientCheck([Conv3x3(3, 3, rng: &r, name: "s")], input: random([1, 4, 7, 3], seed: 10))
     }
 
     func testPoolReluFlattenGradients() {
@@ -65,6 +69,25 @@ final class TrainerTests: XCTestCase {
         var x = random([2, 6, 4, 3], seed: 6)
         x.data = x.data.enumerated().map { i, v in v + Float(i % 7) * 0.3 }
         gradientCheck([MaxPool2(), ReLU(), Flatten(), Dense(18, 4, rng: &r, name: "d")], input: x)
+    }
+
+    /// Ties send the gradient to the window's first maximum only (as the forward's
+    /// comparisons pick it), and odd edges, which no window covers, get zero.
+    func testMaxPoolTiesAndOddEdges() {
+        let pool = MaxPool2()
+        var ctx = StepContext(training: true, seed: 0)
+        // 1 image, 3x3, 2 channels: channel 0 all equal, channel 1 with a maximum at (1, 1).
+        var x = [Float](repeating: 0, count: 18)
+        for p in 0..<9 { x[2 * p] = 0.5; x[2 * p + 1] = Float(p) * 0.1 }
+        x[2 * 4 + 1] = 2
+        let y = pool.forward(Tensor(shape: [1, 3, 3, 2], data: x), &ctx)
+        XCTAssertEqual(y.shape, [1, 1, 1, 2])
+        XCTAssertEqual(y.data, [0.5, 2])
+        let dx = pool.backward(Tensor(shape: [1, 1, 1, 2], data: [3, 7]))
+        var expected = [Float](repeating: 0, count: 18)
+        expected[0] = 3          // first of four equal values
+        expected[2 * 4 + 1] = 7  // the strict maximum
+        XCTAssertEqual(dx.data, expected)
     }
 
     func testResidualBlockGradients() {
