@@ -18,10 +18,11 @@ struct LoopOptions: ParsableArguments {
     var studentDepth: Int?
     @Option(help: "Epochs of the first teacher (over the labeled split).") var teacherEpochs: Int = 60
     @Option(help: ArgumentHelp("Epochs of each student (passes over the pseudo-labeled selection); a list gives iteration 1, 2, ... (the last repeats).",
-                               valueName: "E[,E...]")) var studentEpochs: String = "16"
+                               valueName: "E[,E...]")) var studentEpochs: String = "12"
     @Option(help: "Confidence threshold of the pseudo labels.") var threshold: Double = 0.3
     @Option(help: "Entries per class after balancing (0: no balancing).") var keepPerClass: Int = 3000
-    @Option(help: "Pseudo-labeled samples per labeled one in each student batch.") var ratio: Double = 3
+    @Option(help: "Pseudo-labeled samples per labeled one in each student batch (1: half of each batch is labeled).")
+    var ratio: Double = 1
     @Option(help: "Batch size.") var batchSize: Int = 64
     @Option(help: "Teacher noise: pad-and-crop padding.") var teacherPad: Int = 2
     @Option(help: "Student noise: pad-and-crop padding.") var studentPad: Int = 3
