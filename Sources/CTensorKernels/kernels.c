@@ -104,13 +104,6 @@ void tk_fill_rows(float *out, ptrdiff_t rows, const float *row, ptrdiff_t n) {
     }
 }
 
-void tk_flip_weights3x3(const float *w, ptrdiff_t cin, ptrdiff_t cout, float *flipped) {
-    for (ptrdiff_t t = 0; t < 9; t++)
-        for (ptrdiff_t co = 0; co < cout; co++)
-            for (ptrdiff_t ci = 0; ci < cin; ci++)
-                flipped[(t * cout + co) * cin + ci] = w[((8 - t) * cin + ci) * cout + co];
-}
-
 void tk_sum_rows(const float *m, ptrdiff_t rows, ptrdiff_t n, float *acc) {
     for (ptrdiff_t i = 0; i < rows; i++) {
         const float *r = m + i * n;

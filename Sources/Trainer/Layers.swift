@@ -96,7 +96,6 @@ public final class Conv3x3: Layer {
     /// Reused between steps: the im2col matrix (kept for the weight gradient) and its gradient.
     private var cols: [Float] = []
     private var dcols: [Float] = []
-    private var flipped: [Float] = []
     private var inShape: [Int] = []
 
     public init(_ cin: Int, _ cout: Int, rng: inout TrainerRandom, name: String) {
@@ -127,37 +126,12 @@ public final class Conv3x3: Layer {
         gemm(true, false, m: k, n: cout, k: rows, cols, lda: k, dy.data, ldb: cout, beta: 1, &w.grad, ldc: cout)
         sumRows(dy.data, rows: rows, into: &b.grad)
         guard needsInputGradient else { return Tensor(zeros: [0]) }
-        return cout <= cin ? inputGradientAsConvolution(dy, n: n, h: h, wd: wd) : inputGradientByCol2im(dy, n: n, h: h, wd: wd)
-    }
-
-    /// dx = col2im(dy x W^T): a [rows, 9*cin] matrix, then each entry added back to its pixel.
-    /// Cheaper than the convolution form when the layer widens (cin < cout).
-    private func inputGradientByCol2im(_ dy: Tensor, n: Int, h: Int, wd: Int) -> Tensor {
-        let k = 9 * cin, rows = n * h * wd
         if dcols.count != rows * k { dcols = [Float](repeating: 0, count: rows * k) }
         gemm(false, true, m: rows, n: k, k: cout, dy.data, lda: cout, w.value, ldb: cout, beta: 0, &dcols, ldc: k)
         var dx = [Float](repeating: 0, count: n * h * wd * cin)
         dcols.withUnsafeBufferPointer { d in
             dx.withUnsafeMutableBufferPointer { o in tk_col2im3x3_add(d.baseAddress, n, h, wd, cin, o.baseAddress) }
         }
-        return Tensor(shape: inShape, data: dx)
-    }
-
-    /// dx = im2col(dy) x flipped W: the input gradient of a 3x3 convolution is a 3x3
-    /// convolution of dy. When cout <= cin its matrix is no larger than col2im's, and it
-    /// is written once by a copy instead of zeroed, written by the GEMM and added back.
-    private func inputGradientAsConvolution(_ dy: Tensor, n: Int, h: Int, wd: Int) -> Tensor {
-        let k = 9 * cout, rows = n * h * wd
-        if dcols.count != rows * k { dcols = [Float](repeating: 0, count: rows * k) }
-        if flipped.count != k * cin { flipped = [Float](repeating: 0, count: k * cin) }
-        dy.data.withUnsafeBufferPointer { src in
-            dcols.withUnsafeMutableBufferPointer { col in tk_im2col3x3(src.baseAddress, n, h, wd, cout, col.baseAddress) }
-        }
-        w.value.withUnsafeBufferPointer { wp in
-            flipped.withUnsafeMutableBufferPointer { f in tk_flip_weights3x3(wp.baseAddress, cin, cout, f.baseAddress) }
-        }
-        var dx = uninitializedFloats(rows * cin)
-        gemm(false, false, m: rows, n: cin, k: k, dcols, lda: k, flipped, ldb: cin, beta: 0, &dx, ldc: cin)
         return Tensor(shape: inShape, data: dx)
     }
 }
@@ -212,7 +186,7 @@ func sumRows(_ m: [Float], rows: Int, into acc: inout [Float]) {
 /// 2x2 max pooling, stride 2, NHWC (odd edges dropped).
 public final class MaxPool2: Layer {
     /// The last training input: the backward pass finds each window's maximum again
-    /// instead of storing an index per output (the loops vectorise, no index array).
+    /// instead of storing an 8-byte index per output.
     private var input: [Float] = []
     private var inShape: [Int] = []
     public init() {}
@@ -228,6 +202,8 @@ public final class MaxPool2: Layer {
     }
     public func backward(_ dy: Tensor) -> Tensor {
         let (n, h, w, c) = (inShape[0], inShape[1], inShape[2], inShape[3])
+        // Only after a training forward pass (which keeps the input) is there a gradient to route.
+        guard input.count == n * h * w * c, dy.count == n * (h / 2) * (w / 2) * c else { return Tensor(zeros: inShape) }
         // Every input inside a window is written; odd edges are not, so they start at zero.
         var dx = h % 2 == 0 && w % 2 == 0 ? uninitializedFloats(n * h * w * c) : [Float](repeating: 0, count: n * h * w * c)
         dx.withUnsafeMutableBufferPointer { d in

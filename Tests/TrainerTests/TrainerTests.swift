@@ -56,9 +56,8 @@ final class TrainerTests: XCTestCase {
 
     func testConvolutionGradients() {
         var r = TrainerRandom(seed: 3)
-        // Widening (cin < cout): the input gradient goes through col2im.
         gradientCheck([Conv3x3(2, 3, rng: &r, name: "c")], input: random([2, 5, 6, 2], seed: 4))
-        // Narrowing and equal widths: the input gradient is a convolution of dy with flipped weights.
+        // Narrowing and equal widths, and odd image sides.
         gradientCheck([Conv3x3(3, 2, rng: &r, name: "n")], input: random([2, 5, 6, 3], seed: 9))
         gradientCheck([Conv3x3(3, 3, rng: &r, name: "s")], input: random([1, 4, 7, 3], seed: 10))
     }

@@ -12,10 +12,6 @@ void tk_im2col3x3(const float *src, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdi
 /// The adjoint of tk_im2col3x3: adds each matrix entry back onto its input pixel.
 void tk_col2im3x3_add(const float *col, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *dx);
 
-/// The weights [9*cin, cout] of a 3x3 convolution as those of its input gradient:
-/// taps reversed, channels swapped ([9*cout, cin]), so that dx = im2col(dy) x flipped.
-void tk_flip_weights3x3(const float *w, ptrdiff_t cin, ptrdiff_t cout, float *flipped);
-
 /// y = max(x, 0).
 void tk_relu(const float *x, float *y, ptrdiff_t count);
 /// dx = out > 0 ? dy : 0.
