@@ -108,4 +108,31 @@ final class LoopTests: XCTestCase {
         XCTAssertEqual(detail["parent"] as? Int, its[0]["generation"] as? Int)
         XCTAssertEqual(try Processes.noisy(["verify", "--store", store]).status, 0)
     }
+
+    /// Loop options that cannot work are refused (ArgumentParser's error line, then the usage)
+    /// before any training, and the store is left as it was.
+    func testBadLoopOptionsAreRefusedInOneLine() throws {
+        for c in ["a", "b"] { Fixtures.write(Fixtures.png(width: 8, height: 8, channels: 1, seed: c == "a" ? 1 : 2), to: "\(root)/l/\(c)/x.png") }
+        let store = "\(root)/s.noisy"
+        XCTAssertEqual(try Processes.noisy(["ingest", "--store", store, "--labeled", "\(root)/l", "--quiet"]).status, 0)
+        let cases: [([String], String)] = [
+            (["--depth", "1", "--student-depth", "0"], "--student-depth must be at least --depth"),
+            (["--label-temperature", "0"], "--label-temperature"),
+            (["--student-lr=-1"], "--student-lr"),
+            (["--weight-decay=-0.1"], "--weight-decay"),
+            (["--student-epochs", "12,x"], "--student-epochs wants positive integers"),
+            (["--teacher-width", "2", "--student-width", "1"], "at least as wide as the teacher"),
+        ]
+        for (extra, needle) in cases {
+            let r = try Processes.noisy(["run", "--store", store, "--workdir", "\(root)/run"] + extra)
+            XCTAssertNotEqual(r.status, 0, "\(extra)")
+            XCTAssertTrue(r.stderr.contains(needle), "\(extra): \(r.stderr)")
+            XCTAssertTrue(r.stderr.hasPrefix("Error: ") && r.stderr.split(separator: "\n").first?.contains(needle) == true,
+                          "the reason is the first line: \(r.stderr)")
+            XCTAssertFalse(r.stderr.contains("Fatal error"), r.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(root)/run/teacher-0.ckpt"), "nothing trained: \(extra)")
+        }
+        let list = try Processes.noisy(["labels", "list", "--store", store, "--json"])
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: list.stdoutData) as? [Any])?.count, 0, "no generation was made")
+    }
 }
