@@ -51,57 +51,40 @@ void tk_relu_backward(const float *out, const float *dy, float *dx, ptrdiff_t co
     for (ptrdiff_t i = 0; i < count; i++) dx[i] = out[i] > 0.0f ? dy[i] : 0.0f;
 }
 
-void tk_maxpool2(const float *src, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *out) {
+void tk_maxpool2(const float *src, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *out, int64_t *argmax) {
     const ptrdiff_t oh = h / 2, ow = w / 2;
     for (ptrdiff_t img = 0; img < n; img++) {
         for (ptrdiff_t y = 0; y < oh; y++) {
             for (ptrdiff_t x = 0; x < ow; x++) {
-                const float *p0 = src + ((img * h + 2 * y) * w + 2 * x) * c, *p1 = p0 + c, *p2 = p0 + w * c, *p3 = p2 + c;
-                float *o = out + ((img * oh + y) * ow + x) * c;
-                for (ptrdiff_t ch = 0; ch < c; ch++) {
-                    const float a = p0[ch] > p1[ch] ? p0[ch] : p1[ch];
-                    const float b = p2[ch] > p3[ch] ? p2[ch] : p3[ch];
-                    o[ch] = a > b ? a : b;
+                const ptrdiff_t p0 = ((img * h + 2 * y) * w + 2 * x) * c, p1 = p0 + c, p2 = p0 + w * c, p3 = p2 + c;
+                const ptrdiff_t o = ((img * oh + y) * ow + x) * c;
+                if (argmax) {
+                    for (ptrdiff_t ch = 0; ch < c; ch++) {
+                        float best = src[p0 + ch]; int64_t bi = p0 + ch;
+                        if (src[p1 + ch] > best) { best = src[p1 + ch]; bi = p1 + ch; }
+                        if (src[p2 + ch] > best) { best = src[p2 + ch]; bi = p2 + ch; }
+                        if (src[p3 + ch] > best) { best = src[p3 + ch]; bi = p3 + ch; }
+                        out[o + ch] = best;
+                        argmax[o + ch] = bi;
+                    }
+                } else {
+                    for (ptrdiff_t ch = 0; ch < c; ch++) {
+                        float a = src[p0 + ch] > src[p1 + ch] ? src[p0 + ch] : src[p1 + ch];
+                        float b = src[p2 + ch] > src[p3 + ch] ? src[p2 + ch] : src[p3 + ch];
+                        out[o + ch] = a > b ? a : b;
+                    }
                 }
             }
         }
     }
 }
 
-void tk_maxpool2_backward(const float *restrict src, const float *restrict dy, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w,
-                          ptrdiff_t c, float *restrict dx) {
-    const ptrdiff_t oh = h / 2, ow = w / 2;
-    for (ptrdiff_t img = 0; img < n; img++) {
-        for (ptrdiff_t y = 0; y < oh; y++) {
-            for (ptrdiff_t x = 0; x < ow; x++) {
-                const ptrdiff_t i0 = ((img * h + 2 * y) * w + 2 * x) * c, i2 = i0 + w * c;
-                const float *restrict s0 = src + i0, *restrict s1 = s0 + c, *restrict s2 = src + i2, *restrict s3 = s2 + c;
-                float *restrict d0 = dx + i0, *restrict d1 = d0 + c, *restrict d2 = dx + i2, *restrict d3 = d2 + c;
-                const float *restrict g = dy + ((img * oh + y) * ow + x) * c;
-                for (ptrdiff_t ch = 0; ch < c; ch++) {
-                    const float v0 = s0[ch], v1 = s1[ch], v2 = s2[ch], v3 = s3[ch];
-                    const float a = v0 > v1 ? v0 : v1, b = v2 > v3 ? v2 : v3, m = a > b ? a : b;
-                    const float gi = g[ch];
-                    // The first maximum in window order gets the gradient (as the forward's comparisons).
-                    const float r0 = v0 == m ? gi : 0.0f, rest0 = gi - r0;
-                    const float r1 = v1 == m ? rest0 : 0.0f, rest1 = rest0 - r1;
-                    const float r2 = v2 == m ? rest1 : 0.0f;
-                    d0[ch] = r0;
-                    d1[ch] = r1;
-                    d2[ch] = r2;
-                    d3[ch] = rest1 - r2;
-                }
-            }
-        }
-    }
+void tk_maxpool2_backward(const float *dy, const int64_t *argmax, ptrdiff_t count, float *dx) {
+    for (ptrdiff_t i = 0; i < count; i++) dx[argmax[i]] += dy[i];
 }
 
 void tk_fill_rows(float *out, ptrdiff_t rows, const float *row, ptrdiff_t n) {
-    // Rows are short (one per channel count): a plain loop beats a memcpy call per row.
-    for (ptrdiff_t i = 0; i < rows; i++) {
-        float *o = out + i * n;
-        for (ptrdiff_t j = 0; j < n; j++) o[j] = row[j];
-    }
+    for (ptrdiff_t i = 0; i < rows; i++) memcpy(out + i * n, row, sizeof(float) * n);
 }
 
 void tk_sum_rows(const float *m, ptrdiff_t rows, ptrdiff_t n, float *acc) {

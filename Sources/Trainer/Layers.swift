@@ -185,30 +185,34 @@ func sumRows(_ m: [Float], rows: Int, into acc: inout [Float]) {
 
 /// 2x2 max pooling, stride 2, NHWC (odd edges dropped).
 public final class MaxPool2: Layer {
-    /// The last training input: the backward pass finds each window's maximum again
-    /// instead of storing an 8-byte index per output.
-    private var input: [Float] = []
+    /// Input index of each output's maximum (training only; reused between steps).
+    private var argmax: [Int64] = []
     private var inShape: [Int] = []
     public init() {}
     public func forward(_ x: Tensor, _ ctx: inout StepContext) -> Tensor {
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         inShape = x.shape
-        input = ctx.training ? x.data : []
         var out = uninitializedFloats(n * (h / 2) * (w / 2) * c)
+        var at = argmax
+        argmax = []
+        if ctx.training && at.count != out.count { at = [Int64](repeating: 0, count: out.count) }
         x.data.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { o in tk_maxpool2(src.baseAddress, n, h, w, c, o.baseAddress) }
+            out.withUnsafeMutableBufferPointer { o in
+                if ctx.training {
+                    at.withUnsafeMutableBufferPointer { a in tk_maxpool2(src.baseAddress, n, h, w, c, o.baseAddress, a.baseAddress) }
+                } else {
+                    tk_maxpool2(src.baseAddress, n, h, w, c, o.baseAddress, nil)
+                }
+            }
         }
+        argmax = at
         return Tensor(shape: [n, h / 2, w / 2, c], data: out)
     }
     public func backward(_ dy: Tensor) -> Tensor {
-        let (n, h, w, c) = (inShape[0], inShape[1], inShape[2], inShape[3])
-        // Only after a training forward pass (which keeps the input) is there a gradient to route.
-        guard input.count == n * h * w * c, dy.count == n * (h / 2) * (w / 2) * c else { return Tensor(zeros: inShape) }
-        // Every input inside a window is written; odd edges are not, so they start at zero.
-        var dx = h % 2 == 0 && w % 2 == 0 ? uninitializedFloats(n * h * w * c) : [Float](repeating: 0, count: n * h * w * c)
+        var dx = [Float](repeating: 0, count: inShape.reduce(1, *))
         dx.withUnsafeMutableBufferPointer { d in
-            input.withUnsafeBufferPointer { x in
-                dy.data.withUnsafeBufferPointer { g in tk_maxpool2_backward(x.baseAddress, g.baseAddress, n, h, w, c, d.baseAddress) }
+            argmax.withUnsafeBufferPointer { a in
+                dy.data.withUnsafeBufferPointer { g in tk_maxpool2_backward(g.baseAddress, a.baseAddress, min(a.count, g.count), d.baseAddress) }
             }
         }
         return Tensor(shape: inShape, data: dx)

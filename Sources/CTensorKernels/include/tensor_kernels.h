@@ -17,11 +17,11 @@ void tk_relu(const float *x, float *y, ptrdiff_t count);
 /// dx = out > 0 ? dy : 0.
 void tk_relu_backward(const float *out, const float *dy, float *dx, ptrdiff_t count);
 
-/// 2x2 max pooling, stride 2 (odd edges dropped).
-void tk_maxpool2(const float *src, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *out);
-/// Writes dx at every input inside a window: dy at the window's first maximum
-/// (found again from src, the forward input), 0 elsewhere. Odd edges are not written.
-void tk_maxpool2_backward(const float *src, const float *dy, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *dx);
+/// 2x2 max pooling, stride 2 (odd edges dropped). argmax (may be NULL) receives
+/// the input index of each output's maximum, for the backward pass.
+void tk_maxpool2(const float *src, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *out, int64_t *argmax);
+/// dx (zeroed by the caller) += dy at each output's argmax.
+void tk_maxpool2_backward(const float *dy, const int64_t *argmax, ptrdiff_t count, float *dx);
 
 /// Every row of out [rows, n] = row.
 void tk_fill_rows(float *out, ptrdiff_t rows, const float *row, ptrdiff_t n);
