@@ -23,6 +23,7 @@ public struct LoopConfig: Sendable {
     public var studentEpochsByIteration: [Int] = []
     /// How the student reads the pseudo labels (soft at T = 1 by default, as the paper).
     public var labelOptions = LabelReadOptions()
+    /// SGD weight decay of the teacher and the students (TrainJobConfig's default).
     public var weightDecay = 5e-4
 
     /// The student of iteration k (1-based).

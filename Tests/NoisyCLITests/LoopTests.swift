@@ -111,7 +111,7 @@ final class LoopTests: XCTestCase {
 
     /// Loop options that cannot work are refused (ArgumentParser's error line, then the usage)
     /// before any training, and the store is left as it was.
-    func testBadLoopOptionsAreRefusedInOneLine() throws {
+    func testBadLoopOptionsAreRefusedBeforeTraining() throws {
         for c in ["a", "b"] { Fixtures.write(Fixtures.png(width: 8, height: 8, channels: 1, seed: c == "a" ? 1 : 2), to: "\(root)/l/\(c)/x.png") }
         let store = "\(root)/s.noisy"
         XCTAssertEqual(try Processes.noisy(["ingest", "--store", store, "--labeled", "\(root)/l", "--quiet"]).status, 0)
