@@ -1,4 +1,4 @@
-import CNoisyCodec
+import Pixels
 import ImageCodec
 import Foundation
 
@@ -42,22 +42,6 @@ public enum AugmentOp: String, CaseIterable, Sendable, Codable {
     }
 }
 
-/// Pixels the caller owns (tightly packed HWC), with their size: what ops and
-/// views work on, so that worker threads can keep one grown buffer and reuse it.
-public struct PixelBuffer {
-    public var base: UnsafeMutablePointer<UInt8>
-    public var width: Int
-    public var height: Int
-    public var channels: Int
-    public init(base: UnsafeMutablePointer<UInt8>, width: Int, height: Int, channels: Int) {
-        self.base = base; self.width = width; self.height = height; self.channels = channels
-    }
-    public var count: Int { width * height * channels }
-    var w: Int32 { Int32(width) }
-    var h: Int32 { Int32(height) }
-    var ch: Int32 { Int32(channels) }
-}
-
 /// Applies single ops in place, with PIL's pixel maths (ImageOps, ImageEnhance,
 /// Image.transform with bilinear sampling and fill 128).
 ///
@@ -77,17 +61,13 @@ public final class Augmenter {
     /// Applies `op` to an image value.
     public func apply(_ op: AugmentOp, parameter p: Double, to image: inout Image,
                       cutoutCenter: (x: Int, y: Int)? = nil) {
-        let (w, h, ch) = (image.width, image.height, image.channels)
-        image.pixels.withUnsafeMutableBufferPointer { px in
-            guard let base = px.baseAddress else { return }
-            apply(op, parameter: p, to: PixelBuffer(base: base, width: w, height: h, channels: ch), cutoutCenter: cutoutCenter)
-        }
+        image.withPixelBuffer { apply(op, parameter: p, to: $0, cutoutCenter: cutoutCenter) }
     }
 
     /// Applies `op` with its raw parameter. `cutoutCenter` places Cutout's square
     /// (default: the image centre).
     public func apply(_ op: AugmentOp, parameter p: Double, to img: PixelBuffer, cutoutCenter: (x: Int, y: Int)? = nil) {
-        let (w, h, ch) = (img.width, img.height, img.channels)
+        let (w, h) = (img.width, img.height)
         switch op {
         case .invert: pointOp(img) { v in 255 - v }
         case .posterize:
@@ -102,16 +82,16 @@ public final class Augmenter {
             pointOp(img) { v in Int(v) < 128 ? UInt8(max(0, min(255, Int(v) + add))) : v }
         case .autoContrast: autoContrast(img)
         case .equalize: equalize(img)
-        case .brightness: nc_blend_constant(0, img.base, img.count, Float(p))
-        case .contrast: nc_blend_constant(grayMean(img), img.base, img.count, Float(p))
+        case .brightness: img.blend(constant: 0, alpha: Float(p))
+        case .contrast: img.blend(constant: grayMean(img), alpha: Float(p))
         case .color:
-            guard ch == 3 else { return }  // the luma of a gray image is itself
-            nc_blend_gray(img.base, w * h, Float(p))
+            img.blendWithLuma(alpha: Float(p))  // the luma of a gray image is itself
         case .sharpness:
             prepareScratch(img.count)
             scratch.withUnsafeMutableBufferPointer { s in
-                nc_smooth(img.base, s.baseAddress, img.w, img.h, img.ch)
-                nc_blend(s.baseAddress, img.base, img.count, Float(p))
+                guard let smoothed = s.baseAddress else { return }
+                img.smooth(into: smoothed)
+                img.blend(from: smoothed, alpha: Float(p))
             }
         case .rotate: affine(img, Self.rotationMatrix(degrees: p, width: w, height: h))
         case .shearX: affine(img, [1, p, 0, 0, 1, 0])
@@ -122,8 +102,7 @@ public final class Augmenter {
             let side = max(0, Int(p))
             let c = cutoutCenter ?? (w / 2, h / 2)
             let half = side / 2
-            nc_fill_rect(img.base, img.w, img.h, img.ch, Int32(clamping: c.x - half), Int32(clamping: c.y - half),
-                         Int32(clamping: c.x - half + side), Int32(clamping: c.y - half + side), Self.fill)
+            img.fill(x0: c.x - half, y0: c.y - half, x1: c.x - half + side, y1: c.y - half + side, value: Self.fill)
         }
     }
 
@@ -145,8 +124,9 @@ public final class Augmenter {
     private func affine(_ img: PixelBuffer, _ m: [Double]) {
         prepareScratch(img.count)
         scratch.withUnsafeMutableBufferPointer { s in
-            nc_affine_bilinear(img.base, img.w, img.h, img.ch, m, Self.fill, s.baseAddress)
-            img.base.update(from: s.baseAddress!, count: img.count)
+            guard let out = s.baseAddress else { return }
+            img.affineBilinear(m, fill: Self.fill, into: out)
+            img.base.update(from: out, count: img.count)
         }
     }
 
@@ -158,11 +138,11 @@ public final class Augmenter {
     }
 
     private func applyLuts(_ img: PixelBuffer) {
-        luts.withUnsafeBufferPointer { nc_apply_lut(img.base, img.width * img.height, img.ch, $0.baseAddress) }
+        luts.withUnsafeBufferPointer { img.applyLookupTables($0) }
     }
 
     private func histogram(_ img: PixelBuffer) {
-        hist.withUnsafeMutableBufferPointer { nc_histogram(img.base, img.width * img.height, img.ch, $0.baseAddress) }
+        hist.withUnsafeMutableBufferPointer { img.histogram(into: $0) }
     }
 
     /// ImageOps.autocontrast(cutoff=0): stretch each channel's [lo, hi] to [0, 255].

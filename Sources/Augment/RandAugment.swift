@@ -1,5 +1,7 @@
 import Foundation
 import ImageCodec
+import KeyedRandom
+import Pixels
 
 /// RandAugment: N ops per image, each drawn uniformly from a list, at magnitude M.
 ///

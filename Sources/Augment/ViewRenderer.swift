@@ -1,5 +1,7 @@
-import CNoisyCodec
+import Batches
 import ImageCodec
+import KeyedRandom
+import Pixels
 
 /// Where a sample's random draws come from: the generator key without its purpose.
 public struct SampleKey: Sendable, Equatable {
@@ -58,7 +60,7 @@ public final class ViewRenderer {
         precondition(channels == 1 || channels == 3, "channels must be 1 or 3")
         self.channels = channels
         self.layout = layout
-        if case .float32NCHW(let n) = layout {
+        if let n = layout.normalization {
             for c in 0..<channels {
                 let mean = n.mean[c % n.mean.count], std = n.std[c % n.std.count]
                 scale.append(1 / (255 * std))
@@ -98,7 +100,7 @@ public final class ViewRenderer {
             try trainGeometry(bytes, header: header, view: v, key: key)
             if v.flip {
                 var rng = key.random(.flip)
-                if rng.unit() < 0.5 { a.withBuffer { nc_flip_horizontal($0.base, $0.w, $0.h, $0.ch) } }
+                if rng.unit() < 0.5 { a.withBuffer { $0.flipHorizontally() } }
             }
             if let ra = v.randAugment {
                 var rng = key.random(.randAugment)
@@ -138,7 +140,7 @@ public final class ViewRenderer {
             b.shape(a.width, a.height, a.channels)
             a.withBuffer { src in
                 b.withBuffer { dst in
-                    nc_window(src.base, src.w, src.h, src.ch, Int32(dx), Int32(dy), dst.base, dst.w, dst.h, 0)
+                    src.window(x: dx, y: dy, into: dst, fill: 0)
                 }
             }
             swap(&a, &b)
@@ -170,9 +172,15 @@ public final class ViewRenderer {
         let result = a.withBuffer { src in
             b.withBuffer { dst in
                 Result { () throws(CodecError) in
-                    try resampler.resize(src.base + (oy * src.width + ox) * src.channels, width: sw, height: sh,
-                                         channels: src.channels, stride: src.width * src.channels, box: box,
-                                         into: dst.base, width: size, height: size)
+                    do {
+                        try resampler.resize(src.base + (oy * src.width + ox) * src.channels, width: sw, height: sh,
+                                             channels: src.channels, stride: src.width * src.channels, box: box,
+                                             into: dst.base, width: size, height: size)
+                    } catch {
+                        // The box comes from the view geometry, inside the decoded image; what
+                        // is left is running out of memory for the filter's coefficients.
+                        throw CodecError(.noMemory, "resize: \(error)")
+                    }
                 }
             }
         }
@@ -197,12 +205,10 @@ public final class ViewRenderer {
         a.shape(got.outputWidth, got.outputHeight, got.channels)
         let shift = region.map { $0.x - got.outputX } ?? 0
         guard a.channels != channels else { return shift }
-        let n = a.width * a.height
         b.shape(a.width, a.height, channels)
-        let toGray = channels == 1
         a.withBuffer { src in
             b.withBuffer { dst in
-                if toGray { nc_rgb_to_gray(src.base, n, dst.base) } else { nc_gray_to_rgb(src.base, n, dst.base) }
+                src.convert(into: dst)
             }
         }
         swap(&a, &b)
@@ -216,8 +222,9 @@ public final class ViewRenderer {
             case .uint8NHWC:
                 out.baseAddress!.copyMemory(from: img.base, byteCount: min(img.count, out.count))
             case .float32NCHW:
-                nc_to_float_chw(img.base, img.w, img.h, img.ch, scale, offset,
-                                out.baseAddress!.assumingMemoryBound(to: Float.self))
+                img.toFloatCHW(scale: scale, offset: offset, into: out.baseAddress!.assumingMemoryBound(to: Float.self))
+            case .float32NHWC:
+                img.toFloatHWC(scale: scale, offset: offset, into: out.baseAddress!.assumingMemoryBound(to: Float.self))
             }
         }
     }

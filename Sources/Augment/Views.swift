@@ -1,18 +1,8 @@
 import Foundation
+import Batches
 import ImageCodec
-
-/// Per-channel normalisation for float output: (v / 255 - mean) / std.
-public struct Normalization: Sendable, Equatable, Codable {
-    public var mean: [Float]
-    public var std: [Float]
-    public init(mean: [Float], std: [Float]) { self.mean = mean; self.std = std }
-
-    /// ImageNet's statistics (torchvision's defaults); for one channel, their averages.
-    public static func imageNet(channels: Int) -> Normalization {
-        channels == 1 ? .init(mean: [0.449], std: [0.226])
-                      : .init(mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
-    }
-}
+import KeyedRandom
+import Pixels
 
 /// How a batch lays out its images.
 public enum OutputLayout: Sendable, Equatable {
@@ -20,14 +10,31 @@ public enum OutputLayout: Sendable, Equatable {
     case uint8NHWC
     /// Normalised floats, [N, C, H, W], as PyTorch models take them.
     case float32NCHW(Normalization)
+    /// Normalised floats, [N, H, W, C]: what the CPU trainer consumes (a convolution
+    /// is then one GEMM over every pixel), so it neither transposes nor re-normalises.
+    case float32NHWC(Normalization)
 
     public var name: String {
-        switch self { case .uint8NHWC: "uint8-nhwc"; case .float32NCHW: "float32-nchw" }
+        switch self { case .uint8NHWC: "uint8-nhwc"; case .float32NCHW: "float32-nchw"; case .float32NHWC: "float32-nhwc" }
+    }
+
+    /// The normalisation of float layouts; nil for bytes.
+    public var normalization: Normalization? {
+        switch self { case .uint8NHWC: nil; case .float32NCHW(let n), .float32NHWC(let n): n }
+    }
+
+    /// How the batch value describes these images.
+    public var imageLayout: ImageLayout {
+        switch self {
+        case .uint8NHWC: .uint8NHWC
+        case .float32NCHW(let n): .float32(order: .nchw, normalization: n)
+        case .float32NHWC(let n): .float32(order: .nhwc, normalization: n)
+        }
     }
 
     public func bytesPerSample(size: Int, channels: Int) -> Int {
         let n = size * size * channels
-        switch self { case .uint8NHWC: return n; case .float32NCHW: return n * 4 }
+        switch self { case .uint8NHWC: return n; case .float32NCHW, .float32NHWC: return n * 4 }
     }
 }
 

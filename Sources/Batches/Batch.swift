@@ -2,9 +2,40 @@
 public enum SampleOrigin: UInt8, Sendable, Codable {
     case labeled = 0
     case pseudoLabeled = 1
+    /// No target: a sample being labelled by a teacher (its targets and weight are 0).
+    case unlabeled = 2
 }
 
-/// A batch's pixels: bytes [N, H, W, C] or normalised floats [N, C, H, W].
+/// Per-channel normalisation for float output: (v / 255 - mean) / std. A list of
+/// one value applies to every channel.
+public struct Normalization: Sendable, Equatable, Codable {
+    public var mean: [Float]
+    public var std: [Float]
+    public init(mean: [Float], std: [Float]) { self.mean = mean; self.std = std }
+
+    /// ImageNet's statistics (torchvision's defaults); for one channel, their averages.
+    public static func imageNet(channels: Int) -> Normalization {
+        channels == 1 ? .init(mean: [0.449], std: [0.226])
+                      : .init(mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
+    }
+
+    /// The CPU trainer's input: v / 255 - 0.5 on every channel.
+    public static let centred = Normalization(mean: [0.5], std: [1])
+}
+
+/// The axis order of float images.
+public enum AxisOrder: String, Sendable, Codable { case nhwc, nchw }
+
+/// What a batch's `images` hold: the contract between the pipeline that renders
+/// them and the trainer that consumes them, so neither guesses.
+public enum ImageLayout: Sendable, Equatable {
+    /// Bytes, [N, H, W, C].
+    case uint8NHWC
+    /// Floats in the given order, each (v / 255 - mean) / std.
+    case float32(order: AxisOrder, normalization: Normalization)
+}
+
+/// A batch's pixels: bytes [N, H, W, C] or normalised floats (see `Batch.layout`).
 public enum BatchImages: Sendable {
     case uint8([UInt8])
     case float32([Float])
@@ -23,6 +54,8 @@ public struct Batch: Sendable {
     public var height: Int
     public var width: Int
     public var images: BatchImages
+    /// How `images` are laid out and normalised.
+    public var layout: ImageLayout
     public var classCount: Int
     /// count x classCount probabilities: one-hot (optionally smoothed) for labeled
     /// samples, the teacher's soft distribution for pseudo-labeled ones.
@@ -37,10 +70,10 @@ public struct Batch: Sendable {
     public var stateAfter: StreamState
 
     public init(index: Int, count: Int, channels: Int, height: Int, width: Int, images: BatchImages,
-                classCount: Int, targets: [Float], weights: [Float], ids: [UInt64], origins: [SampleOrigin],
+                layout: ImageLayout, classCount: Int, targets: [Float], weights: [Float], ids: [UInt64], origins: [SampleOrigin],
                 replaced: Int = 0, stateAfter: StreamState) {
         self.index = index; self.count = count; self.channels = channels; self.height = height; self.width = width
-        self.images = images; self.classCount = classCount; self.targets = targets; self.weights = weights
+        self.images = images; self.layout = layout; self.classCount = classCount; self.targets = targets; self.weights = weights
         self.ids = ids; self.origins = origins; self.replaced = replaced; self.stateAfter = stateAfter
     }
 

@@ -13,7 +13,4 @@ static inline void nc_set_error(char *err, const char *fmt, ...) {
     vsnprintf(err, NC_ERROR_CAPACITY, fmt, ap);
     va_end(ap);
 }
-
-/* Grows scratch memory to at least n bytes; returns NULL when out of memory. */
-void *nc_scratch_reserve(nc_scratch *s, size_t n);
 #endif

@@ -13,7 +13,7 @@ public struct ScannedFile: Sendable {
 
     /// Why a file was refused: a report category and a one-line reason.
     public struct Refusal: Sendable, Equatable {
-        public var category: String
+        public var category: RefusalCategory
         public var reason: String
     }
 }
@@ -75,7 +75,7 @@ public enum FolderScanner {
             let classed = split != .unlabeled
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else {
                 try visit(ScannedFile(split: split, path: dir, source: relative, className: nil,
-                                      refusal: .init(category: "unreadable", reason: "cannot list folder: permission denied or unreadable")))
+                                      refusal: .init(category: .unreadable, reason: "cannot list folder: permission denied or unreadable")))
                 return
             }
             // lstat once per entry: the sort key needs to know folders, and the visit reuses the mode.
@@ -93,36 +93,40 @@ public enum FolderScanner {
                 let full = dir + "/" + name
                 let rel = relative.isEmpty ? name : relative + "/" + name
                 let className = classed ? rel.split(separator: "/").first.map(String.init) : nil
-                func refuse(_ category: String, _ reason: String) throws {
+                func refuse(_ category: RefusalCategory, _ reason: String) throws {
                     try visit(ScannedFile(split: split, path: full, source: rel, className: className,
                                           refusal: .init(category: category, reason: reason)))
                 }
                 var mode = entry.mode
                 if mode == 0 {
-                    try refuse("unreadable", "cannot stat: \(String(cString: strerror(entry.statError)))")
+                    try refuse(.unreadable, "cannot stat: \(String(cString: strerror(entry.statError)))")
                     continue
                 }
                 if mode == S_IFLNK {
                     var tst = stat()
-                    if stat(full, &tst) != 0 { try refuse("broken_symlink", "broken symlink"); continue }
+                    if stat(full, &tst) != 0 { try refuse(.brokenSymlink, "broken symlink"); continue }
                     let target = (full as NSString).resolvingSymlinksInPath
                     guard target.hasPrefix(realRoot + "/") else {
-                        try refuse("symlink_outside", "symlink leads outside \(realRoot) (not followed)")
+                        try refuse(.symlinkOutside, "symlink leads outside \(realRoot) (not followed)")
                         continue
                     }
                     mode = tst.st_mode & S_IFMT
-                    if mode == S_IFDIR { try refuse("symlinked_folder", "symlinked folder (not followed)"); continue }
+                    if mode == S_IFDIR { try refuse(.symlinkedFolder, "symlinked folder (not followed)"); continue }
                 }
                 if mode == S_IFDIR {
                     try walk(full, relative: rel, depth: depth + 1)
                 } else if mode == S_IFREG {
                     if classed && depth == 0 {
-                        try refuse("not_in_class_folder", "not inside a class folder (expected \(split.rawValue) folder/<class>/<file>)")
+                        try refuse(.notInClassFolder, "not inside a class folder (expected \(split.rawValue) folder/<class>/<file>)")
                     } else if countOnly {
                         try visit(ScannedFile(split: split, path: "", source: "", className: nil, refusal: nil))
                     } else {
                         try visit(ScannedFile(split: split, path: full, source: rel, className: className, refusal: nil))
                     }
+                } else {
+                    // A FIFO, socket or device: opening one can block or read forever.
+                    let kind = mode == S_IFIFO ? "a FIFO" : mode == S_IFSOCK ? "a socket" : mode == S_IFCHR || mode == S_IFBLK ? "a device" : "not a file"
+                    try refuse(.notARegularFile, "\(kind), not a regular file (not read)")
                 }
             }
         }

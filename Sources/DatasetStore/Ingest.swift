@@ -2,6 +2,9 @@ import Dispatch
 import Foundation
 import ImageCodec
 import LMDB
+import Parallelism
+import Digest
+import Pixels
 
 /// What to ingest and how.
 public struct IngestOptions: Sendable {
@@ -18,6 +21,20 @@ public struct IngestOptions: Sendable {
     public init() {}
 }
 
+/// Why a file was not added: the report's machine-readable category (its raw value
+/// is what `--report` and `--json` write).
+public enum RefusalCategory: String, Codable, Sendable, CaseIterable {
+    case empty, corrupt, unreadable, duplicate, leakage
+    case notAnImage = "not_an_image"
+    case unsupportedFormat = "unsupported_format"
+    case tooLarge = "too_large"
+    case symlinkOutside = "symlink_outside"
+    case symlinkedFolder = "symlinked_folder"
+    case brokenSymlink = "broken_symlink"
+    case notInClassFolder = "not_in_class_folder"
+    case notARegularFile = "not_a_regular_file"
+}
+
 /// One file that was not added, as written to `--report`.
 public struct IngestReportEntry: Codable, Sendable, Equatable {
     public enum Status: String, Codable, Sendable { case skipped, duplicate }
@@ -26,7 +43,7 @@ public struct IngestReportEntry: Codable, Sendable, Equatable {
     public var status: Status
     public var reason: String
     /// Short machine-readable cause, e.g. `corrupt`, `leakage`.
-    public var category: String
+    public var category: RefusalCategory
 }
 
 /// The end-of-ingest summary (schemas/ingest-summary.schema.json).
@@ -63,18 +80,6 @@ public struct IngestProgress: Sendable {
     public var elapsed: Double
 }
 
-/// Slots written by exactly one `concurrentPerform` iteration each and read only
-/// after it returns, which orders the writes before the reads.
-/// `@unchecked Sendable` because of that one-writer-per-index discipline.
-final class Slots<T>: @unchecked Sendable {
-    private var items: [T?]
-    init(count: Int) { items = Array(repeating: nil, count: count) }
-    subscript(i: Int) -> T? {
-        get { items[i] }
-        set { items[i] = newValue }
-    }
-}
-
 /// Ingests folders of JPEG and PNG images: validates every file with a full decode
 /// in parallel, dedupes by content hash, and commits in large transactions, so an
 /// interrupted ingest leaves only whole samples and a re-run adds exactly what is missing.
@@ -90,8 +95,8 @@ public final class Ingester {
         self.options = options
     }
 
-    private enum Loaded {
-        case refused(String, String)  // category, reason
+    enum Loaded {
+        case refused(RefusalCategory, String)  // category, reason
         case bytes([UInt8], [UInt8])  // file bytes, sha256
     }
 
@@ -149,14 +154,14 @@ public final class Ingester {
         return summary
     }
 
-    private func refuse(_ file: ScannedFile, _ status: IngestReportEntry.Status, _ category: String, _ reason: String,
+    private func refuse(_ file: ScannedFile, _ status: IngestReportEntry.Status, _ category: RefusalCategory, _ reason: String,
                         _ summary: inout IngestSummary) {
         if status == .skipped {
             summary.skipped += 1
-            summary.skippedByReason[category, default: 0] += 1
+            summary.skippedByReason[category.rawValue, default: 0] += 1
         } else {
             summary.duplicates += 1
-            if category == "leakage" { summary.leakage += 1 }
+            if category == .leakage { summary.leakage += 1 }
         }
         onRefused?(IngestReportEntry(path: file.path, split: file.split, status: status, reason: reason, category: category))
     }
@@ -167,14 +172,14 @@ public final class Ingester {
     private func ingestBatch(_ batch: [ScannedFile], classIndex: [String: UInt32],
                              summary: inout IngestSummary) throws {
         // 1. Read and hash in parallel.
-        let loaded = Slots<Loaded>(count: batch.count)
-        DispatchQueue.concurrentPerform(iterations: batch.count) { i in
+        let loaded = ConcurrentSlots<Loaded?>(count: batch.count, initial: nil)
+        loaded.forEachWorker { i in
             loaded[i] = Self.load(batch[i])
         }
         // 2. Dedupe against the store and this run, in one snapshot.
         var fresh: [(Int, [UInt8], [UInt8])] = []  // index, bytes, hash
         var inBatch: [[UInt8]: ScannedFile] = [:]
-        try store.environment.read { txn in
+        try store.read { txn in
             for (i, file) in batch.enumerated() {
                 guard let item = loaded[i] else { continue }
                 switch item {
@@ -192,10 +197,10 @@ public final class Ingester {
                         if original.split == file.split && original.source == file.source {
                             summary.alreadyStored += 1
                         } else if (original.split == .test) != (file.split == .test) {
-                            refuse(file, .duplicate, "leakage",
+                            refuse(file, .duplicate, .leakage,
                                    "LEAKAGE: \(file.split.rawValue) image identical to \(original.what); kept the first", &summary)
                         } else {
-                            refuse(file, .duplicate, "duplicate", "same content as \(original.what); kept the first", &summary)
+                            refuse(file, .duplicate, .duplicate, "same content as \(original.what); kept the first", &summary)
                         }
                         continue
                     }
@@ -205,10 +210,10 @@ public final class Ingester {
             }
         }
         // 3. Validate (full decode) and optionally downsize, in parallel.
-        let checked = Slots<Checked>(count: fresh.count)
+        let checked = ConcurrentSlots<Checked?>(count: fresh.count, initial: nil)
         let options = self.options
         let freshItems = fresh
-        DispatchQueue.concurrentPerform(iterations: freshItems.count) { j in
+        checked.forEachWorker { j in
             let (i, bytes, hash) = freshItems[j]
             checked[j] = Self.check(batch[i], bytes: bytes, hash: hash, classIndex: classIndex, options: options)
         }
@@ -225,25 +230,21 @@ public final class Ingester {
         }
         guard !prepared.isEmpty else { return }
         // 4. One write transaction for the batch: whole samples or none.
-        do {
-            try store.environment.write { txn in
-                var next = try txn.lastKey(store.db.samples).map { $0.withUnsafeBytes { Layout.readU64BE($0) } + 1 } ?? 0
-                for p in prepared {
-                    var r = p.record
-                    r.id = next
-                    let key = Layout.idKey(next)
-                    try txn.put(store.db.samples, key: key, value: r.encoded(), append: true)
-                    try txn.put(store.db.images, key: key, value: p.data, append: true)
-                    try txn.put(store.db.hashes, key: r.contentHash, value: key, noOverwrite: true)
-                    try txn.put(store.db.sources, key: Array(r.source.utf8), value: key)
-                    var cls = (r.classIndex ?? SampleRecord.noClass).littleEndian
-                    try txn.put(store.db.splitIndex, key: Layout.splitKey(r.split, next),
-                                value: withUnsafeBytes(of: &cls) { Array($0) })
-                    next += 1
-                }
+        try store.write { txn in
+            var next = try txn.lastKey(store.db.samples).map { $0.withUnsafeBytes { Layout.readU64BE($0) } + 1 } ?? 0
+            for p in prepared {
+                var r = p.record
+                r.id = next
+                let key = Layout.idKey(next)
+                try txn.put(store.db.samples, key: key, value: r.encoded(), append: true)
+                try txn.put(store.db.images, key: key, value: p.data, append: true)
+                try txn.put(store.db.hashes, key: r.contentHash, value: key, noOverwrite: true)
+                try txn.put(store.db.sources, key: Array(r.source.utf8), value: key)
+                var cls = (r.classIndex ?? SampleRecord.noClass).littleEndian
+                try txn.put(store.db.splitIndex, key: Layout.splitKey(r.split, next),
+                            value: withUnsafeBytes(of: &cls) { Array($0) })
+                next += 1
             }
-        } catch let e as LMDBError {
-            throw StoreError.from(e, store: store.path)
         }
         for p in prepared {
             summary.added += 1
@@ -252,13 +253,13 @@ public final class Ingester {
         }
     }
 
-    private static func load(_ file: ScannedFile) -> Loaded {
+    static func load(_ file: ScannedFile) -> Loaded {
         if let refusal = file.refusal { return .refused(refusal.category, refusal.reason) }
         switch readFile(file.path) {
-        case .failure(let e): return .refused("unreadable", e.message)
+        case .failure(let e): return .refused(.unreadable, e.message)
         case .success(let bytes):
-            if bytes.isEmpty { return .refused("empty", "empty file (0 bytes)") }
-            return .bytes(bytes, Codec.sha256(bytes))
+            if bytes.isEmpty { return .refused(.empty, "empty file (0 bytes)") }
+            return .bytes(bytes, SHA256.hash(bytes))
         }
     }
 
@@ -270,14 +271,14 @@ public final class Ingester {
             let decodeOptions = DecodeOptions(maxPixels: options.maxPixels)
             (header, image) = try Codec.decodeWithHeader(bytes, options: decodeOptions)
         } catch {
-            let category: String
+            let category: RefusalCategory
             switch error.code {
-            case .tooLarge: category = "too_large"
-            case .unsupported: category = "unsupported_format"
-            case .notAnImage: category = "not_an_image"
-            default: category = "corrupt"
+            case .tooLarge: category = .tooLarge
+            case .unsupported: category = .unsupportedFormat
+            case .notAnImage: category = .notAnImage
+            default: category = .corrupt
             }
-            let reason = category == "too_large" ? error.message + " (--max-pixels)" : error.message
+            let reason = category == .tooLarge ? error.message + " (--max-pixels)" : error.message
             return .refused(category, reason)
         }
         var data = bytes
@@ -291,7 +292,7 @@ public final class Ingester {
                 let small = try Resampler().resize(image, width: w, height: h, filter: .lanczos)
                 data = try Codec.encodeJPEG(small, quality: options.quality)
             } catch {
-                return .refused("corrupt", "cannot re-encode for --max-side: \(error.message)")
+                return .refused(.corrupt, "cannot re-encode for --max-side: \(error)")
             }
             format = .jpeg
             width = w; height = h
@@ -300,7 +301,7 @@ public final class Ingester {
         var cls: UInt32? = nil
         if file.split != .unlabeled {
             guard let name = file.className, let c = classIndex[name] else {
-                return .refused("not_in_class_folder", "not inside a class folder")
+                return .refused(.notInClassFolder, "not inside a class folder")
             }
             cls = c
         }
@@ -308,7 +309,7 @@ public final class Ingester {
             id: 0, split: file.split, format: format, channels: image.channels, classIndex: cls,
             width: width, height: height, originalWidth: image.width, originalHeight: image.height,
             originalFormat: header.format, reencoded: reencoded, byteSize: data.count, originalByteSize: bytes.count,
-            contentHash: hash, dataHash: reencoded ? Codec.sha256(data) : hash, source: file.source)
+            contentHash: hash, dataHash: reencoded ? SHA256.hash(data) : hash, source: file.source)
         return .prepared(Prepared(record: record, data: data))
     }
 }

@@ -1,13 +1,16 @@
 import Foundation
 import ImageCodec
 import LMDB
+import Pixels
 
 /// A dataset store: one LMDB environment holding samples, classes and
 /// pseudo-label generations. Thread-safe: reads run in parallel snapshots, writes
 /// go through LMDB's single writer.
 public final class Store: Sendable {
     public let path: String
-    public let environment: Environment
+    /// Private: every transaction goes through `read`/`write` below, where LMDB's
+    /// errors become `StoreError`s.
+    private let environment: Environment
     let db: Databases
 
     struct Databases: Sendable {
@@ -97,10 +100,32 @@ public final class Store: Sendable {
         try checkFormat(create: create && !readOnly)
     }
 
+    // MARK: Transactions
+
+    /// Runs `body` in a read snapshot. Whatever it throws arrives as a `StoreError`
+    /// (LMDB's failures translated here, in one place).
+    func read<T>(_ body: (ReadTransaction) throws -> T) throws(StoreError) -> T {
+        try environment.read { (txn) throws(StoreError) -> T in
+            do { return try body(txn) } catch { throw StoreError.wrapping(error, store: path) }
+        }
+    }
+
+    /// Runs `body` in the write transaction (see `Environment.write`: a full map is
+    /// grown and the body re-run; not reentrant).
+    func write<T>(_ body: (WriteTransaction) throws -> T) throws(StoreError) -> T {
+        try environment.write { (txn) throws(StoreError) -> T in
+            do { return try body(txn) } catch { throw StoreError.wrapping(error, store: path) }
+        }
+    }
+
+    /// Clears reader slots left by killed processes; returns how many.
+    @discardableResult
+    public func clearStaleReaders() -> Int { environment.clearStaleReaders() }
+
     /// The `format` meta record says what wrote this store; a new store gets one.
     private func checkFormat(create: Bool) throws {
         let key = Array("format".utf8)
-        let existing = try environment.read { try $0.get(db.meta, key: key) }
+        let existing = try read { try $0.get(db.meta, key: key) }
         if let existing {
             guard let info = try? JSONDecoder().decode(FormatRecord.self, from: Data(existing)),
                   info.format == Layout.formatName else {
@@ -115,7 +140,7 @@ public final class Store: Sendable {
         let record = FormatRecord(format: Layout.formatName, version: Layout.formatVersion,
                                   createdAt: ISO8601DateFormatter().string(from: Date()))
         let bytes = try JSONEncoder.sorted.encode(record)
-        try environment.write { txn in
+        try write { txn in
             if try !txn.contains(db.meta, key: key) { try txn.put(db.meta, key: key, value: Array(bytes)) }
         }
     }
@@ -131,10 +156,10 @@ public final class Store: Sendable {
 
     /// Class names by index, in the order they were registered.
     public func classes() throws -> [String] {
-        try environment.read { txn in try classes(txn) }
+        try read { txn in try classes(txn) }
     }
 
-    func classes(_ txn: Transaction) throws -> [String] {
+    func classes(_ txn: ReadTransaction) throws -> [String] {
         var names: [String] = []
         try txn.scan(db.classes) { _, v in
             names.append(String(decoding: v, as: UTF8.self))
@@ -147,7 +172,7 @@ public final class Store: Sendable {
     /// Returns the full list.
     @discardableResult
     public func registerClasses(_ names: some Sequence<String>) throws -> [String] {
-        try environment.write { txn in
+        try write { txn in
             var known = try classes(txn)
             let fresh = Set(names).subtracting(known).sorted()
             for name in fresh {
@@ -162,10 +187,10 @@ public final class Store: Sendable {
 
     /// The metadata of sample `id`, or nil.
     public func sample(_ id: UInt64) throws -> SampleRecord? {
-        try environment.read { txn in try sample(id, txn) }
+        try read { txn in try sample(id, txn) }
     }
 
-    func sample(_ id: UInt64, _ txn: Transaction) throws -> SampleRecord? {
+    func sample(_ id: UInt64, _ txn: ReadTransaction) throws -> SampleRecord? {
         try txn.withValue(db.samples, key: Layout.idKey(id)) { v in
             guard let v else { return nil }
             guard let r = SampleRecord(id: id, bytes: v) else {
@@ -177,7 +202,7 @@ public final class Store: Sendable {
 
     /// Calls `body` with sample `id`'s stored bytes, borrowed from the map.
     public func withImageBytes<T>(_ id: UInt64, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
-        try environment.read { txn in
+        try read { txn in
             try txn.withValue(db.images, key: Layout.idKey(id)) { v in
                 guard let v else { throw StoreError(.notFound, "\(path): no sample with id \(id)") }
                 return try body(v)
@@ -185,12 +210,18 @@ public final class Store: Sendable {
         }
     }
 
-    /// Calls `body(i, bytes)` for each of `ids` inside one read transaction (nil:
-    /// no such sample): the batch pipeline's read path.
-    public func withImageBytes(_ ids: [UInt64], _ body: (Int, UnsafeRawBufferPointer?) throws -> Void) throws {
-        try environment.read { txn in
-            for (i, id) in ids.enumerated() {
-                try txn.withValue(db.images, key: Layout.idKey(id)) { v in try body(i, v) }
+    /// Calls `body(i, image, label)` for each sample inside one read transaction: the
+    /// batch pipeline's read path. `label` is the sample's stored record in
+    /// generation `labelGeneration` when `wantsLabel` (else nil); `image` is nil for
+    /// a missing sample. Both are borrowed from the map for the call.
+    public func withSamples(_ samples: [(id: UInt64, wantsLabel: Bool)], labelGeneration: Int?,
+                            _ body: (Int, UnsafeRawBufferPointer?, UnsafeRawBufferPointer?) throws -> Void) throws {
+        try read { txn in
+            for (i, s) in samples.enumerated() {
+                try txn.withValue(db.images, key: Layout.idKey(s.id)) { image in
+                    guard s.wantsLabel, let k = labelGeneration else { return try body(i, image, nil) }
+                    try txn.withValue(db.labels, key: GenerationKeys.label(k, s.id)) { label in try body(i, image, label) }
+                }
             }
         }
     }
@@ -202,7 +233,7 @@ public final class Store: Sendable {
 
     /// Visits every sample record in id order.
     public func forEachSample(_ body: (SampleRecord) throws -> Void) throws {
-        try environment.read { txn in
+        try read { txn in
             try txn.scan(db.samples) { k, v in
                 let id = Layout.readU64BE(k)
                 guard let r = SampleRecord(id: id, bytes: v) else {
@@ -216,7 +247,7 @@ public final class Store: Sendable {
 
     /// Ids (and class indices) of one split, in id order: what the pipeline samples from.
     public func index(of split: Split) throws -> [(id: UInt64, classIndex: UInt32?)] {
-        try environment.read { txn in
+        try read { txn in
             var out: [(UInt64, UInt32?)] = []
             try txn.scan(db.splitIndex, prefix: [split.code]) { k, v in
                 let id = Layout.readU64BE(k, at: 1)
@@ -230,10 +261,10 @@ public final class Store: Sendable {
 
     /// Ids of samples whose source path equals `source` (any split).
     public func ids(forSource source: String) throws -> [UInt64] {
-        try environment.read { txn in try ids(forSource: source, txn) }
+        try read { txn in try ids(forSource: source, txn) }
     }
 
-    func ids(forSource source: String, _ txn: Transaction) throws -> [UInt64] {
+    func ids(forSource source: String, _ txn: ReadTransaction) throws -> [UInt64] {
         var out: [UInt64] = []
         let key = Array(source.utf8)
         try txn.scan(db.sources, from: key) { k, v in
@@ -245,13 +276,13 @@ public final class Store: Sendable {
     }
 
     /// The id stored under a content hash, if any.
-    func id(forContentHash hash: [UInt8], _ txn: Transaction) throws -> UInt64? {
+    func id(forContentHash hash: [UInt8], _ txn: ReadTransaction) throws -> UInt64? {
         try txn.withValue(db.hashes, key: hash) { v in v.map { Layout.readU64BE($0) } }
     }
 
     /// Number of samples.
     public func count() throws -> Int {
-        try environment.read { try $0.count(db.samples) }
+        try read { try $0.count(db.samples) }
     }
 
     /// Decodes sample `id`.
@@ -272,7 +303,7 @@ public final class Store: Sendable {
         } else {
             try fm.createDirectory(atPath: destination, withIntermediateDirectories: true)
         }
-        try environment.copy(to: destination, compact: true)
+        do { try environment.copy(to: destination, compact: true) } catch { throw StoreError(error) }
     }
 }
 

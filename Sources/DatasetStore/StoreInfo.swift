@@ -65,7 +65,7 @@ extension Store {
                 range = .init(minWidth: r.width, maxWidth: r.width, minHeight: r.height, maxHeight: r.height)
             }
         }
-        let generations = try environment.read { try $0.count(db.generations) }
+        let generations = try read { try $0.count(db.generations) }
         return StoreInfo(
             store: path, formatVersion: Layout.formatVersion, samples: n, splits: splits,
             classes: names.enumerated().map { .init(index: $0, name: $1, labeled: labeled[$0], test: test[$0]) },

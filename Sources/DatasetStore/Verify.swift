@@ -1,6 +1,7 @@
 import Foundation
 import ImageCodec
 import LMDB
+import Digest
 
 /// One inconsistency found by `verify`.
 public struct VerifyProblem: Codable, Sendable, CustomStringConvertible {
@@ -35,7 +36,7 @@ extension Store {
     /// Re-hashes and decodes every sample and checks every index both ways, in one
     /// snapshot (so a concurrent ingest cannot make it see a torn state).
     public func verify(progress: ((Int, Int) -> Void)? = nil) throws -> VerifyReport {
-        try environment.read { txn in
+        try read { txn in
             var problems: [VerifyProblem] = []
             func bad(_ id: UInt64?, _ s: String) { problems.append(VerifyProblem(id: id, problem: s)) }
             let classCount = try classes(txn).count
@@ -53,7 +54,7 @@ extension Store {
                 try txn.withValue(db.images, key: Layout.idKey(id)) { data in
                     guard let data else { bad(id, "image bytes missing"); return }
                     if data.count != r.byteSize { bad(id, "stored \(data.count) bytes, record says \(r.byteSize)") }
-                    if Codec.sha256(data) != r.dataHash { bad(id, "image bytes do not match their hash") }
+                    if SHA256.hash(data) != r.dataHash { bad(id, "image bytes do not match their hash") }
                     do {
                         let img = try Codec.decode(data)
                         if img.width != r.width || img.height != r.height || img.channels != r.channels {

@@ -1,6 +1,9 @@
 import Batches
 import Foundation
 import ImageCodec
+import Gzip
+import KeyedRandom
+import Pixels
 
 /// Fashion-MNIST as Debian's `dataset-fashion-mnist` ships it: gzip'd IDX files.
 public struct FashionMNIST: Sendable {
@@ -27,7 +30,7 @@ public struct FashionMNIST: Sendable {
             guard FileManager.default.fileExists(atPath: path) else {
                 throw DatasetError("\(path): missing; install it with tools/bootstrap.sh (Debian package dataset-fashion-mnist)")
             }
-            do { return try Codec.gunzip(path: path) } catch { throw DatasetError(error.message) }
+            do { return try Gzip.read(path: path) } catch { throw DatasetError(error.description) }
         }
         return FashionMNIST(
             train: try parse(images: file("train-images-idx3-ubyte.gz"), labels: file("train-labels-idx1-ubyte.gz"), name: "train"),

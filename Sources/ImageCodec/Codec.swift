@@ -1,4 +1,5 @@
-import CNoisyCodec
+internal import CNoisyCodec
+import Pixels
 
 /// How to decode: DCT scale (JPEG only), an optional region, and a pixel bound.
 public struct DecodeOptions: Sendable, Equatable {
@@ -189,22 +190,6 @@ public enum Codec {
         return Array(UnsafeBufferPointer(start: out, count: len))
     }
 
-    /// SHA-256 of `bytes`.
-    public static func sha256(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: 32) { out, count in
-            nc_sha256(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, out.baseAddress)
-            count = 32
-        }
-    }
-
-    public static func sha256(_ bytes: [UInt8]) -> [UInt8] {
-        bytes.withUnsafeBytes { sha256($0) }
-    }
-
-    /// Reads a whole gzip-compressed (or plain) file.
-    public static func gunzip(path: String) throws(CodecError) -> [UInt8] {
-        try takeBuffer { out, len, err in nc_gunzip_file(path, out, len, err) }
-    }
 }
 
 extension ImageHeader {
@@ -213,32 +198,5 @@ extension ImageHeader {
                   channels: Int(plan.out_channels), progressive: plan.info.progressive != 0,
                   outputWidth: Int(plan.out_width), outputHeight: Int(plan.out_height),
                   outputX: Int(plan.out_x), outputY: Int(plan.out_y))
-    }
-}
-
-extension Array where Element == UInt8 {
-    /// Lower-case hex, for hashes in JSON and messages.
-    public var hexString: String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var s = [UInt8]()
-        s.reserveCapacity(count * 2)
-        for b in self { s.append(digits[Int(b >> 4)]); s.append(digits[Int(b & 15)]) }
-        return String(decoding: s, as: UTF8.self)
-    }
-}
-
-/// SHA-256 over data that arrives in pieces (files written as a stream).
-public struct SHA256Stream {
-    private var ctx = nc_sha256_ctx()
-    public init() { nc_sha256_init(&ctx) }
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        guard let base = bytes.baseAddress else { return }
-        nc_sha256_update(&ctx, base.assumingMemoryBound(to: UInt8.self), bytes.count)
-    }
-    public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
-    public mutating func finish() -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        out.withUnsafeMutableBufferPointer { nc_sha256_final(&ctx, $0.baseAddress) }
-        return out
     }
 }

@@ -1,4 +1,4 @@
-import CNoisyCodec
+internal import CNoisyCodec
 
 /// A codec failure with the library's own reason. Codes can grow without
 /// breaking callers, as in swift-system's `Errno`.

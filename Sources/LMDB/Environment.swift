@@ -1,5 +1,6 @@
-import CLMDB
+internal import CLMDB
 import Glibc
+import Synchronization
 
 /// A named database inside an environment, with the flags it was created with.
 public struct DatabaseSpec: Sendable, Hashable {
@@ -20,16 +21,28 @@ public struct Database: Sendable, Hashable {
 
 /// One LMDB environment (a directory with data.mdb and lock.mdb).
 ///
+/// Access goes through closures, as GRDB's `read { }` / `write { }`: a transaction
+/// lives exactly as long as its closure, and values it lends die with it.
+///
+/// **Not reentrant.** Do not call `write` from inside a `write` body on the same
+/// thread: LMDB has one writer, and the inner call would wait for the outer one
+/// forever. That misuse is caught by a precondition. A `read` inside a `write`
+/// body is allowed but sees the last committed state, not the open transaction's
+/// writes: pass the `WriteTransaction` down instead.
+///
 /// `@unchecked Sendable`: MDB_env is safe to share between threads once opened;
 /// with MDB_NOTLS read transactions are not tied to threads; LMDB serialises write
-/// transactions itself; and `mapLock` orders map growth (which needs no live
-/// transaction in this process) against every transaction we start.
+/// transactions itself; `mapLock` orders map growth (which needs no live
+/// transaction in this process) against every transaction we start; and
+/// `databases` is written only during `init`.
 public final class Environment: @unchecked Sendable {
     public let path: String
     public let readOnly: Bool
     let env: OpaquePointer
     private var databases: [String: Database] = [:]
-    private var mapLock = pthread_rwlock_t()
+    private let mapLock = ReadWriteLock()
+    /// The thread inside `write`, for the reentrancy precondition.
+    private let writer = Mutex<pthread_t?>(nil)
 
     /// Opens (and with `create`, creates) the environment and its named databases.
     /// Stale reader slots left by killed processes are cleared on open.
@@ -41,7 +54,6 @@ public final class Environment: @unchecked Sendable {
         try check(mdb_env_create(&envp), "create environment", path: path)
         guard let envp else { throw LMDBError(code: ENOMEM, operation: "create environment", path: path) }
         env = envp
-        pthread_rwlock_init(&mapLock, nil)
         do {
             try check(mdb_env_set_maxdbs(env, MDB_dbi(max(specs.count, 1) + 4)), "set maxdbs", path: path)
             try check(mdb_env_set_maxreaders(env, 1024), "set maxreaders", path: path)
@@ -66,7 +78,6 @@ public final class Environment: @unchecked Sendable {
 
     deinit {
         mdb_env_close(env)
-        pthread_rwlock_destroy(&mapLock)
     }
 
     private func openDatabases(_ specs: [DatabaseSpec], create: Bool) throws(LMDBError) {
@@ -92,61 +103,94 @@ public final class Environment: @unchecked Sendable {
     public func database(_ name: String) -> Database? { databases[name] }
 
     /// Runs `body` in a read-only snapshot. Values it sees are borrowed from the map
-    /// and must be copied to outlive the closure.
-    public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
-        pthread_rwlock_rdlock(&mapLock)
-        defer { pthread_rwlock_unlock(&mapLock) }
-        let txn = try begin(readOnly: true)
-        defer { mdb_txn_abort(txn.txn) }
-        return try body(txn)
+    /// and must be copied to outlive the closure. Throws the body's own error type;
+    /// LMDB's failures arrive wrapped in it.
+    public func read<T, E: LMDBFailureCarrying>(_ body: (ReadTransaction) throws(E) -> T) throws(E) -> T {
+        try mapLock.withReadLock { () throws(E) -> T in
+            let txn: ReadTransaction
+            do throws(LMDBError) { txn = try begin(readOnly: true) as ReadTransaction } catch { throw E(error) }
+            defer { mdb_txn_abort(txn.txn) }
+            return try body(txn)
+        }
+    }
+
+    /// As `read`, for a body that throws any error: it comes out as thrown.
+    public func read<T>(_ body: (ReadTransaction) throws -> T) throws -> T {
+        do {
+            return try read { (txn) throws(BodyError) -> T in
+                do { return try body(txn) } catch { throw BodyError(error) }
+            }
+        } catch {
+            throw error.underlying
+        }
+    }
+
+    /// As `write`, for a body that throws any error: it comes out as thrown (a full
+    /// map is still grown and the body re-run).
+    public func write<T>(_ body: (WriteTransaction) throws -> T) throws -> T {
+        do {
+            return try write { (txn) throws(BodyError) -> T in
+                do { return try body(txn) } catch { throw BodyError(error) }
+            }
+        } catch {
+            throw error.underlying
+        }
     }
 
     /// Runs `body` in the write transaction and commits; a throw rolls back.
     ///
     /// When the map is full the transaction is rolled back, the map doubled and the
     /// body run again, so a user never sees MDB_MAP_FULL: the body must not keep
-    /// side effects outside the transaction.
-    public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
+    /// side effects outside the transaction. Not reentrant (see the type's comment).
+    public func write<T, E: LMDBFailureCarrying>(_ body: (WriteTransaction) throws(E) -> T) throws(E) -> T {
+        let me = pthread_self()
+        writer.withLock { current in
+            precondition(current.map { pthread_equal($0, me) == 0 } ?? true,
+                         "Environment.write is not reentrant: a write body called write on \(path)")
+        }
         while true {
             do {
                 return try writeOnce(body)
-            } catch let error as LMDBError where error.isMapFull {
-                try growMap()
+            } catch let error where error.lmdbError?.isMapFull == true {
+                do throws(LMDBError) { try growMap() } catch { throw E(error) }
             }
         }
     }
 
-    private func writeOnce<T>(_ body: (Transaction) throws -> T) throws -> T {
-        pthread_rwlock_rdlock(&mapLock)
-        defer { pthread_rwlock_unlock(&mapLock) }
-        let txn = try begin(readOnly: false)
-        let result: T
-        do {
-            result = try body(txn)
-        } catch {
-            mdb_txn_abort(txn.txn)
-            throw error
+    private func writeOnce<T, E: LMDBFailureCarrying>(_ body: (WriteTransaction) throws(E) -> T) throws(E) -> T {
+        try mapLock.withReadLock { () throws(E) -> T in
+            let txn: WriteTransaction
+            do throws(LMDBError) { txn = try begin(readOnly: false) as WriteTransaction } catch { throw E(error) }
+            writer.withLock { $0 = pthread_self() }
+            defer { writer.withLock { $0 = nil } }
+            let result: T
+            do throws(E) {
+                result = try body(txn)
+            } catch {
+                mdb_txn_abort(txn.txn)
+                throw error
+            }
+            // mdb_txn_commit frees the transaction even when it fails.
+            let rc = mdb_txn_commit(txn.txn)
+            if rc != 0 {
+                let shortage = rc == EIO || rc == ENOSPC || rc == EFBIG ? spaceShortage(dataFile: path + "/data.mdb") : nil
+                throw E(LMDBError(code: rc, operation: "commit", path: path, spaceShortage: shortage))
+            }
+            return result
         }
-        // mdb_txn_commit frees the transaction even when it fails.
-        let rc = mdb_txn_commit(txn.txn)
-        if rc != 0 {
-            let shortage = rc == EIO || rc == ENOSPC || rc == EFBIG ? spaceShortage(dataFile: path + "/data.mdb") : nil
-            throw LMDBError(code: rc, operation: "commit", path: path, spaceShortage: shortage)
-        }
-        return result
     }
 
-    private func begin(readOnly: Bool) throws(LMDBError) -> Transaction {
+    private func begin<Txn: ReadTransaction>(readOnly: Bool) throws(LMDBError) -> Txn {
         var txn: OpaquePointer?
         var rc = mdb_txn_begin(env, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &txn)
         if rc == MDB_MAP_RESIZED {
             // Another process grew the map: adopt its size and retry once.
-            mdb_env_set_mapsize(env, 0)
+            try check(mdb_env_set_mapsize(env, 0), "adopt the grown map", path: path)
             rc = mdb_txn_begin(env, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &txn)
         }
         try check(rc, readOnly ? "begin read" : "begin write", path: path)
         guard let txn else { throw LMDBError(code: ENOMEM, operation: "begin", path: path) }
-        return Transaction(txn: txn, environment: self)
+        return Txn(txn: txn, path: path)
     }
 
     /// Current map size in bytes.
@@ -157,9 +201,9 @@ public final class Environment: @unchecked Sendable {
     }
 
     private func growMap() throws(LMDBError) {
-        pthread_rwlock_wrlock(&mapLock)
-        defer { pthread_rwlock_unlock(&mapLock) }
-        try check(mdb_env_set_mapsize(env, mapSize * 2), "grow map", path: path)
+        try mapLock.withWriteLock { () throws(LMDBError) in
+            try check(mdb_env_set_mapsize(env, mapSize * 2), "grow map", path: path)
+        }
     }
 
     /// Writes a copy of the environment to `directory` (which must exist and be
@@ -180,4 +224,12 @@ public final class Environment: @unchecked Sendable {
     public func sync() throws(LMDBError) {
         try check(mdb_env_sync(env, 1), "sync", path: path)
     }
+}
+
+/// Carries an untyped body's error through the typed transaction methods.
+private struct BodyError: LMDBFailureCarrying {
+    let underlying: any Error
+    init(_ lmdb: LMDBError) { underlying = lmdb }
+    init(_ error: any Error) { underlying = error }
+    var lmdbError: LMDBError? { underlying as? LMDBError }
 }

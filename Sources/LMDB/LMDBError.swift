@@ -1,4 +1,4 @@
-import CLMDB
+internal import CLMDB
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,10 +29,25 @@ public struct LMDBError: Error, Sendable, Equatable, CustomStringConvertible {
     public var isMapFull: Bool { code == MDB_MAP_FULL }
     public var isNotFound: Bool { code == MDB_NOTFOUND }
     /// ENOSPC / EDQUOT / EFBIG: the disk (or a file-size limit) ran out.
-    public var isOutOfSpace: Bool { code == 28 || code == 122 || code == 27 || spaceShortage != nil }
+    public var isOutOfSpace: Bool { code == ENOSPC || code == EDQUOT || code == EFBIG || spaceShortage != nil }
 }
 
-/// Thrown by a transaction body to abort; carries the caller's own error.
+/// An error type that transaction bodies throw: it can carry an LMDB failure, so
+/// that `Environment.read`/`write` can throw the caller's own type (typed throws)
+/// and still see an LMDB failure inside it (a full map is retried).
+public protocol LMDBFailureCarrying: Error {
+    init(_ lmdb: LMDBError)
+    /// The LMDB failure this error carries, if it is one.
+    var lmdbError: LMDBError? { get }
+}
+
+extension LMDBError: LMDBFailureCarrying {
+    public init(_ lmdb: LMDBError) { self = lmdb }
+    public var lmdbError: LMDBError? { self }
+}
+
+/// Turns an LMDB return code into a throw: 0 is success, anything else an
+/// `LMDBError` naming the operation and the environment's path.
 @inline(__always)
 func check(_ rc: Int32, _ operation: @autoclosure () -> String, path: String) throws(LMDBError) {
     if rc != 0 { throw LMDBError(code: rc, operation: operation(), path: path) }

@@ -2,6 +2,8 @@ import ArgumentParser
 import Augment
 import Foundation
 import ImageCodec
+import KeyedRandom
+import Pixels
 
 struct AugmentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,4 +1,5 @@
 import ImageCodec
+import Pixels
 
 /// A grid of images with a caption under each: what users look at before they train.
 struct ContactSheet {

@@ -4,7 +4,7 @@ import DatasetStore
 import Foundation
 import Trainer
 
-struct Demo: ParsableCommand {
+struct Demo: ParsableCommand, TrainsModels {
     static let configuration = CommandConfiguration(
         abstract: "Fashion-MNIST end to end: folders, ingest, then the Noisy Student loop for 3 iterations.",
         discussion: """
@@ -34,7 +34,6 @@ struct Demo: ParsableCommand {
     }
 
     func run() throws {
-        prepareTrainingProcess()
         try runReportingErrors {
             let folders = workdir + "/folders"
             let marker = folders + "/.complete-\(perClass)-\(unlabeled)-\(loop.seed)"

@@ -89,7 +89,7 @@ enum IngestRunner {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         ingester.onRefused = { entry in
-            if entry.category == "leakage" { Terminal.warn("\(entry.path): \(entry.reason)") }
+            if entry.category == .leakage { Terminal.warn("\(entry.path): \(entry.reason)") }
             if let h = reportHandle, let line = try? encoder.encode(entry) {
                 h.write(line + Data("\n".utf8))
             }

@@ -2,6 +2,7 @@ import ArgumentParser
 import DatasetStore
 import Foundation
 import ImageCodec
+import Digest
 
 struct Labels: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,7 +39,7 @@ struct TeacherOptions: ParsableArguments {
             guard let data = try? Data(contentsOf: URL(fileURLWithPath: checkpoint), options: .alwaysMapped) else {
                 throw ValidationError("\(checkpoint): cannot read the checkpoint")
             }
-            sha = data.withUnsafeBytes { Codec.sha256($0) }.hexString
+            sha = data.withUnsafeBytes { SHA256.hash($0) }.hexString
         }
         return TeacherInfo(description: teacher, model: model, checkpoint: checkpoint, checkpointSha256: sha)
     }

@@ -3,6 +3,7 @@ import Augment
 import DatasetStore
 import Foundation
 import ImageCodec
+import Pixels
 
 struct LabelsExport: ParsableCommand {
     static let configuration = CommandConfiguration(

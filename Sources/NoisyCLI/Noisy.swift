@@ -13,6 +13,18 @@ struct Noisy: ParsableCommand {
         version: "0.1.0",
         subcommands: [Ingest.self, Info.self, Show.self, Verify.self, Compact.self, Preview.self, AugmentCommand.self, Labels.self, Train.self, Evaluate.self, LabelCommand.self, Run.self, Serve.self, Bench.self, Demo.self]
     )
+
+    /// Parses, applies the process-wide setup the chosen command needs (once, here),
+    /// then runs it.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            if command is TrainsModels { ProcessSetup.prepareForTraining() }
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// The `--store` option every verb takes.

@@ -5,6 +5,7 @@ import DatasetStore
 import Foundation
 import ImageCodec
 import Pipeline
+import Pixels
 
 struct Preview: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -5,6 +5,7 @@ import Foundation
 import Pipeline
 import SelfTraining
 import Trainer
+import Pixels
 
 /// The loop's options, shared by `noisy run` and `noisy demo`.
 struct LoopOptions: ParsableArguments {
@@ -106,7 +107,7 @@ struct LoopOptions: ParsableArguments {
     }
 }
 
-struct Run: ParsableCommand {
+struct Run: ParsableCommand, TrainsModels {
     static let configuration = CommandConfiguration(
         abstract: "The whole Noisy Student loop: teacher, label, filter/balance, larger noised student, repeat.",
         discussion: """
@@ -129,7 +130,6 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Write the report (schemas/run-report.schema.json).", valueName: "FILE.json")) var report: String?
 
     func run() throws {
-        prepareTrainingProcess()
         try runReportingErrors {
             let store = try Store(path: storeOption.store)
             let dir = workdir ?? (storeOption.store + "-run")

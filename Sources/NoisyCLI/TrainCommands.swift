@@ -6,6 +6,7 @@ import Pipeline
 import SelfTraining
 import ImageCodec
 import Trainer
+import Digest
 
 /// Model and optimiser options shared by train and run.
 struct ModelOptions: ParsableArguments {
@@ -30,7 +31,7 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
-struct Train: ParsableCommand {
+struct Train: ParsableCommand, TrainsModels {
     static let configuration = CommandConfiguration(
         abstract: "Train a model on the labeled split, plus a generation's pseudo labels if given.",
         discussion: """
@@ -53,7 +54,6 @@ struct Train: ParsableCommand {
     @Flag(help: "Print the epoch reports as JSON lines (schemas/epoch-report.schema.json).") var json = false
 
     func run() throws {
-        prepareTrainingProcess()
         try runReportingErrors {
             let store = try Store(path: storeOption.store, readOnly: true)
             let config = try pipeline.config(store: store)
@@ -90,7 +90,7 @@ struct Train: ParsableCommand {
     }
 }
 
-struct Evaluate: ParsableCommand {
+struct Evaluate: ParsableCommand, TrainsModels {
     static let configuration = CommandConfiguration(
         abstract: "Test accuracy, per-class accuracy and confusion matrix of a checkpoint.",
         discussion: """
@@ -105,7 +105,6 @@ struct Evaluate: ParsableCommand {
     @Flag(help: "Print JSON (schemas/evaluation.schema.json).") var json = false
 
     func run() throws {
-        prepareTrainingProcess()
         try runReportingErrors {
             let store = try Store(path: storeOption.store, readOnly: true)
             let (h, model, opt) = try Checkpoint.load(path: checkpoint)
@@ -126,7 +125,7 @@ struct Evaluate: ParsableCommand {
     }
 }
 
-struct LabelCommand: ParsableCommand {
+struct LabelCommand: ParsableCommand, TrainsModels {
     static let configuration = CommandConfiguration(
         commandName: "label",
         abstract: "Run a teacher checkpoint over the unlabeled split and create the next generation.",
@@ -148,14 +147,13 @@ struct LabelCommand: ParsableCommand {
     @Flag(help: "Print the import summary as JSON.") var json = false
 
     func run() throws {
-        prepareTrainingProcess()
         try runReportingErrors {
             guard let p = LabelPrecision(precision) else { throw ValidationError("--precision must be f16, f32 or topk:K") }
             let store = try Store(path: storeOption.store)
             let (h, model, opt) = try Checkpoint.load(path: checkpoint)
             let trainer = Trainer(model: model, optimizer: opt, seed: h.seed)
             let parentChoice: ParentChoice = try parent.map { $0 == "none" ? .none : .generation(try store.resolveGeneration($0).generation) } ?? .latest
-            let sha = try Data(contentsOf: URL(fileURLWithPath: checkpoint), options: .alwaysMapped).withUnsafeBytes { Codec.sha256($0) }.hexString
+            let sha = try Data(contentsOf: URL(fileURLWithPath: checkpoint), options: .alwaysMapped).withUnsafeBytes { SHA256.hash($0) }.hexString
             let bar = ProgressLine("label", unit: "samples", quiet: json)
             let start = Date()
             let s = try labelSplit(store: store, trainer: trainer,

@@ -1,5 +1,6 @@
 import Augment
 import Batches
+import KeyedRandom
 
 /// Walks a source of `count` items epoch after epoch. Each epoch is a permutation
 /// derived from (seed, epoch) alone; rank r of w takes positions r, r+w, r+2w, ...

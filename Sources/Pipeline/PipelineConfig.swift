@@ -70,22 +70,22 @@ struct BatchPlanner: Sendable {
     private(set) var batches: Int
 
     init(config: PipelineConfig, labeled: [LabeledItem], pseudo: [UInt64]?, state: StreamState) throws {
-        guard config.batchSize >= 1 else { throw PipelineError("batch size must be at least 1") }
-        guard !labeled.isEmpty else { throw PipelineError("the store has no labeled samples") }
+        guard config.batchSize >= 1 else { throw PipelineError(.invalidConfiguration, "batch size must be at least 1") }
+        guard !labeled.isEmpty else { throw PipelineError(.invalidConfiguration, "the store has no labeled samples") }
         labeledItems = labeled
         pseudoItems = pseudo ?? []
         perBatch = config.split(hasPseudo: pseudo != nil)
         do {
             self.labeled = try EpochSampler(count: labeled.count, state: state.labeled, rank: config.rank, worldSize: config.worldSize)
             if let pseudo {
-                guard !pseudo.isEmpty else { throw PipelineError("the pseudo-label selection is empty") }
-                guard let ps = state.pseudoLabeled else { throw PipelineError("the resume state has no pseudo-labeled sampler") }
+                guard !pseudo.isEmpty else { throw PipelineError(.invalidConfiguration, "the pseudo-label selection is empty") }
+                guard let ps = state.pseudoLabeled else { throw PipelineError(.badState, "the resume state has no pseudo-labeled sampler") }
                 self.pseudo = try EpochSampler(count: pseudo.count, state: ps, rank: config.rank, worldSize: config.worldSize)
             } else {
                 self.pseudo = nil
             }
         } catch let e as SamplerError {
-            throw PipelineError(e.description)
+            throw PipelineError(.badState, e.description)
         }
         batches = state.batches
     }

@@ -1,45 +1,79 @@
 import DatasetStore
 import Foundation
 
-/// Encoded image bytes by sample id. The pipeline reads through this, so tests
-/// can feed it from memory and the trainer never sees LMDB.
-public protocol ImageSource: Sendable {
-    /// Calls `body(i, bytes)` for each id in order; bytes are borrowed for the call
-    /// and nil when the id is missing.
-    func withImages(_ ids: [UInt64], _ body: (Int, UnsafeRawBufferPointer?) throws -> Void) throws
+/// One sample a batch needs: its id, and whether its stored pseudo label is read with it.
+public struct SampleRequest: Sendable, Equatable {
+    public var id: UInt64
+    public var wantsLabel: Bool
+    public init(id: UInt64, wantsLabel: Bool) { self.id = id; self.wantsLabel = wantsLabel }
 }
 
-/// Reads a batch's images inside one LMDB read transaction.
-public struct StoreImageSource: ImageSource {
-    public let store: Store
-    public init(store: Store) { self.store = store }
-    public func withImages(_ ids: [UInt64], _ body: (Int, UnsafeRawBufferPointer?) throws -> Void) throws {
-        try store.withImageBytes(ids, body)
-    }
-}
+/// Encoded images and stored pseudo-label records by sample id: everything a batch
+/// reads, in one snapshot. The pipeline reads through this, so tests can feed it
+/// from memory and the trainer never sees LMDB.
+public protocol SampleSource: Sendable {
+    /// The labels of the pseudo-labeled source, when this source has one: what
+    /// turns a stored record into a distribution, and which samples an epoch holds.
+    var pseudoLabels: (any SoftLabelProvider)? { get }
 
-/// Images held in memory (tests, benchmarks).
-public struct InMemoryImageSource: ImageSource {
-    public let images: [UInt64: [UInt8]]
-    public init(images: [UInt64: [UInt8]]) { self.images = images }
-    public func withImages(_ ids: [UInt64], _ body: (Int, UnsafeRawBufferPointer?) throws -> Void) throws {
-        for (i, id) in ids.enumerated() {
-            if let bytes = images[id] { try bytes.withUnsafeBytes { try body(i, $0) } } else { try body(i, nil) }
-        }
-    }
+    /// Calls `body(i, image, label)` for each request in order, all inside one
+    /// snapshot, so an image and its label can never come from different states of
+    /// the store. Both buffers are borrowed for the call; `image` is nil when the id
+    /// is missing, `label` when it was not asked for or is missing.
+    func withSamples(_ requests: [SampleRequest],
+                     _ body: (Int, UnsafeRawBufferPointer?, UnsafeRawBufferPointer?) throws -> Void) throws
 }
 
 /// Soft labels for the pseudo-labeled source: what a pseudo-label generation's
-/// selection provides (the generations module implements it over the store).
+/// selection provides (the store implements it, `StoreSoftLabels`).
 public protocol SoftLabelProvider: Sendable {
     var classCount: Int { get }
     /// The epoch's items: each selected id, repeated by its multiplicity.
     func entries() throws -> [UInt64]
-    /// Writes sample `id`'s distribution (sums to 1) into `out` (classCount floats).
-    func distribution(of id: UInt64, into out: UnsafeMutableBufferPointer<Float>) throws
+    /// Writes the distribution a stored record holds (sums to 1) into `out`
+    /// (classCount floats). `id` is for messages.
+    func decode(_ record: UnsafeRawBufferPointer, of id: UInt64, into out: UnsafeMutableBufferPointer<Float>) throws
 }
 
-/// Soft labels held in memory, for tests and for callers that computed them.
+/// Reads a batch's images, and the pseudo labels of its pseudo-labeled samples,
+/// inside one LMDB read transaction.
+public struct StoreSampleSource: SampleSource {
+    public let store: Store
+    public let labels: StoreSoftLabels?
+    public init(store: Store, pseudoLabels: StoreSoftLabels? = nil) {
+        self.store = store
+        labels = pseudoLabels
+    }
+    public var pseudoLabels: (any SoftLabelProvider)? { labels }
+    public func withSamples(_ requests: [SampleRequest],
+                            _ body: (Int, UnsafeRawBufferPointer?, UnsafeRawBufferPointer?) throws -> Void) throws {
+        try store.withSamples(requests.map { ($0.id, $0.wantsLabel) }, labelGeneration: labels?.reader.record.generation, body)
+    }
+}
+
+/// Images (and pseudo labels as float arrays) held in memory: tests, benchmarks.
+public struct InMemorySampleSource: SampleSource {
+    public let images: [UInt64: [UInt8]]
+    public let labels: InMemorySoftLabels?
+    public init(images: [UInt64: [UInt8]], pseudoLabels: InMemorySoftLabels? = nil) {
+        self.images = images
+        labels = pseudoLabels
+    }
+    public var pseudoLabels: (any SoftLabelProvider)? { labels }
+    public func withSamples(_ requests: [SampleRequest],
+                            _ body: (Int, UnsafeRawBufferPointer?, UnsafeRawBufferPointer?) throws -> Void) throws {
+        for (i, r) in requests.enumerated() {
+            let label = r.wantsLabel ? labels?.labels[r.id] : nil
+            try Self.lend(images[r.id]) { image in try Self.lend(label) { l in try body(i, image, l) } }
+        }
+    }
+    private static func lend<T>(_ a: [T]?, _ body: (UnsafeRawBufferPointer?) throws -> Void) rethrows {
+        if let a { try a.withUnsafeBytes { try body($0) } } else { try body(nil) }
+    }
+}
+
+/// Soft labels held in memory, for tests and for callers that computed them. A
+/// record is the distribution's float32 bytes.
 public struct InMemorySoftLabels: SoftLabelProvider {
     public let classCount: Int
     public let labels: [UInt64: [Float]]
@@ -50,9 +84,11 @@ public struct InMemorySoftLabels: SoftLabelProvider {
     public func entries() throws -> [UInt64] {
         labels.keys.sorted().flatMap { id in repeatElement(id, count: multiplicity[id] ?? 1) }
     }
-    public func distribution(of id: UInt64, into out: UnsafeMutableBufferPointer<Float>) throws {
-        guard let p = labels[id] else { throw PipelineError("no soft label for sample \(id)") }
-        for c in 0..<classCount { out[c] = p[c] }
+    public func decode(_ record: UnsafeRawBufferPointer, of id: UInt64, into out: UnsafeMutableBufferPointer<Float>) throws {
+        guard record.count == classCount * 4 else {
+            throw PipelineError(.badLabel, "sample \(id): a label of \(record.count) bytes for \(classCount) classes")
+        }
+        for c in 0..<classCount { out[c] = record.loadUnaligned(fromByteOffset: c * 4, as: Float.self) }
     }
 }
 
@@ -63,7 +99,22 @@ public struct LabeledItem: Sendable, Equatable {
     public init(id: UInt64, classIndex: Int) { self.id = id; self.classIndex = classIndex }
 }
 
+/// Why the pipeline could not make a batch, with a one-line reason.
 public struct PipelineError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        /// The configuration cannot work (batch size, channels, ranks, an empty source).
+        case invalidConfiguration
+        /// A resume state that does not fit this stream.
+        case badState
+        /// A sample is missing from the store or does not decode (sequences fail on it;
+        /// streams replace it, and fail only after 32 in a row).
+        case badSample
+        /// A pseudo label is missing or unreadable.
+        case badLabel
+        /// Reading the store failed.
+        case store
+    }
+    public let kind: Kind
     public let description: String
-    public init(_ d: String) { description = d }
+    public init(_ kind: Kind, _ d: String) { self.kind = kind; description = d }
 }

@@ -4,13 +4,24 @@ import DatasetStore
 
 extension BatchLoader {
     /// A loader over a store's labeled split (and a pseudo-labeled source, if given).
-    public convenience init(store: Store, config: PipelineConfig, pseudoLabels: (any SoftLabelProvider)? = nil,
+    public convenience init(store: Store, config: PipelineConfig, pseudoLabels: StoreSoftLabels? = nil,
                             state: StreamState? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) throws {
         let labeled = try store.index(of: .labeled).compactMap { e in
             e.classIndex.map { LabeledItem(id: e.id, classIndex: Int($0)) }
         }
-        try self.init(config: config, source: StoreImageSource(store: store), labeled: labeled,
-                      classCount: try store.classes().count, pseudoLabels: pseudoLabels, state: state, log: log)
+        try self.init(config: config, source: StoreSampleSource(store: store, pseudoLabels: pseudoLabels), labeled: labeled,
+                      classCount: try store.classes().count, state: state, log: log)
+    }
+}
+
+extension SequenceLoader {
+    /// Every sample of a store's split once, in id order, through `view`; samples
+    /// with a class get it as their target.
+    public convenience init(store: Store, split: Split, view: View, channels: Int, layout: OutputLayout,
+                            batchSize: Int, threads: Int) throws {
+        let items = try store.index(of: split).map { (id: $0.id, classIndex: $0.classIndex.map { Int($0) }) }
+        try self.init(items: items, source: StoreSampleSource(store: store), classCount: try store.classes().count,
+                      view: view, channels: channels, layout: layout, batchSize: batchSize, threads: threads)
     }
 }
 
@@ -42,7 +53,7 @@ public struct StoreSoftLabels: SoftLabelProvider {
 
     public var classCount: Int { reader.classCount }
     public func entries() throws -> [UInt64] { try reader.entries(selection: selection) }
-    public func distribution(of id: UInt64, into out: UnsafeMutableBufferPointer<Float>) throws {
-        try reader.distribution(of: id, into: out)
+    public func decode(_ record: UnsafeRawBufferPointer, of id: UInt64, into out: UnsafeMutableBufferPointer<Float>) throws {
+        try reader.decode(record, into: out)
     }
 }

@@ -5,6 +5,7 @@ import Foundation
 import ImageCodec
 import Pipeline
 import Trainer
+import Digest
 
 /// The whole Noisy Student loop's settings.
 public struct LoopConfig: Sendable {
@@ -104,7 +105,7 @@ public final class NoisyStudentLoop {
     func save(_ s: State) throws {
         let tmp = statePath + ".partial"
         guard FileManager.default.createFile(atPath: tmp, contents: try JSONEncoder().encode(s)), rename(tmp, statePath) == 0 else {
-            throw TrainerError("\(statePath): cannot write the run state")
+            throw TrainerError(.io, "\(statePath): cannot write the run state")
         }
     }
 
@@ -128,7 +129,7 @@ public final class NoisyStudentLoop {
                 log("iteration \(k): labelling the unlabeled split with \(teacherPath)")
                 let (h, model, opt) = try Checkpoint.load(path: teacherPath)
                 let teacher = Trainer(model: model, optimizer: opt, seed: h.seed)
-                let sha = try Data(contentsOf: URL(fileURLWithPath: teacherPath), options: .alwaysMapped).withUnsafeBytes { Codec.sha256($0) }.hexString
+                let sha = try Data(contentsOf: URL(fileURLWithPath: teacherPath), options: .alwaysMapped).withUnsafeBytes { SHA256.hash($0) }.hexString
                 // Killed after the import committed but before the state was saved: reuse that generation.
                 if let done = try store.generations().last(where: { $0.teacher.checkpoint == teacherPath && $0.teacher.checkpointSha256 == sha }) {
                     state.generation = done.generation

@@ -84,7 +84,10 @@ public final class TrainJob {
         // it also tells the epoch length, which fixes the schedule the checkpoint must match.
         let saved = resume && FileManager.default.fileExists(atPath: config.checkpoint)
             ? try Checkpoint.load(path: config.checkpoint) : nil
-        let loader = try BatchLoader(store: store, config: config.pipeline, pseudoLabels: pseudo, state: saved?.header.stream)
+        // The trainer's contract fixes the layout, whatever the caller's pipeline said.
+        var pipeline = config.pipeline
+        pipeline.layout = .trainer
+        let loader = try BatchLoader(store: store, config: pipeline, pseudoLabels: pseudo, state: saved?.header.stream)
         let perEpoch = loader.batchesPerEpoch
         let total = perEpoch * r.epochs
         let sgd = SGDConfig(learningRate: r.learningRate, weightDecay: config.weightDecay,
@@ -92,7 +95,7 @@ public final class TrainJob {
         let trainer: Trainer
         if let (h, model, opt) = saved {
             guard h.architecture == arch, h.optimizer == sgd, h.seed == config.pipeline.seed else {
-                throw TrainerError("\(config.checkpoint) exists but was made with other settings; remove it or choose another --out")
+                throw TrainerError(.checkpoint, "\(config.checkpoint) exists but was made with other settings (architecture, optimiser or seed); remove it or write the checkpoint elsewhere")
             }
             trainer = Trainer(model: model, optimizer: opt, seed: h.seed)
         } else {
@@ -133,28 +136,22 @@ public final class TrainJob {
     }
 }
 
-/// Accuracy on the store's test split through the clean view (nil: no test split).
-public func evaluate(store: Store, trainer: Trainer, size: Int, channels: Int, threads: Int) throws -> Evaluation? {
-    let test = try store.index(of: .test)
-    guard !test.isEmpty else { return nil }
-    let classes = try store.classes().count
-    let batcher = try SplitBatcher(ids: test.map(\.id), source: StoreImageSource(store: store),
-                                   view: .teacher(TeacherView(size: size, cropFraction: 1)), channels: channels,
-                                   layout: .uint8NHWC, batchSize: 256, threads: threads)
-    var eval = Evaluation(classes: classes)
-    var at = 0
-    while let (ids, images) = try batcher.next() {
-        let input = imagesTensor(images, count: ids.count, size: size, channels: channels)
-        let labels = test[at..<(at + ids.count)].map { Int($0.classIndex ?? 0) }
-        eval.add(probabilities: trainer.predict(input), labels: Array(labels))
-        at += ids.count
-    }
-    return eval
+extension OutputLayout {
+    /// What the CPU trainer consumes (`Model.inputLayout`): the pipeline renders it directly.
+    public static let trainer = OutputLayout.float32NHWC(.centred)
 }
 
-/// uint8 NHWC bytes as the model's input.
-func imagesTensor(_ bytes: [UInt8], count: Int, size: Int, channels: Int) -> Tensor {
-    Tensor(shape: [count, size, size, channels], data: bytes.map { Float($0) / 255 - 0.5 })
+/// Accuracy on the store's test split through the clean view (nil: no test split).
+public func evaluate(store: Store, trainer: Trainer, size: Int, channels: Int, threads: Int) throws -> Evaluation? {
+    let loader = try SequenceLoader(store: store, split: .test, view: .teacher(TeacherView(size: size, cropFraction: 1)),
+                                    channels: channels, layout: .trainer, batchSize: 256, threads: threads)
+    guard loader.count > 0 else { return nil }
+    var eval = Evaluation(classes: try store.classes().count)
+    while let b = try loader.next() {
+        eval.add(probabilities: try trainer.predict(b), labels: (0..<b.count).map { b.argmaxTarget($0) })
+        loader.recycle(b)
+    }
+    return eval
 }
 
 /// Labels a split with a trained model through the clean teacher view and creates
@@ -163,18 +160,19 @@ public func labelSplit(store: Store, trainer: Trainer, split: Split = .unlabeled
                        precision: LabelPrecision = .f16, channels: Int, threads: Int,
                        progress: (Int, Int) -> Void = { _, _ in }) throws -> LabelImportSummary {
     let a = trainer.model.architecture
-    let ids = try store.index(of: split).map(\.id)
-    guard !ids.isEmpty else { throw TrainerError("\(store.path): the \(split.rawValue) split is empty") }
-    let batcher = try SplitBatcher(ids: ids, source: StoreImageSource(store: store),
-                                   view: .teacher(TeacherView(size: a.height, cropFraction: 1)), channels: channels,
-                                   layout: .uint8NHWC, batchSize: 512, threads: threads)
+    let loader = try SequenceLoader(store: store, split: split, view: .teacher(TeacherView(size: a.height, cropFraction: 1)),
+                                    channels: channels, layout: .trainer, batchSize: 512, threads: threads)
+    guard loader.count > 0 else { throw TrainerError(.io, "\(store.path): the \(split.rawValue) split is empty") }
+    var ids: [UInt64] = []
     var rows = [Float]()
-    rows.reserveCapacity(ids.count * a.classes)
-    while let (batchIds, images) = try batcher.next() {
-        rows += trainer.predict(imagesTensor(images, count: batchIds.count, size: a.height, channels: channels))
-        progress(rows.count / a.classes, ids.count)
+    ids.reserveCapacity(loader.count)
+    rows.reserveCapacity(loader.count * a.classes)
+    while let b = try loader.next() {
+        rows += try trainer.predict(b)
+        ids += b.ids
+        loader.recycle(b)
+        progress(ids.count, loader.count)
     }
-    // Rows are softmax outputs in float; renormalise exactly enough for the import's check.
     return try store.importLabels(LabelImportRequest(
         input: .rows(ids: ids, rows: rows, classCount: a.classes,
                      origin: PredictionOrigin(kind: "label", logits: false, matchedBy: "split")),

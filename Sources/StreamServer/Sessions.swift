@@ -73,18 +73,10 @@ struct TrainSession: Session {
                 throw WireError("unexpected '\(f.type)' during a train session")
             }
             let b = try loader.next()
-            let images: ArraySpec
-            switch b.images {
-            case .uint8(let a):
-                images = ArraySpec(name: "images", dtype: "|u1", shape: [b.count, b.height, b.width, b.channels], bytes: a)
-            case .float32(let a):
-                images = ArraySpec(name: "images", dtype: "<f4", shape: [b.count, b.channels, b.height, b.width],
-                                   bytes: a.withUnsafeBytes { Array($0) })
-            }
             try conn.send(Frame(header: ["type": "batch", "version": Server.protocolVersion, "index": b.index,
                                          "replaced": b.replaced, "state": try WireJSON.object(b.stateAfter)]),
                           arrays: [
-                            images,
+                            ArraySpec.images(of: b),
                             ArraySpec(name: "targets", dtype: "<f4", shape: [b.count, b.classCount], bytes: b.targets.withUnsafeBytes { Array($0) }),
                             ArraySpec(name: "weights", dtype: "<f4", shape: [b.count], bytes: b.weights.withUnsafeBytes { Array($0) }),
                             ArraySpec(name: "ids", dtype: "<i8", shape: [b.count], bytes: b.ids.map { Int64($0) }.withUnsafeBytes { Array($0) }),
@@ -120,8 +112,8 @@ struct LabelSession: Session {
         let cfg = server.config.pipeline
         let ids = try store.index(of: split).map(\.id)
         guard !ids.isEmpty else { throw WireError("split \(splitName) is empty") }
-        let batcher = try SplitBatcher(ids: ids, source: StoreImageSource(store: store), view: server.config.teacherView,
-                                       channels: cfg.channels, layout: cfg.layout, batchSize: cfg.batchSize, threads: cfg.threads)
+        let batcher = try SequenceLoader(store: store, split: split, view: server.config.teacherView, channels: cfg.channels,
+                                         layout: cfg.layout, batchSize: cfg.batchSize, threads: cfg.threads)
         let classes = try store.classes()
         let c = classes.count
         let size = server.config.teacherView.size
@@ -134,22 +126,18 @@ struct LabelSession: Session {
         var rows = [Float]()
         rows.reserveCapacity(ids.count * c)
         var index = 0
-        while let (batchIds, images) = try batcher.next() {
-            let dtype: String, shape: [Int]
-            switch cfg.layout {
-            case .uint8NHWC: (dtype, shape) = ("|u1", [batchIds.count, size, size, cfg.channels])
-            case .float32NCHW: (dtype, shape) = ("<f4", [batchIds.count, cfg.channels, size, size])
-            }
+        while let b = try batcher.next() {
             try conn.send(Frame(header: ["type": "label_batch", "version": Server.protocolVersion, "index": index]),
-                          arrays: [ArraySpec(name: "ids", dtype: "<i8", shape: [batchIds.count],
-                                             bytes: batchIds.map { Int64($0) }.withUnsafeBytes { Array($0) }),
-                                   ArraySpec(name: "images", dtype: dtype, shape: shape, bytes: images)])
+                          arrays: [ArraySpec(name: "ids", dtype: "<i8", shape: [b.count],
+                                             bytes: b.ids.map { Int64($0) }.withUnsafeBytes { Array($0) }),
+                                   ArraySpec.images(of: b)])
+            batcher.recycle(b)
             let answer = try conn.receive()
             guard answer.type == "predictions" else { throw WireError("expected predictions for batch \(index), got '\(answer.type)'") }
             guard answer.header["index"] as? Int == index else { throw WireError("predictions for batch \(answer.header["index"] ?? "?"), expected \(index)") }
             let probs = try Connection.array(answer, "probs")
-            guard probs.dtype == "<f4", probs.shape == [batchIds.count, c] else {
-                throw WireError("batch \(index): probs must be float32 [\(batchIds.count), \(c)], got \(probs.dtype) \(probs.shape)")
+            guard probs.dtype == "<f4", probs.shape == [b.count, c] else {
+                throw WireError("batch \(index): probs must be float32 [\(b.count), \(c)], got \(probs.dtype) \(probs.shape)")
             }
             probs.bytes.withUnsafeBytes { raw in rows.append(contentsOf: raw.bindMemory(to: Float.self)) }
             index += 1
@@ -169,5 +157,21 @@ struct LabelSession: Session {
         try conn.send(Frame(header: ["type": "committed", "version": Server.protocolVersion,
                                      "generation": summary.generation, "samples": summary.samples]))
         log("\(conn.peer): committed generation \(summary.generation) (\(summary.samples) samples)")
+    }
+}
+
+extension ArraySpec {
+    /// A batch's images as the wire sends them: the layout the batch says it has.
+    static func images(of b: Batch) -> ArraySpec {
+        switch (b.images, b.layout) {
+        case (.uint8(let a), _):
+            return ArraySpec(name: "images", dtype: "|u1", shape: [b.count, b.height, b.width, b.channels], bytes: a)
+        case (.float32(let a), .float32(order: .nhwc, _)):
+            return ArraySpec(name: "images", dtype: "<f4", shape: [b.count, b.height, b.width, b.channels],
+                             bytes: a.withUnsafeBytes { Array($0) })
+        case (.float32(let a), _):
+            return ArraySpec(name: "images", dtype: "<f4", shape: [b.count, b.channels, b.height, b.width],
+                             bytes: a.withUnsafeBytes { Array($0) })
+        }
     }
 }

@@ -51,33 +51,33 @@ public enum Checkpoint {
         for p in params { p.velocity.withUnsafeBytes { data.append(contentsOf: $0) } }
         for a in optimizer.ema { a.withUnsafeBytes { data.append(contentsOf: $0) } }
         let tmp = path + ".partial"
-        guard FileManager.default.createFile(atPath: tmp, contents: data) else { throw TrainerError("\(tmp): cannot write") }
-        guard rename(tmp, path) == 0 else { throw TrainerError("\(path): cannot replace (\(String(cString: strerror(errno))))") }
+        guard FileManager.default.createFile(atPath: tmp, contents: data) else { throw TrainerError(.io, "\(tmp): cannot write") }
+        guard rename(tmp, path) == 0 else { throw TrainerError(.io, "\(path): cannot replace (\(String(cString: strerror(errno))))") }
     }
 
     /// Reads a checkpoint: the model with its weights, and the optimiser state.
     public static func load(path: String) throws -> (header: CheckpointHeader, model: Model, optimizer: SGD) {
-        guard let data = FileManager.default.contents(atPath: path) else { throw TrainerError("\(path): cannot read") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw TrainerError(.io, "\(path): cannot read") }
         let bytes = [UInt8](data)
-        guard bytes.count >= 20, Array(bytes[0..<8]) == magic else { throw TrainerError("\(path): not a noisy checkpoint") }
+        guard bytes.count >= 20, Array(bytes[0..<8]) == magic else { throw TrainerError(.checkpoint, "\(path): not a noisy checkpoint") }
         let version = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian }
-        guard version == 1 else { throw TrainerError("\(path): checkpoint version \(version) is not supported") }
+        guard version == 1 else { throw TrainerError(.checkpoint, "\(path): checkpoint version \(version) is not supported") }
         let hlen = Int(bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 12, as: UInt64.self).littleEndian })
-        guard 20 + hlen <= bytes.count else { throw TrainerError("\(path): truncated header") }
+        guard 20 + hlen <= bytes.count else { throw TrainerError(.checkpoint, "\(path): truncated header") }
         let d = JSONDecoder()
         d.keyDecodingStrategy = .convertFromSnakeCase
         let header: CheckpointHeader
         do { header = try d.decode(CheckpointHeader.self, from: Data(bytes[20..<(20 + hlen)])) } catch {
-            throw TrainerError("\(path): unreadable checkpoint header: \(error)")
+            throw TrainerError(.checkpoint, "\(path): unreadable checkpoint header: \(error)")
         }
         let model = try Model(header.architecture, seed: header.seed)
         let params = model.parameters
         guard params.map(\.name) == header.parameters.map(\.name), params.map(\.value.count) == header.parameters.map(\.count) else {
-            throw TrainerError("\(path): parameters do not match the architecture")
+            throw TrainerError(.checkpoint, "\(path): parameters do not match the architecture")
         }
         let floats = params.reduce(0) { $0 + $1.value.count }
         let need = 20 + hlen + 4 * floats * (header.hasEma ? 3 : 2)
-        guard bytes.count == need else { throw TrainerError("\(path): \(bytes.count) bytes, expected \(need) (truncated?)") }
+        guard bytes.count == need else { throw TrainerError(.checkpoint, "\(path): \(bytes.count) bytes, expected \(need) (truncated?)") }
         var at = 20 + hlen
         func read(_ n: Int) -> [Float] {
             let out = bytes.withUnsafeBytes { raw in (0..<n).map { Float(bitPattern: raw.loadUnaligned(fromByteOffset: at + 4 * $0, as: UInt32.self).littleEndian) } }

@@ -1,5 +1,5 @@
 import Foundation
-import CTensorKernels
+internal import CTensorKernels
 
 /// A learnable array with its gradient and optimiser state.
 public final class Parameter {

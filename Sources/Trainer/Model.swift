@@ -31,10 +31,10 @@ public final class Model {
     let layers: [Layer]
 
     public init(_ a: Architecture, seed: UInt64) throws {
-        guard ["mlp", "cnn"].contains(a.kind) else { throw TrainerError("model must be mlp or cnn (got \(a.kind))") }
-        guard a.width > 0, a.depth >= 0, a.classes >= 2 else { throw TrainerError("width must be > 0, depth >= 0, classes >= 2") }
+        guard ["mlp", "cnn"].contains(a.kind) else { throw TrainerError(.architecture, "model must be mlp or cnn (got \(a.kind))") }
+        guard a.width > 0, a.depth >= 0, a.classes >= 2 else { throw TrainerError(.architecture, "width must be > 0, depth >= 0, classes >= 2") }
         guard a.kind == "mlp" || (a.height >= 4 && a.imageWidth >= 4) else {
-            throw TrainerError("the CNN pools twice: images must be at least 4x4 (got \(a.height)x\(a.imageWidth))")
+            throw TrainerError(.architecture, "the CNN pools twice: images must be at least 4x4 (got \(a.height)x\(a.imageWidth))")
         }
         architecture = a
         var rng = TrainerRandom(seed: seed)
@@ -98,27 +98,37 @@ public final class Model {
         for layer in layers.reversed() { g = layer.backward(g) }
     }
 
-    /// A batch's images as the model's input: NHWC floats, centred at 0.
-    public static func input(_ b: Batch) -> Tensor {
-        var data = [Float](repeating: 0, count: b.count * b.height * b.width * b.channels)
-        switch b.images {
-        case .uint8(let px):
-            for i in 0..<px.count { data[i] = Float(px[i]) / 255 - 0.5 }
-        case .float32(let f):  // NCHW -> NHWC
-            let plane = b.height * b.width
-            for n in 0..<b.count {
-                for c in 0..<b.channels {
-                    for p in 0..<plane { data[(n * plane + p) * b.channels + c] = f[(n * b.channels + c) * plane + p] }
-                }
-            }
+    /// The layout every batch must have: NHWC floats, v / 255 - 0.5. The pipeline
+    /// renders exactly this (`OutputLayout.float32NHWC(.centred)`), so the trainer
+    /// neither transposes nor re-normalises.
+    public static let inputLayout = ImageLayout.float32(order: .nhwc, normalization: .centred)
+
+    /// A batch's images as the model's input: the batch's own floats, no copy.
+    public static func input(_ b: Batch) throws(TrainerError) -> Tensor {
+        guard b.layout == inputLayout, case .float32(let f) = b.images, f.count == b.count * b.height * b.width * b.channels else {
+            throw TrainerError(.inputLayout, "the trainer takes float32 NHWC images normalised as v/255 - 0.5; this batch is \(b.layout)")
         }
-        return Tensor(shape: [b.count, b.height, b.width, b.channels], data: data)
+        return Tensor(shape: [b.count, b.height, b.width, b.channels], data: f)
     }
 }
 
+/// Why training could not go on, with a one-line reason in the trainer's words.
 public struct TrainerError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        /// An architecture that cannot be built (input too small, no classes).
+        case architecture
+        /// A batch whose shape or layout the model does not take.
+        case inputLayout
+        /// The loss became NaN or infinite.
+        case diverged
+        /// A checkpoint that cannot be read or does not fit.
+        case checkpoint
+        /// Reading or writing a file failed.
+        case io
+    }
+    public let kind: Kind
     public let description: String
-    public init(_ d: String) { description = d }
+    public init(_ kind: Kind, _ d: String) { self.kind = kind; description = d }
 }
 
 /// Cross-entropy against soft targets, weighted per sample, averaged over the batch

@@ -1,4 +1,6 @@
 import Batches
+import KeyedRandom
+import Parallelism
 import Foundation
 import Dispatch
 
@@ -54,19 +56,19 @@ public final class Trainer {
     @discardableResult
     public func step(_ batch: Batch) throws -> (loss: Float, correct: Int) {
         try check(batch)
-        let input = Model.input(batch)
+        let input = try Model.input(batch)
         let n = batch.count, c = batch.classCount
         let ranges = shardRanges(n)
         syncReplicas(ranges.count)
-        let results = PerShard<(loss: Float, correct: Int)>(count: ranges.count, initial: (0, 0))
+        let results = ConcurrentSlots<(loss: Float, correct: Int)>(count: ranges.count, initial: (0, 0))
         let step = UInt64(optimizer.step), seed = self.seed
         let work = ShardWork(self)
-        DispatchQueue.concurrentPerform(iterations: ranges.count) { k in
+        results.forEachWorker { k in
             let trainer = work.trainer
             let r = ranges[k]
             let m = trainer.model(forShard: k)
             // Shard 0 keeps the unsharded noise stream; others get their own.
-            var ctx = StepContext(training: true, seed: seed ^ (step &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(k) &* 0xD1B5_4A32_D192_ED03))
+            var ctx = StepContext(training: true, seed: seed ^ (step &* splitMix64Gamma) ^ (UInt64(k) &* 0xD1B5_4A32_D192_ED03))
             let logits = m.forward(input.rows(r), &ctx)
             let targets = Array(batch.targets[(r.lowerBound * c)..<(r.upperBound * c)])
             let weights = Array(batch.weights[r])
@@ -78,10 +80,10 @@ public final class Trainer {
             var correct = 0
             for i in 0..<r.count where argmax(logits.data, i * c, c) == batch.argmaxTarget(r.lowerBound + i) { correct += 1 }
             loss *= share
-            results.set(k, (loss, correct))
+            results[k] = (loss, correct)
         }
         let loss = results.values.reduce(0) { $0 + $1.loss }
-        guard loss.isFinite else { throw TrainerError("the loss diverged (\(loss)) at step \(optimizer.step); lower --lr") }
+        guard loss.isFinite else { throw TrainerError(.diverged, "the loss diverged (\(loss)) at step \(optimizer.step); a lower learning rate may help") }
         // Sum the replicas' gradients into the live ones, in shard order, and clear them.
         let live = model.parameters
         for k in 1..<ranges.count {
@@ -93,15 +95,21 @@ public final class Trainer {
 
     /// Class probabilities [N, C] without noise (EMA weights when kept), the rows
     /// split over the shards like a training batch.
+    /// Class probabilities [N, C] for a batch's images (see `predict(_:)` on a tensor).
+    public func predict(_ batch: Batch) throws -> [Float] {
+        try check(batch)
+        return predict(try Model.input(batch))
+    }
+
     public func predict(_ input: Tensor) -> [Float] {
         optimizer.withAveragedWeights {
             let ranges = shardRanges(input.batch)
             syncReplicas(ranges.count)
-            let outputs = PerShard<[Float]>(count: ranges.count, initial: [])
+            let outputs = ConcurrentSlots<[Float]>(count: ranges.count, initial: [])
             let work = ShardWork(self)
-            DispatchQueue.concurrentPerform(iterations: ranges.count) { k in
+            outputs.forEachWorker { k in
                 var ctx = StepContext(training: false, seed: 0)
-                outputs.set(k, work.trainer.model(forShard: k).forward(input.rows(ranges[k]), &ctx).data)
+                outputs[k] = work.trainer.model(forShard: k).forward(input.rows(ranges[k]), &ctx).data
             }
             var out = outputs.values.flatMap { $0 }
             let c = out.count / max(1, input.batch)
@@ -120,7 +128,7 @@ public final class Trainer {
     private func check(_ b: Batch) throws {
         let a = model.architecture
         guard b.classCount == a.classes, b.height == a.height, b.width == a.imageWidth, b.channels == a.channels else {
-            throw TrainerError("batch is \(b.height)x\(b.width)x\(b.channels) with \(b.classCount) classes; the model takes \(a.height)x\(a.imageWidth)x\(a.channels) with \(a.classes)")
+            throw TrainerError(.inputLayout, "batch is \(b.height)x\(b.width)x\(b.channels) with \(b.classCount) classes; the model takes \(a.height)x\(a.imageWidth)x\(a.channels) with \(a.classes)")
         }
     }
 }
@@ -131,14 +139,6 @@ public final class Trainer {
 private final class ShardWork: @unchecked Sendable {
     let trainer: Trainer
     init(_ t: Trainer) { trainer = t }
-}
-
-/// One value per shard. `@unchecked Sendable`: slot k is written only by shard k,
-/// and read after concurrentPerform returns.
-private final class PerShard<T>: @unchecked Sendable {
-    private(set) var values: [T]
-    init(count: Int, initial: T) { values = .init(repeating: initial, count: count) }
-    func set(_ k: Int, _ v: T) { values[k] = v }
 }
 
 func argmax(_ v: [Float], _ offset: Int, _ n: Int) -> Int {

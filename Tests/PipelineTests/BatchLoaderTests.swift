@@ -10,7 +10,7 @@ import TestSupport
 /// end to end by the CLI tests).
 final class BatchLoaderTests: XCTestCase {
     /// 40 labeled JPEGs of varied sizes (4 classes) and 100 unlabeled ones.
-    static let fixture: (source: InMemoryImageSource, labeled: [LabeledItem], unlabeled: [UInt64]) = {
+    static let fixture: (images: [UInt64: [UInt8]], labeled: [LabeledItem], unlabeled: [UInt64]) = {
         var images: [UInt64: [UInt8]] = [:]
         var labeled: [LabeledItem] = []
         var unlabeled: [UInt64] = []
@@ -19,7 +19,7 @@ final class BatchLoaderTests: XCTestCase {
             images[id] = Fixtures.jpeg(width: w, height: h, quality: 85, seed: id + 1)
             if id < 40 { labeled.append(LabeledItem(id: id, classIndex: Int(id % 4))) } else { unlabeled.append(id) }
         }
-        return (InMemoryImageSource(images: images), labeled, unlabeled)
+        return (images, labeled, unlabeled)
     }()
 
     static func softLabels() -> InMemorySoftLabels {
@@ -41,9 +41,9 @@ final class BatchLoaderTests: XCTestCase {
     }
 
     func loader(_ c: PipelineConfig, pseudo: Bool = true, state: StreamState? = nil,
-                source: (any ImageSource)? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) throws -> BatchLoader {
-        try BatchLoader(config: c, source: source ?? Self.fixture.source, labeled: Self.fixture.labeled, classCount: 4,
-                        pseudoLabels: pseudo ? Self.softLabels() : nil, state: state, log: log)
+                images: [UInt64: [UInt8]]? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) throws -> BatchLoader {
+        let source = InMemorySampleSource(images: images ?? Self.fixture.images, pseudoLabels: pseudo ? Self.softLabels() : nil)
+        return try BatchLoader(config: c, source: source, labeled: Self.fixture.labeled, classCount: 4, state: state, log: log)
     }
 
     func bytes(_ b: Batch) -> [UInt8] {
@@ -156,12 +156,12 @@ final class BatchLoaderTests: XCTestCase {
     }
 
     func testCorruptSampleIsReplacedAndLogged() throws {
-        var images = Self.fixture.source.images
+        var images = Self.fixture.images
         let victim: UInt64 = 50
         images[victim] = Array(images[victim]!.prefix(200))  // truncated JPEG
         images.removeValue(forKey: 60)  // missing entirely
         let log = LogCollector()
-        let l = try loader(config(batch: 20, ratio: 4), source: InMemoryImageSource(images: images), log: log.add)
+        let l = try loader(config(batch: 20, ratio: 4), images: images, log: log.add)
         var replaced = 0
         for _ in 0..<l.batchesPerEpoch {
             let b = try l.next()

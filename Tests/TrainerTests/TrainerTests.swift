@@ -134,7 +134,8 @@ final class TrainerTests: XCTestCase {
             }
             targets[i * 2 + (left ? 0 : 1)] = 1
         }
-        return Batch(index: index, count: n, channels: 1, height: 8, width: 8, images: .uint8(px), classCount: 2,
+        return Batch(index: index, count: n, channels: 1, height: 8, width: 8,
+                     images: .float32(px.map { Float($0) * (1 / 255) - 0.5 }), layout: Model.inputLayout, classCount: 2,
                      targets: targets, weights: [Float](repeating: 1, count: n), ids: (0..<n).map { UInt64($0) },
                      origins: [SampleOrigin](repeating: .labeled, count: n),
                      stateAfter: StreamState(labeled: SamplerState(seed: 0, epoch: 0, step: index + 1), batches: index + 1))
@@ -164,7 +165,7 @@ final class TrainerTests: XCTestCase {
             let worst = zip(p.value, q.value).map { abs($0 - $1) }.max() ?? 0
             XCTAssertLessThan(worst, 1e-4, p.name)
         }
-        let input = Model.input(toyBatch(50))
+        let input = try Model.input(toyBatch(50))
         let worst = zip(one.predict(input), two.predict(input)).map { abs($0 - $1) }.max() ?? 1
         XCTAssertLessThan(worst, 1e-4)
     }
@@ -181,7 +182,7 @@ final class TrainerTests: XCTestCase {
         var eval = Evaluation(classes: 2)
         for k in 100..<104 {
             let batch = toyBatch(k)
-            eval.add(probabilities: a.predict(Model.input(batch)), labels: (0..<batch.count).map { batch.argmaxTarget($0) })
+            eval.add(probabilities: try a.predict(batch), labels: (0..<batch.count).map { batch.argmaxTarget($0) })
         }
         XCTAssertGreaterThan(eval.accuracy, 0.9, "the CNN learns the toy task")
         let mlp = try Trainer(architecture: architecture("mlp"), optimizer: config, seed: 2)
@@ -210,7 +211,7 @@ final class TrainerTests: XCTestCase {
         for k in (header.stream?.batches ?? 0)..<20 { try resumed.step(toyBatch(k)) }
         XCTAssertEqual(resumed.model.parameters.map(\.value), full.model.parameters.map(\.value),
                        "interrupted at step 8 and resumed = uninterrupted")
-        XCTAssertEqual(resumed.predict(Model.input(toyBatch(50))), full.predict(Model.input(toyBatch(50))))
+        XCTAssertEqual(resumed.predict(try Model.input(toyBatch(50))), full.predict(try Model.input(toyBatch(50))))
         // A damaged file is refused with a reason.
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         try bytes.prefix(bytes.count - 10).write(to: URL(fileURLWithPath: dir + "/cut.ckpt"))
@@ -222,5 +223,25 @@ extension TrainerTests {
     func testConvReluConvGradients() {
         var r = TrainerRandom(seed: 7)
         gradientCheck([Conv3x3(2, 2, rng: &r, name: "a"), ReLU(), Conv3x3(2, 2, rng: &r, name: "b")], input: random([1, 4, 4, 2], seed: 8, scale: 0.5), eps: 1e-3)
+    }
+
+    /// The trainer takes exactly the layout the pipeline renders for it, and says so
+    /// for anything else instead of converting (bytes, NCHW, another normalisation).
+    func testBatchesInAnotherLayoutAreRefused() throws {
+        let t = try Trainer(architecture: architecture(), optimizer: SGDConfig(learningRate: 0.05, warmupSteps: 1, totalSteps: 4), seed: 1)
+        var bytes = toyBatch(0)
+        bytes.images = .uint8([UInt8](repeating: 0, count: bytes.count * 64))
+        bytes.layout = .uint8NHWC
+        var nchw = toyBatch(0)
+        nchw.layout = .float32(order: .nchw, normalization: .centred)
+        var imageNet = toyBatch(0)
+        imageNet.layout = .float32(order: .nhwc, normalization: .imageNet(channels: 1))
+        for b in [bytes, nchw, imageNet] {
+            XCTAssertThrowsError(try t.step(b)) { e in
+                XCTAssertEqual((e as? TrainerError)?.kind, .inputLayout, "\(e)")
+            }
+            XCTAssertThrowsError(try t.predict(b))
+        }
+        XCTAssertNoThrow(try t.step(toyBatch(0)))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import ImageCodec
 import LMDB
+import Digest
 
 /// Keys of the generation databases (schemas/store-layout.md).
 enum GenerationKeys {
@@ -29,7 +30,7 @@ extension Store {
 
     /// Every committed generation, in order.
     public func generations() throws -> [GenerationRecord] {
-        try environment.read { txn in
+        try read { txn in
             var out: [GenerationRecord] = []
             try txn.scan(db.generations) { _, v in
                 out.append(try GenerationJSON.decoder.decode(GenerationRecord.self, from: Data(v)))
@@ -40,10 +41,10 @@ extension Store {
     }
 
     public func generation(_ k: Int) throws -> GenerationRecord? {
-        try environment.read { txn in try generation(k, txn) }
+        try read { txn in try generation(k, txn) }
     }
 
-    func generation(_ k: Int, _ txn: Transaction) throws -> GenerationRecord? {
+    func generation(_ k: Int, _ txn: ReadTransaction) throws -> GenerationRecord? {
         guard k > 0, k <= Int(UInt32.max) else { return nil }
         return try txn.withValue(db.generations, key: GenerationKeys.generation(k)) { v in
             try v.map { try GenerationJSON.decoder.decode(GenerationRecord.self, from: Data($0)) }
@@ -52,7 +53,7 @@ extension Store {
 
     /// Tags and the generations they point at.
     public func tags() throws -> [String: Int] {
-        try environment.read { txn in
+        try read { txn in
             var out: [String: Int] = [:]
             try txn.scan(db.tags) { k, v in
                 out[String(decoding: k, as: UTF8.self)] = Int(Layout.readU32BE(v))
@@ -82,7 +83,7 @@ extension Store {
 
     /// The selections recorded in generation `k`.
     public func selections(of k: Int) throws -> [SelectionRecord] {
-        try environment.read { txn in
+        try read { txn in
             var out: [SelectionRecord] = []
             try txn.scan(db.selections, prefix: GenerationKeys.selectionPrefix(k)) { _, v in
                 out.append(try GenerationJSON.decoder.decode(SelectionRecord.self, from: Data(v)))
@@ -93,7 +94,7 @@ extension Store {
     }
 
     public func selection(_ k: Int, _ name: String) throws -> SelectionRecord? {
-        try environment.read { txn in
+        try read { txn in
             try txn.withValue(db.selections, key: GenerationKeys.selection(k, name)) { v in
                 try v.map { try GenerationJSON.decoder.decode(SelectionRecord.self, from: Data($0)) }
             }
@@ -103,7 +104,7 @@ extension Store {
     /// Visits a selection's entries (id, copies) in id order.
     public func forEachSelectionEntry(_ k: Int, _ name: String, _ body: (UInt64, Int) throws -> Void) throws {
         let prefix = GenerationKeys.entryPrefix(k, name)
-        try environment.read { txn in
+        try read { txn in
             try txn.scan(db.selections, prefix: prefix) { key, v in
                 try body(Layout.readU64BE(key, at: prefix.count), Int(v.loadUnaligned(as: UInt32.self).littleEndian))
                 return true
@@ -115,7 +116,7 @@ extension Store {
     /// at a time (a fresh read transaction per batch keeps old pages reusable).
     public func forEachLabel(_ k: Int, from start: UInt64 = 0, _ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws {
         let prefix = GenerationKeys.labelPrefix(k)
-        try environment.read { txn in
+        try read { txn in
             try txn.scan(db.labels, from: GenerationKeys.label(k, start)) { key, v in
                 guard key.count == 12, key.prefix(4).elementsEqual(prefix) else { return false }
                 try body(Layout.readU64BE(key, at: 4), v)
@@ -126,12 +127,12 @@ extension Store {
 
     /// Calls `body` with sample `id`'s stored label in generation `k` (nil: not labelled).
     public func withLabel<T>(_ k: Int, _ id: UInt64, _ body: (UnsafeRawBufferPointer?) throws -> T) throws -> T {
-        try environment.read { txn in try txn.withValue(db.labels, key: GenerationKeys.label(k, id), body) }
+        try read { txn in try txn.withValue(db.labels, key: GenerationKeys.label(k, id), body) }
     }
 
     /// SHA-256 of the class list, newline-joined: what a generation was made against.
     public func classesHash() throws -> String {
-        Codec.sha256(Array(try classes().joined(separator: "\n").utf8)).hexString
+        SHA256.hash(Array(try classes().joined(separator: "\n").utf8)).hexString
     }
 
     // MARK: Tags and deletion
@@ -141,7 +142,7 @@ extension Store {
         guard !tag.isEmpty, Int(tag) == nil, !tag.contains(where: { $0.isWhitespace || $0 == "/" }) else {
             throw StoreError(.invalidArgument, "tag '\(tag)' must be a non-numeric name without spaces or slashes")
         }
-        try environment.write { txn in
+        try write { txn in
             guard try generation(k, txn) != nil else { throw StoreError(.notFound, "\(path): no generation \(k)") }
             try txn.put(db.tags, key: Array(tag.utf8), value: Layout.u32Key(UInt32(k)))
         }
@@ -150,14 +151,14 @@ extension Store {
     /// Removes a tag; false when there was none.
     @discardableResult
     public func removeTag(_ tag: String) throws -> Bool {
-        try environment.write { txn in try txn.delete(db.tags, key: Array(tag.utf8)) }
+        try write { txn in try txn.delete(db.tags, key: Array(tag.utf8)) }
     }
 
     /// Deletes generation `k`: its metadata and tags first (one transaction: from
     /// then on it is gone for every reader), then its labels and selections in
     /// batches. Other generations are untouched, even those naming `k` as parent.
     public func deleteGeneration(_ k: Int) throws {
-        try environment.write { txn in
+        try write { txn in
             guard try generation(k, txn) != nil else { throw StoreError(.notFound, "\(path): no generation \(k)") }
             try txn.delete(db.generations, key: GenerationKeys.generation(k))
             var dead: [[UInt8]] = []
@@ -174,7 +175,7 @@ extension Store {
     /// Deletes every key with `prefix`, 20,000 per transaction.
     func removeRange(_ database: Database, prefix: [UInt8]) throws {
         while true {
-            let removed = try environment.write { txn -> Int in
+            let removed = try write { txn -> Int in
                 var keys: [[UInt8]] = []
                 try txn.scan(database, prefix: prefix) { key, _ in
                     keys.append(Array(key))
@@ -192,7 +193,7 @@ extension Store {
     /// Takes the labels writer slot for a new generation: refuses while another live
     /// process holds it, clears what a dead one left, and returns the next number.
     func beginGenerationWrite(command: String) throws -> Int {
-        let k = try environment.write { txn -> Int in
+        let k = try write { txn -> Int in
             if let held = try txn.withValue(db.meta, key: Array(GenerationKeys.writer.utf8), { v in
                 try v.map { try JSONDecoder().decode(LabelsWriter.self, from: Data($0)) }
             }), held.pid != getpid(), kill(held.pid, 0) == 0 {
@@ -209,12 +210,12 @@ extension Store {
 
     /// Releases the writer slot without committing (after a refused import).
     func abandonGenerationWrite() {
-        _ = try? environment.write { txn in try txn.delete(db.meta, key: Array(GenerationKeys.writer.utf8)) }
+        _ = try? write { txn in try txn.delete(db.meta, key: Array(GenerationKeys.writer.utf8)) }
         _ = try? removeOrphanLabels()
     }
 
     /// The highest generation number ever committed (numbers are never reused).
-    func lastGenerationNumber(_ txn: Transaction) throws -> Int {
+    func lastGenerationNumber(_ txn: ReadTransaction) throws -> Int {
         let counter = try txn.withValue(db.meta, key: Array(GenerationKeys.counter.utf8)) { v in
             v.flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? 0
         }
@@ -224,7 +225,7 @@ extension Store {
 
     /// Commits generation metadata: the moment the generation becomes visible.
     func commitGeneration(_ record: GenerationRecord, tagLatest: Bool = true) throws {
-        try environment.write { txn in
+        try write { txn in
             try txn.put(db.generations, key: GenerationKeys.generation(record.generation),
                         value: Array(try GenerationJSON.encoder.encode(record)), noOverwrite: true)
             try txn.put(db.meta, key: Array(GenerationKeys.counter.utf8), value: Array(String(record.generation).utf8))
@@ -239,7 +240,7 @@ extension Store {
         for database in [db.labels, db.selections] {
             var k = 1
             while true {
-                let next = try environment.read { txn -> Int? in
+                let next = try read { txn -> Int? in
                     var found: Int?
                     try txn.scan(database, from: GenerationKeys.labelPrefix(k)) { key, _ in
                         found = Int(Layout.readU32BE(key))
@@ -249,7 +250,7 @@ extension Store {
                 }
                 guard let g = next else { break }
                 let committed = try generation(g) != nil
-                let writing = try environment.read { txn in
+                let writing = try read { txn in
                     try txn.withValue(db.meta, key: Array(GenerationKeys.writer.utf8)) { v in
                         v.flatMap { try? JSONDecoder().decode(LabelsWriter.self, from: Data($0)) }
                     }

@@ -1,5 +1,6 @@
 import Foundation
 import ImageCodec
+import Digest
 
 public enum LabelExportFormat: String, Sendable, CaseIterable {
     case npy, jsonl, safetensors

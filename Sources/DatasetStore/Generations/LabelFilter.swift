@@ -1,4 +1,5 @@
 import Foundation
+import KeyedRandom
 import LMDB
 
 public struct LabelFilterRequest: Sendable {
@@ -43,11 +44,7 @@ extension Store {
             before[top] += 1
             if Double(p) >= r.threshold { kept[top].append((id, p)) }
         }
-        func tieKey(_ id: UInt64) -> UInt64 {
-            var z = (r.seed ^ 0x9E37_79B9_7F4A_7C15) &+ id &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 30)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        func tieKey(_ id: UInt64) -> UInt64 { legacySelectionTieKey(seed: r.seed, id: id) }
         var entries: [(id: UInt64, copies: Int)] = []
         var after = [Int](repeating: 0, count: c)
         var empty: [Int] = []
@@ -76,7 +73,7 @@ extension Store {
             seed: r.seed, samples: entries.count, entries: entries.reduce(0) { $0 + $1.copies },
             countsBefore: before, countsAboveThreshold: kept.map(\.count), countsAfter: after, emptyClasses: empty,
             confidenceHistograms: hist)
-        try environment.write { txn in
+        try write { txn in
             guard try generation(r.generation, txn) != nil else { throw StoreError(.notFound, "\(path): generation \(r.generation) was deleted") }
             try txn.put(db.selections, key: GenerationKeys.selection(r.generation, r.name),
                         value: Array(try GenerationJSON.encoder.encode(record)), noOverwrite: true)

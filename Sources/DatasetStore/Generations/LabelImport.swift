@@ -1,6 +1,7 @@
 import Foundation
 import ImageCodec
 import LMDB
+import Digest
 
 /// Which generation a new one descends from.
 public enum ParentChoice: Sendable, Equatable {
@@ -130,7 +131,7 @@ extension Store {
                 let end = min(order.count, done + batch)
                 // Tops of this batch, kept apart so that a retried transaction does not count twice.
                 var tops: [(Int, Float)] = []
-                try environment.write { txn in
+                try write { txn in
                     tops.removeAll(keepingCapacity: true)
                     for j in done..<end {
                         let row = order[j]
@@ -198,7 +199,7 @@ extension Store {
             guard file.shape.count == 2 else {
                 throw StoreError(.invalidArgument, "\(predictions): predictions must be 2-D [N, C], the shape is \(file.shape)")
             }
-            let hash = Codec.sha256(file.data).hexString
+            let hash = SHA256.hash(file.data).hexString
             file.releaseAll()
             let ids: [UInt64]
             let matched: String
@@ -230,7 +231,7 @@ extension Store {
         }
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let sources = lines.last == "" ? Array(lines.dropLast()) : lines
-        return try environment.read { txn in
+        return try read { txn in
             try sources.enumerated().map { (i, s) -> UInt64 in
                 let found = try ids(forSource: s, txn)
                 guard let first = found.first else {
@@ -246,10 +247,10 @@ extension Store {
 
     private func loadJSONL(_ p: String, classCount c: Int, logits: Bool) throws -> (any PredictionRows, [UInt64], PredictionOrigin) {
         guard let data = FileManager.default.contents(atPath: p) else { throw StoreError(.io, "\(p): cannot read") }
-        let parsed = try environment.read { txn in
+        let parsed = try read { txn in
             try JSONLPredictions.parse(data, path: p, classCount: c, logits: logits) { try self.ids(forSource: $0, txn) }
         }
-        let hash = Codec.sha256([UInt8](data)).hexString
+        let hash = SHA256.hash([UInt8](data)).hexString
         return (MemoryRows(values: parsed.values, classCount: c), parsed.ids,
                 PredictionOrigin(kind: "jsonl", path: p, sha256: hash, logits: logits, matchedBy: "id"))
     }
@@ -285,7 +286,7 @@ extension Store {
     }
 
     private func checkIdsExist(_ ids: [UInt64], order: [Int], origin: PredictionOrigin) throws {
-        try environment.read { txn in
+        try read { txn in
             var missing: [UInt64] = []
             for j in order {
                 let present = try txn.withValue(db.samples, key: Layout.idKey(ids[j])) { $0 != nil }

@@ -8,17 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "CNoisyCodec.h"
-#include "internal.h"
+#include "CPixelKernels.h"
 
-#define NC_PRECISION_BITS (32 - 8 - 2)
+#define PK_PRECISION_BITS (32 - 8 - 2)
 
-static double nc_bilinear(double x) {
+static double pk_bilinear(double x) {
     if (x < 0.0) x = -x;
     return x < 1.0 ? 1.0 - x : 0.0;
 }
 
-static double nc_bicubic(double x) {
+static double pk_bicubic(double x) {
     const double a = -0.5;
     if (x < 0.0) x = -x;
     if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
@@ -26,18 +25,18 @@ static double nc_bicubic(double x) {
     return 0.0;
 }
 
-static double nc_sinc(double x) {
+static double pk_sinc(double x) {
     if (x == 0.0) return 1.0;
     x = x * M_PI;
     return sin(x) / x;
 }
 
-static double nc_lanczos(double x) {
-    if (-3.0 <= x && x < 3.0) return nc_sinc(x) * nc_sinc(x / 3);
+static double pk_lanczos(double x) {
+    if (-3.0 <= x && x < 3.0) return pk_sinc(x) * pk_sinc(x / 3);
     return 0.0;
 }
 
-void *nc_scratch_reserve(nc_scratch *s, size_t n) {
+static void *pk_scratch_reserve(pk_scratch *s, size_t n) {
     if (s->capacity >= n) return s->buffer;
     void *p = realloc(s->buffer, n);
     if (!p) return NULL;
@@ -46,21 +45,21 @@ void *nc_scratch_reserve(nc_scratch *s, size_t n) {
     return p;
 }
 
-void nc_scratch_release(nc_scratch *s) {
+void pk_scratch_release(pk_scratch *s) {
     free(s->buffer);
     s->buffer = NULL;
     s->capacity = 0;
 }
 
 /* Per output pixel: first input index, count, and ksize fixed-point weights. */
-static int nc_coeffs_size(int in_size, float in0, float in1, int out_size, double support_base) {
+static int pk_coeffs_size(int in_size, float in0, float in1, int out_size, double support_base) {
     double scale = (double)(in1 - in0) / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
     (void)in_size;
     return (int)ceil(support_base * filterscale) * 2 + 1;
 }
 
-static void nc_precompute(int in_size, float in0, float in1, int out_size,
+static void pk_precompute(int in_size, float in0, float in1, int out_size,
                           double (*filter)(double), double support_base, int ksize,
                           int *bounds, int *kk, double *prekk) {
     double scale = (double)(in1 - in0) / out_size;
@@ -90,13 +89,13 @@ static void nc_precompute(int in_size, float in0, float in1, int out_size,
         bounds[xx * 2 + 1] = xmax;
     }
     for (int i = 0; i < out_size * ksize; i++) {
-        double v = prekk[i] * (1 << NC_PRECISION_BITS);
+        double v = prekk[i] * (1 << PK_PRECISION_BITS);
         kk[i] = (int)(prekk[i] < 0 ? -0.5 + v : 0.5 + v);
     }
 }
 
-static inline uint8_t nc_clip8(int in) {
-    int v = in >> NC_PRECISION_BITS;
+static inline uint8_t pk_clip8(int in) {
+    int v = in >> PK_PRECISION_BITS;
     return (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
 }
 
@@ -106,34 +105,34 @@ static inline uint8_t nc_clip8(int in) {
  * still runs where it does not.
  */
 #if defined(__x86_64__) && defined(__linux__)
-#define NC_HOT __attribute__((target_clones("avx2", "default")))
+#define PK_HOT __attribute__((target_clones("avx2", "default")))
 #else
-#define NC_HOT
+#define PK_HOT
 #endif
 
 /* One output row of the vertical pass: acc += row * k over the contributing rows. */
-NC_HOT static void nc_resample_column_pass(const uint8_t *hsrc, size_t stride, int ymin, int ymax,
+PK_HOT static void pk_resample_column_pass(const uint8_t *hsrc, size_t stride, int ymin, int ymax,
                                            const int *k, int *acc, uint8_t *o, size_t n) {
-    for (size_t i = 0; i < n; i++) acc[i] = 1 << (NC_PRECISION_BITS - 1);
+    for (size_t i = 0; i < n; i++) acc[i] = 1 << (PK_PRECISION_BITS - 1);
     for (int y = 0; y < ymax; y++) {
         const uint8_t *row = hsrc + (size_t)(y + ymin) * stride;
         const int kv = k[y];
         for (size_t i = 0; i < n; i++) acc[i] += row[i] * kv;
     }
-    for (size_t i = 0; i < n; i++) o[i] = nc_clip8(acc[i]);
+    for (size_t i = 0; i < n; i++) o[i] = pk_clip8(acc[i]);
 }
 
 /* One row of the horizontal pass: the portable version. */
-static void nc_resample_row_scalar(const uint8_t *in, uint8_t *o, int dw, int ch, const int *bx,
+static void pk_resample_row_scalar(const uint8_t *in, uint8_t *o, int dw, int ch, const int *bx,
                                    const int *kx, int ksx) {
-    const int init = 1 << (NC_PRECISION_BITS - 1);
+    const int init = 1 << (PK_PRECISION_BITS - 1);
     for (int xx = 0; xx < dw; xx++) {
         const int xmin = bx[xx * 2], xmax = bx[xx * 2 + 1];
         const int *k = &kx[xx * ksx];
         for (int c = 0; c < ch; c++) {
             int ss = init;
             for (int x = 0; x < xmax; x++) ss += in[(x + xmin) * ch + c] * k[x];
-            o[xx * ch + c] = nc_clip8(ss);
+            o[xx * ch + c] = pk_clip8(ss);
         }
     }
 }
@@ -147,14 +146,14 @@ static void nc_resample_row_scalar(const uint8_t *in, uint8_t *o, int dw, int ch
  * byte would lie outside it, the scalar loop takes over.
  */
 __attribute__((target("sse4.1")))
-static void nc_resample_row_rgb_sse41(const uint8_t *in, uint8_t *o, int dw, const int *bx,
+static void pk_resample_row_rgb_sse41(const uint8_t *in, uint8_t *o, int dw, const int *bx,
                                       const int *kx, int ksx, int sw, int last_row) {
-    const __m128i init = _mm_set1_epi32(1 << (NC_PRECISION_BITS - 1));
+    const __m128i init = _mm_set1_epi32(1 << (PK_PRECISION_BITS - 1));
     for (int xx = 0; xx < dw; xx++) {
         const int xmin = bx[xx * 2], xmax = bx[xx * 2 + 1];
         const int *k = &kx[xx * ksx];
         if (last_row && xmin + xmax >= sw) {
-            nc_resample_row_scalar(in, o + xx * 3, 1, 3, bx + xx * 2, k, ksx);
+            pk_resample_row_scalar(in, o + xx * 3, 1, 3, bx + xx * 2, k, ksx);
             continue;
         }
         __m128i acc = init;
@@ -167,9 +166,9 @@ static void nc_resample_row_rgb_sse41(const uint8_t *in, uint8_t *o, int dw, con
         }
         int32_t lanes[4];
         _mm_storeu_si128((__m128i *)lanes, acc);
-        o[xx * 3] = nc_clip8(lanes[0]);
-        o[xx * 3 + 1] = nc_clip8(lanes[1]);
-        o[xx * 3 + 2] = nc_clip8(lanes[2]);
+        o[xx * 3] = pk_clip8(lanes[0]);
+        o[xx * 3 + 1] = pk_clip8(lanes[1]);
+        o[xx * 3 + 2] = pk_clip8(lanes[2]);
     }
 }
 #endif
@@ -177,9 +176,9 @@ static void nc_resample_row_rgb_sse41(const uint8_t *in, uint8_t *o, int dw, con
 #if defined(__x86_64__)
 /* Two RGB rows at once: the bounds and weights are loaded once for both. */
 __attribute__((target("sse4.1")))
-static void nc_resample_rows2_rgb_sse41(const uint8_t *in0, const uint8_t *in1, uint8_t *o0, uint8_t *o1,
+static void pk_resample_rows2_rgb_sse41(const uint8_t *in0, const uint8_t *in1, uint8_t *o0, uint8_t *o1,
                                         int dw, const int *bx, const int *kx, int ksx) {
-    const __m128i init = _mm_set1_epi32(1 << (NC_PRECISION_BITS - 1));
+    const __m128i init = _mm_set1_epi32(1 << (PK_PRECISION_BITS - 1));
     for (int xx = 0; xx < dw; xx++) {
         const int xmin = bx[xx * 2], xmax = bx[xx * 2 + 1];
         const int *k = &kx[xx * ksx];
@@ -193,9 +192,9 @@ static void nc_resample_rows2_rgb_sse41(const uint8_t *in0, const uint8_t *in1, 
             a0 = _mm_add_epi32(a0, _mm_mullo_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(w0)), kv));
             a1 = _mm_add_epi32(a1, _mm_mullo_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(w1)), kv));
         }
-        a0 = _mm_srai_epi32(a0, NC_PRECISION_BITS);
-        a1 = _mm_srai_epi32(a1, NC_PRECISION_BITS);
-        /* Saturate to 0..255 like nc_clip8, then pack. */
+        a0 = _mm_srai_epi32(a0, PK_PRECISION_BITS);
+        a1 = _mm_srai_epi32(a1, PK_PRECISION_BITS);
+        /* Saturate to 0..255 like pk_clip8, then pack. */
         __m128i packed = _mm_packus_epi16(_mm_packs_epi32(a0, a1), _mm_setzero_si128());
         int32_t lanes[2];
         _mm_storel_epi64((__m128i *)lanes, packed);
@@ -206,7 +205,7 @@ static void nc_resample_rows2_rgb_sse41(const uint8_t *in0, const uint8_t *in1, 
 #endif
 
 /* Rows [y0, y1) of the horizontal pass; the last source row is `last`. */
-static void nc_resample_rows(const uint8_t *src, size_t stride, uint8_t *tmp, int y0, int y1, int dw, int ch,
+static void pk_resample_rows(const uint8_t *src, size_t stride, uint8_t *tmp, int y0, int y1, int dw, int ch,
                              const int *bx, const int *kx, int ksx, int sw, int sh) {
     const size_t ostride = (size_t)dw * ch;
 #if defined(__x86_64__)
@@ -214,12 +213,12 @@ static void nc_resample_rows(const uint8_t *src, size_t stride, uint8_t *tmp, in
         int y = y0;
         /* Pairs never include the buffer's last row, whose final pixel must not be over-read. */
         for (; y + 1 < y1 && y + 1 < sh - 1; y += 2) {
-            nc_resample_rows2_rgb_sse41(src + (size_t)y * stride, src + (size_t)(y + 1) * stride,
+            pk_resample_rows2_rgb_sse41(src + (size_t)y * stride, src + (size_t)(y + 1) * stride,
                                         tmp + (size_t)(y - y0) * ostride, tmp + (size_t)(y + 1 - y0) * ostride,
                                         dw, bx, kx, ksx);
         }
         for (; y < y1; y++) {
-            nc_resample_row_rgb_sse41(src + (size_t)y * stride, tmp + (size_t)(y - y0) * ostride, dw, bx, kx, ksx,
+            pk_resample_row_rgb_sse41(src + (size_t)y * stride, tmp + (size_t)(y - y0) * ostride, dw, bx, kx, ksx,
                                       sw, y == sh - 1);
         }
         return;
@@ -227,33 +226,33 @@ static void nc_resample_rows(const uint8_t *src, size_t stride, uint8_t *tmp, in
 #endif
     (void)sw; (void)sh;
     for (int y = y0; y < y1; y++) {
-        nc_resample_row_scalar(src + (size_t)y * stride, tmp + (size_t)(y - y0) * ostride, dw, ch, bx, kx, ksx);
+        pk_resample_row_scalar(src + (size_t)y * stride, tmp + (size_t)(y - y0) * ostride, dw, ch, bx, kx, ksx);
     }
 }
 
-int nc_resample(const uint8_t *src, int32_t sw, int32_t sh, int32_t ch,
+int pk_resample(const uint8_t *src, int32_t sw, int32_t sh, int32_t ch,
                 float x0, float y0, float x1, float y1,
-                uint8_t *dst, int32_t dw, int32_t dh, int32_t filter, nc_scratch *scratch) {
-    return nc_resample_strided(src, sw, sh, (size_t)sw * (size_t)ch, ch, x0, y0, x1, y1, dst, dw, dh, filter, scratch);
+                uint8_t *dst, int32_t dw, int32_t dh, int32_t filter, pk_scratch *scratch) {
+    return pk_resample_strided(src, sw, sh, (size_t)sw * (size_t)ch, ch, x0, y0, x1, y1, dst, dw, dh, filter, scratch);
 }
 
-int nc_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_stride, int32_t ch,
+int pk_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_stride, int32_t ch,
                         float x0, float y0, float x1, float y1,
-                        uint8_t *dst, int32_t dw, int32_t dh, int32_t filter, nc_scratch *scratch) {
+                        uint8_t *dst, int32_t dw, int32_t dh, int32_t filter, pk_scratch *scratch) {
     double (*fn)(double);
     double support;
     switch (filter) {
-    case NC_FILTER_BILINEAR: fn = nc_bilinear; support = 1.0; break;
-    case NC_FILTER_BICUBIC: fn = nc_bicubic; support = 2.0; break;
-    case NC_FILTER_LANCZOS: fn = nc_lanczos; support = 3.0; break;
-    default: return NC_ERR_ARGUMENT;
+    case PK_FILTER_BILINEAR: fn = pk_bilinear; support = 1.0; break;
+    case PK_FILTER_BICUBIC: fn = pk_bicubic; support = 2.0; break;
+    case PK_FILTER_LANCZOS: fn = pk_lanczos; support = 3.0; break;
+    default: return PK_ERR_ARGUMENT;
     }
     if (sw <= 0 || sh <= 0 || dw <= 0 || dh <= 0 || ch < 1 || ch > 4 ||
         x0 < 0 || y0 < 0 || x1 > sw || y1 > sh || x1 <= x0 || y1 <= y0) {
-        return NC_ERR_ARGUMENT;
+        return PK_ERR_ARGUMENT;
     }
-    const int ksx = nc_coeffs_size(sw, x0, x1, dw, support);
-    const int ksy = nc_coeffs_size(sh, y0, y1, dh, support);
+    const int ksx = pk_coeffs_size(sw, x0, x1, dw, support);
+    const int ksy = pk_coeffs_size(sh, y0, y1, dh, support);
     /* Scratch layout: bounds and weights for both axes, then the horizontal pass. */
     size_t n_bx = (size_t)dw * 2, n_by = (size_t)dh * 2;
     size_t n_kx = (size_t)dw * ksx, n_ky = (size_t)dh * ksy;
@@ -264,16 +263,16 @@ int nc_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_s
     size_t tmp_bytes = (size_t)dw * (size_t)sh * (size_t)ch;
     size_t tmp_bytes_aligned = (tmp_bytes + 15) & ~(size_t)15;
     size_t acc_bytes = (size_t)dw * (size_t)ch * sizeof(int);
-    uint8_t *base = (uint8_t *)nc_scratch_reserve(scratch, ints + pre + tmp_bytes_aligned + acc_bytes);
-    if (!base) return NC_ERR_NO_MEMORY;
+    uint8_t *base = (uint8_t *)pk_scratch_reserve(scratch, ints + pre + tmp_bytes_aligned + acc_bytes);
+    if (!base) return PK_ERR_NO_MEMORY;
     int *bx = (int *)base;
     int *by = bx + n_bx;
     int *kx = by + n_by;
     int *ky = kx + n_kx;
     double *prekk = (double *)(base + ints);
     uint8_t *tmp = base + ints + pre;
-    nc_precompute(sw, x0, x1, dw, fn, support, ksx, bx, kx, prekk);
-    nc_precompute(sh, y0, y1, dh, fn, support, ksy, by, ky, prekk);
+    pk_precompute(sw, x0, x1, dw, fn, support, ksx, bx, kx, prekk);
+    pk_precompute(sh, y0, y1, dh, fn, support, ksy, by, ky, prekk);
 
     const int need_h = dw != sw || x0 != 0 || x1 != sw;
     const int need_v = dh != sh || y0 != 0 || y1 != sh;
@@ -284,7 +283,7 @@ int nc_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_s
     const uint8_t *hsrc = src;
     size_t hstride = src_stride;
     if (need_h) {
-        nc_resample_rows(src, src_stride, tmp, yfirst, ylast, dw, ch, bx, kx, ksx, sw, sh);
+        pk_resample_rows(src, src_stride, tmp, yfirst, ylast, dw, ch, bx, kx, ksx, sw, sh);
         hsrc = tmp;
         hstride = (size_t)dw * ch;
     } else {
@@ -295,7 +294,7 @@ int nc_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_s
         const size_t n = (size_t)dw * ch;
         int *acc = (int *)(tmp + tmp_bytes_aligned);
         for (int yy = 0; yy < dh; yy++) {
-            nc_resample_column_pass(hsrc, hstride, by[yy * 2] - yfirst, by[yy * 2 + 1],
+            pk_resample_column_pass(hsrc, hstride, by[yy * 2] - yfirst, by[yy * 2 + 1],
                                     &ky[yy * ksy], acc, dst + (size_t)yy * n, n);
         }
     } else {
@@ -303,5 +302,5 @@ int nc_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_s
             memcpy(dst + (size_t)y * dw * ch, hsrc + (size_t)y * hstride, (size_t)dw * ch);
         }
     }
-    return NC_OK;
+    return PK_OK;
 }

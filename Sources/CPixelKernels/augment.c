@@ -6,9 +6,9 @@
  */
 #include <math.h>
 #include <string.h>
-#include "CNoisyCodec.h"
+#include "CPixelKernels.h"
 
-void nc_histogram(const uint8_t *px, size_t pixels, int32_t ch, uint32_t *hist) {
+void pk_histogram(const uint8_t *px, size_t pixels, int32_t ch, uint32_t *hist) {
     memset(hist, 0, sizeof(uint32_t) * 256 * (size_t)ch);
     if (ch == 1) {
         for (size_t i = 0; i < pixels; i++) hist[px[i]]++;
@@ -19,7 +19,7 @@ void nc_histogram(const uint8_t *px, size_t pixels, int32_t ch, uint32_t *hist) 
     }
 }
 
-void nc_apply_lut(uint8_t *px, size_t pixels, int32_t ch, const uint8_t *luts) {
+void pk_apply_lut(uint8_t *px, size_t pixels, int32_t ch, const uint8_t *luts) {
     if (ch == 1) {
         for (size_t i = 0; i < pixels; i++) px[i] = luts[px[i]];
         return;
@@ -30,20 +30,20 @@ void nc_apply_lut(uint8_t *px, size_t pixels, int32_t ch, const uint8_t *luts) {
 }
 
 /* Pillow's rgb2l: ITU-R 601-2 luma in 16-bit fixed point. */
-void nc_rgb_to_gray(const uint8_t *rgb, size_t pixels, uint8_t *gray) {
+void pk_rgb_to_gray(const uint8_t *rgb, size_t pixels, uint8_t *gray) {
     for (size_t i = 0; i < pixels; i++) {
         const uint8_t *p = rgb + 3 * i;
         gray[i] = (uint8_t)((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16);
     }
 }
 
-void nc_gray_to_rgb(const uint8_t *gray, size_t pixels, uint8_t *rgb) {
+void pk_gray_to_rgb(const uint8_t *gray, size_t pixels, uint8_t *rgb) {
     for (size_t i = 0; i < pixels; i++) {
         rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = gray[i];
     }
 }
 
-static inline uint8_t nc_blend_one(int a, int b, float alpha) {
+static inline uint8_t pk_blend_one(int a, int b, float alpha) {
     float t = (float)a + alpha * (float)(b - a);
     if (t <= 0.0f) return 0;
     if (t >= 255.0f) return 255;
@@ -51,25 +51,25 @@ static inline uint8_t nc_blend_one(int a, int b, float alpha) {
 }
 
 /* Image.blend(degenerate, image, alpha), in place on image. */
-void nc_blend(const uint8_t *degenerate, uint8_t *image, size_t n, float alpha) {
-    for (size_t i = 0; i < n; i++) image[i] = nc_blend_one(degenerate[i], image[i], alpha);
+void pk_blend(const uint8_t *degenerate, uint8_t *image, size_t n, float alpha) {
+    for (size_t i = 0; i < n; i++) image[i] = pk_blend_one(degenerate[i], image[i], alpha);
 }
 
 /* Image.blend against a constant image (Brightness: 0, Contrast: the mean). */
-void nc_blend_constant(uint8_t value, uint8_t *image, size_t n, float alpha) {
+void pk_blend_constant(uint8_t value, uint8_t *image, size_t n, float alpha) {
     uint8_t lut[256];
-    for (int v = 0; v < 256; v++) lut[v] = nc_blend_one(value, v, alpha);
+    for (int v = 0; v < 256; v++) lut[v] = pk_blend_one(value, v, alpha);
     for (size_t i = 0; i < n; i++) image[i] = lut[image[i]];
 }
 
 /* ImageEnhance.Color's degenerate: luma replicated, blended per channel. */
-void nc_blend_gray(uint8_t *rgb, size_t pixels, float alpha) {
+void pk_blend_gray(uint8_t *rgb, size_t pixels, float alpha) {
     for (size_t i = 0; i < pixels; i++) {
         uint8_t *p = rgb + 3 * i;
         int l = (p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16;
-        p[0] = nc_blend_one(l, p[0], alpha);
-        p[1] = nc_blend_one(l, p[1], alpha);
-        p[2] = nc_blend_one(l, p[2], alpha);
+        p[0] = pk_blend_one(l, p[0], alpha);
+        p[1] = pk_blend_one(l, p[1], alpha);
+        p[2] = pk_blend_one(l, p[2], alpha);
     }
 }
 
@@ -78,7 +78,7 @@ void nc_blend_gray(uint8_t *rgb, size_t pixels, float alpha) {
  * Pillow's ImagingFilter3x3 computes it: float taps, +0.5 rounding, border rows
  * and columns copied from the input.
  */
-void nc_smooth(const uint8_t *in, uint8_t *out, int32_t w, int32_t h, int32_t ch) {
+void pk_smooth(const uint8_t *in, uint8_t *out, int32_t w, int32_t h, int32_t ch) {
     const size_t stride = (size_t)w * (size_t)ch;
     if (w < 3 || h < 3) {
         memcpy(out, in, stride * (size_t)h);
@@ -114,7 +114,7 @@ void nc_smooth(const uint8_t *in, uint8_t *out, int32_t w, int32_t h, int32_t ch
  * centre (x+.5, y+.5) maps through m to an input point, sampled bilinearly
  * with edge clamping; points outside the input take the fill.
  */
-void nc_affine_bilinear(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const double m[6],
+void pk_affine_bilinear(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const double m[6],
                         uint8_t fill, uint8_t *out) {
     const size_t stride = (size_t)w * (size_t)ch;
     for (int y = 0; y < h; y++) {
@@ -151,7 +151,7 @@ void nc_affine_bilinear(const uint8_t *in, int32_t w, int32_t h, int32_t ch, con
     }
 }
 
-void nc_flip_horizontal(uint8_t *px, int32_t w, int32_t h, int32_t ch) {
+void pk_flip_horizontal(uint8_t *px, int32_t w, int32_t h, int32_t ch) {
     const size_t stride = (size_t)w * (size_t)ch;
     for (int y = 0; y < h; y++) {
         uint8_t *row = px + stride * (size_t)y;
@@ -165,7 +165,7 @@ void nc_flip_horizontal(uint8_t *px, int32_t w, int32_t h, int32_t ch) {
     }
 }
 
-void nc_fill_rect(uint8_t *px, int32_t w, int32_t h, int32_t ch, int32_t x0, int32_t y0,
+void pk_fill_rect(uint8_t *px, int32_t w, int32_t h, int32_t ch, int32_t x0, int32_t y0,
                   int32_t x1, int32_t y1, uint8_t value) {
     if (x0 < 0) x0 = 0;
     if (y0 < 0) y0 = 0;
@@ -178,7 +178,7 @@ void nc_fill_rect(uint8_t *px, int32_t w, int32_t h, int32_t ch, int32_t x0, int
 }
 
 /* Copies the window (x0, y0, ow, oh) of in, which may reach past its edges, filling there. */
-void nc_window(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t x0, int32_t y0,
+void pk_window(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t x0, int32_t y0,
                uint8_t *out, int32_t ow, int32_t oh, uint8_t fill) {
     const size_t ostride = (size_t)ow * ch;
     for (int y = 0; y < oh; y++) {
@@ -200,7 +200,7 @@ void nc_window(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t x0, 
  * (SIMD or scalar) gives the same floats.
  */
 #pragma STDC FP_CONTRACT OFF
-static void nc_to_float_chw_scalar(const uint8_t *in, size_t from, size_t plane, int32_t ch,
+static void pk_to_float_chw_scalar(const uint8_t *in, size_t from, size_t plane, int32_t ch,
                                    const float *scale, const float *offset, float *out) {
     for (size_t i = from; i < plane; i++) {
         for (int c = 0; c < ch; c++) out[c * plane + i] = (float)in[i * ch + c] * scale[c] + offset[c];
@@ -210,7 +210,7 @@ static void nc_to_float_chw_scalar(const uint8_t *in, size_t from, size_t plane,
 #if defined(__x86_64__)
 #include <immintrin.h>
 __attribute__((target("sse4.1")))
-static inline void nc_store_plane16(__m128i v, __m128 s, __m128 o, float *out) {
+static inline void pk_store_plane16(__m128i v, __m128 s, __m128 o, float *out) {
     __m128i lo = _mm_cvtepu8_epi32(v);
     __m128i l1 = _mm_cvtepu8_epi32(_mm_srli_si128(v, 4));
     __m128i l2 = _mm_cvtepu8_epi32(_mm_srli_si128(v, 8));
@@ -223,7 +223,7 @@ static inline void nc_store_plane16(__m128i v, __m128 s, __m128 o, float *out) {
 
 /* 16 RGB pixels (48 bytes) per step: pshufb splits them into three planes. */
 __attribute__((target("sse4.1")))
-static size_t nc_to_float_chw_rgb_sse41(const uint8_t *in, size_t plane, const float *scale,
+static size_t pk_to_float_chw_rgb_sse41(const uint8_t *in, size_t plane, const float *scale,
                                         const float *offset, float *out) {
     const __m128i r0 = _mm_setr_epi8(0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     const __m128i r1 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14, -1, -1, -1, -1, -1);
@@ -244,31 +244,42 @@ static size_t nc_to_float_chw_rgb_sse41(const uint8_t *in, size_t plane, const f
         __m128i R = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a, r0), _mm_shuffle_epi8(b, r1)), _mm_shuffle_epi8(c, r2));
         __m128i G = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a, g0), _mm_shuffle_epi8(b, g1)), _mm_shuffle_epi8(c, g2));
         __m128i B = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a, b0), _mm_shuffle_epi8(b, b1)), _mm_shuffle_epi8(c, b2));
-        nc_store_plane16(R, s0, o0, out + i);
-        nc_store_plane16(G, s1, o1, out + plane + i);
-        nc_store_plane16(B, s2, o2, out + 2 * plane + i);
+        pk_store_plane16(R, s0, o0, out + i);
+        pk_store_plane16(G, s1, o1, out + plane + i);
+        pk_store_plane16(B, s2, o2, out + 2 * plane + i);
     }
     return i;
 }
 
 __attribute__((target("sse4.1")))
-static size_t nc_to_float_gray_sse41(const uint8_t *in, size_t plane, float scale, float offset, float *out) {
+static size_t pk_to_float_gray_sse41(const uint8_t *in, size_t plane, float scale, float offset, float *out) {
     const __m128 s = _mm_set1_ps(scale), o = _mm_set1_ps(offset);
     size_t i = 0;
-    for (; i + 16 <= plane; i += 16) nc_store_plane16(_mm_loadu_si128((const __m128i *)(in + i)), s, o, out + i);
+    for (; i + 16 <= plane; i += 16) pk_store_plane16(_mm_loadu_si128((const __m128i *)(in + i)), s, o, out + i);
     return i;
 }
 #endif
 
-void nc_to_float_chw(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const float *scale,
+void pk_to_float_chw(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const float *scale,
                      const float *offset, float *out) {
     const size_t plane = (size_t)w * (size_t)h;
     size_t done = 0;
 #if defined(__x86_64__)
     if (__builtin_cpu_supports("sse4.1")) {
-        if (ch == 3) done = nc_to_float_chw_rgb_sse41(in, plane, scale, offset, out);
-        else if (ch == 1) done = nc_to_float_gray_sse41(in, plane, scale[0], offset[0], out);
+        if (ch == 3) done = pk_to_float_chw_rgb_sse41(in, plane, scale, offset, out);
+        else if (ch == 1) done = pk_to_float_gray_sse41(in, plane, scale[0], offset[0], out);
     }
 #endif
-    nc_to_float_chw_scalar(in, done, plane, ch, scale, offset, out);
+    pk_to_float_chw_scalar(in, done, plane, ch, scale, offset, out);
+}
+
+/* HWC bytes to HWC floats with the same arithmetic as pk_to_float_chw (the CPU
+ * trainer's input layout). Gray is one plane, so it shares the CHW path. */
+void pk_to_float_hwc(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const float *scale,
+                     const float *offset, float *out) {
+    if (ch == 1) { pk_to_float_chw(in, w, h, 1, scale, offset, out); return; }
+    const size_t n = (size_t)w * (size_t)h;
+    for (size_t i = 0; i < n; i++) {
+        for (int c = 0; c < ch; c++) out[i * ch + c] = (float)in[i * ch + c] * scale[c] + offset[c];
+    }
 }

@@ -1,6 +1,6 @@
 /* SHA-256 (FIPS 180-4): content hashes for dedupe and verify. */
 #include <string.h>
-#include "CNoisyCodec.h"
+#include "CDigest.h"
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -36,7 +36,7 @@ static void block(uint32_t h[8], const uint8_t *p) {
     h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
 }
 
-void nc_sha256(const uint8_t *data, size_t len, uint8_t out[32]) {
+void dg_sha256(const uint8_t *data, size_t len, uint8_t out[32]) {
     uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                      0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     size_t i = 0;
@@ -59,7 +59,7 @@ void nc_sha256(const uint8_t *data, size_t len, uint8_t out[32]) {
     }
 }
 
-void nc_sha256_init(nc_sha256_ctx *c) {
+void dg_sha256_init(dg_sha256_ctx *c) {
     static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     memcpy(c->h, h0, sizeof(h0));
@@ -67,7 +67,7 @@ void nc_sha256_init(nc_sha256_ctx *c) {
     c->buffered = 0;
 }
 
-void nc_sha256_update(nc_sha256_ctx *c, const uint8_t *data, size_t len) {
+void dg_sha256_update(dg_sha256_ctx *c, const uint8_t *data, size_t len) {
     c->length += len;
     if (c->buffered) {
         size_t take = 64 - c->buffered < len ? 64 - c->buffered : len;
@@ -84,7 +84,7 @@ void nc_sha256_update(nc_sha256_ctx *c, const uint8_t *data, size_t len) {
     c->buffered = len;
 }
 
-void nc_sha256_final(nc_sha256_ctx *c, uint8_t out[32]) {
+void dg_sha256_final(dg_sha256_ctx *c, uint8_t out[32]) {
     uint8_t tail[128];
     size_t rest = c->buffered;
     memcpy(tail, c->buffer, rest);

@@ -16,22 +16,17 @@ public struct KeyedRandom: RandomNumberGenerator, Sendable {
     private var counter: UInt64 = 0
 
     public init(seed: UInt64, epoch: UInt64, sample: UInt64, purpose: RandomPurpose) {
-        var h = Self.mix(seed &+ 0x9E37_79B9_7F4A_7C15)
+        var h = Self.mix(seed &+ splitMix64Gamma)
         h = Self.mix(h ^ epoch &+ 0xD1B5_4A32_D192_ED03)
         h = Self.mix(h ^ sample &+ 0x8CB9_2BA7_2F3D_8DD7)
         key = Self.mix(h ^ purpose.rawValue)
     }
 
-    @inline(__always) static func mix(_ x: UInt64) -> UInt64 {
-        var z = x
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    @inline(__always) static func mix(_ x: UInt64) -> UInt64 { splitMix64Finalize(x) }
 
     public mutating func next() -> UInt64 {
         counter &+= 1
-        return Self.mix(key &+ counter &* 0x9E37_79B9_7F4A_7C15)
+        return Self.mix(key &+ counter &* splitMix64Gamma)
     }
 
     /// Uniform in [0, 1) with 53 bits.

@@ -29,19 +29,6 @@ public struct Image: Sendable, Equatable {
     }
 }
 
-/// The encoded formats noisy reads. Others are recognised only to be refused by name.
-public enum ImageFormat: String, Sendable, Codable, CaseIterable {
-    case jpeg, png
-}
-
-/// What the magic bytes say a file is.
-public enum SniffedFormat: Sendable, Equatable {
-    case supported(ImageFormat)
-    /// A known image format we do not decode (GIF, WebP, TIFF, BMP).
-    case unsupported(String)
-    case unknown
-}
-
 /// An integer rectangle.
 public struct PixelRect: Sendable, Equatable, Hashable {
     public var x: Int, y: Int, width: Int, height: Int

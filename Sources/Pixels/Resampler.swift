@@ -1,13 +1,13 @@
-import CNoisyCodec
+internal import CPixelKernels
 
 /// The resampling filters, with Pillow's kernels and supports.
 public enum ResampleFilter: String, Sendable, CaseIterable {
     case bilinear, bicubic, lanczos
-    var c: Int32 {
+    fileprivate var c: Int32 {
         switch self {
-        case .bilinear: Int32(NC_FILTER_BILINEAR.rawValue)
-        case .bicubic: Int32(NC_FILTER_BICUBIC.rawValue)
-        case .lanczos: Int32(NC_FILTER_LANCZOS.rawValue)
+        case .bilinear: Int32(PK_FILTER_BILINEAR.rawValue)
+        case .bicubic: Int32(PK_FILTER_BICUBIC.rawValue)
+        case .lanczos: Int32(PK_FILTER_LANCZOS.rawValue)
         }
     }
 }
@@ -16,14 +16,14 @@ public enum ResampleFilter: String, Sendable, CaseIterable {
 /// its coefficient and row scratch between calls so steady-state work does not
 /// allocate. Not thread-safe: each worker thread owns one.
 public final class Resampler {
-    private var scratch = nc_scratch()
+    private var scratch = pk_scratch()
 
     public init() {}
-    deinit { nc_scratch_release(&scratch) }
+    deinit { pk_scratch_release(&scratch) }
 
     /// Resamples the box `(x0, y0, x1, y1)` of `image` (default: all of it) to `width x height`.
     public func resize(_ image: Image, width: Int, height: Int, box: (Float, Float, Float, Float)? = nil,
-                       filter: ResampleFilter = .bilinear) throws(CodecError) -> Image {
+                       filter: ResampleFilter = .bilinear) throws(PixelError) -> Image {
         var out = [UInt8](repeating: 0, count: width * height * image.channels)
         try resize(image, width: width, height: height, box: box, filter: filter, into: &out)
         return Image(width: width, height: height, channels: image.channels, pixels: out)
@@ -31,20 +31,19 @@ public final class Resampler {
 
     /// As `resize`, writing into `out` (which must hold width*height*channels bytes).
     public func resize(_ image: Image, width: Int, height: Int, box: (Float, Float, Float, Float)?,
-                       filter: ResampleFilter, into out: inout [UInt8]) throws(CodecError) {
+                       filter: ResampleFilter, into out: inout [UInt8]) throws(PixelError) {
         let b = box ?? (0, 0, Float(image.width), Float(image.height))
         guard out.count >= width * height * image.channels else {
-            throw CodecError(.buffer, "resize output holds \(out.count) bytes, needs \(width * height * image.channels)")
+            throw PixelError("resize output holds \(out.count) bytes, needs \(width * height * image.channels)")
         }
         let status = out.withUnsafeMutableBufferPointer { dst in
             image.pixels.withUnsafeBufferPointer { src in
-                nc_resample(src.baseAddress, Int32(image.width), Int32(image.height), Int32(image.channels),
+                pk_resample(src.baseAddress, Int32(image.width), Int32(image.height), Int32(image.channels),
                             b.0, b.1, b.2, b.3, dst.baseAddress, Int32(width), Int32(height), filter.c, &scratch)
             }
         }
         if status != 0 {
-            throw CodecError(CodecError.Code(rawValue: status),
-                             "cannot resize \(image.width)x\(image.height) box \(b) to \(width)x\(height)")
+            throw PixelError("cannot resize \(image.width)x\(image.height) box \(b) to \(width)x\(height)")
         }
     }
 
@@ -52,11 +51,19 @@ public final class Resampler {
     /// lie `stride` bytes apart (default: packed), `dst` dw x dh x ch packed.
     public func resize(_ src: UnsafePointer<UInt8>, width sw: Int, height sh: Int, channels ch: Int, stride: Int? = nil,
                        box b: (Float, Float, Float, Float), into dst: UnsafeMutablePointer<UInt8>,
-                       width dw: Int, height dh: Int, filter: ResampleFilter = .bilinear) throws(CodecError) {
-        let status = nc_resample_strided(src, Int32(sw), Int32(sh), stride ?? sw * ch, Int32(ch), b.0, b.1, b.2, b.3,
+                       width dw: Int, height dh: Int, filter: ResampleFilter = .bilinear) throws(PixelError) {
+        let status = pk_resample_strided(src, Int32(sw), Int32(sh), stride ?? sw * ch, Int32(ch), b.0, b.1, b.2, b.3,
                                          dst, Int32(dw), Int32(dh), filter.c, &scratch)
         if status != 0 {
-            throw CodecError(CodecError.Code(rawValue: status), "cannot resize \(sw)x\(sh) box \(b) to \(dw)x\(dh)")
+            throw PixelError("cannot resize \(sw)x\(sh) box \(b) to \(dw)x\(dh)")
         }
     }
+}
+
+/// A pixel loop refused its arguments (a box outside the image, an output too
+/// small) or ran out of memory. Callers' mistakes, not bad input files.
+public struct PixelError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
 }

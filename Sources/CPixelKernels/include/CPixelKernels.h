@@ -1,0 +1,90 @@
+/*
+ * CPixelKernels: loops over 8-bit pixels (HWC, 1 or 3 channels) that the Swift
+ * module Pixels wraps. No library here reports errors by longjmp, so this target
+ * needs no guard; the codec's guarded C stays in CNoisyCodec.
+ *
+ * All symbols carry the pk_ prefix.
+ */
+#ifndef CPIXELKERNELS_H
+#define CPIXELKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    PK_OK = 0,
+    PK_ERR_ARGUMENT = 4,     /* the caller asked for something impossible */
+    PK_ERR_NO_MEMORY = 5
+} pk_status;
+
+/* ---- Resampling (Pillow's ImagingResample, 8-bit fixed point) ---- */
+
+typedef enum {
+    PK_FILTER_NEAREST = 0,  /* not used by resample; here for completeness */
+    PK_FILTER_BILINEAR = 2,
+    PK_FILTER_BICUBIC = 3,
+    PK_FILTER_LANCZOS = 1
+} pk_filter;
+
+/** Reusable scratch memory, so that steady-state resampling does not allocate. */
+typedef struct {
+    void *buffer;
+    size_t capacity;
+} pk_scratch;
+
+void pk_scratch_release(pk_scratch *s);
+
+/**
+ * Resamples the box [x0,x1) x [y0,y1) of src (sw x sh, ch channels, tightly packed)
+ * to dst (dw x dh). Matches Pillow's Image.resize(size, filter, box) to the byte.
+ */
+int pk_resample(const uint8_t *src, int32_t sw, int32_t sh, int32_t ch,
+                float x0, float y0, float x1, float y1,
+                uint8_t *dst, int32_t dw, int32_t dh, int32_t filter, pk_scratch *scratch);
+
+/** As pk_resample, for a source whose rows are src_stride bytes apart (a crop of a larger buffer). */
+int pk_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_stride, int32_t ch,
+                        float x0, float y0, float x1, float y1,
+                        uint8_t *dst, int32_t dw, int32_t dh, int32_t filter, pk_scratch *scratch);
+
+/* ---- Augmentation loops (PIL arithmetic; HWC, 1 or 3 channels) ---- */
+
+/** Per-channel histograms: hist holds 256 * ch counts. */
+void pk_histogram(const uint8_t *px, size_t pixels, int32_t ch, uint32_t *hist);
+/** Maps every byte through its channel's table (luts holds 256 * ch entries). */
+void pk_apply_lut(uint8_t *px, size_t pixels, int32_t ch, const uint8_t *luts);
+void pk_rgb_to_gray(const uint8_t *rgb, size_t pixels, uint8_t *gray);
+void pk_gray_to_rgb(const uint8_t *gray, size_t pixels, uint8_t *rgb);
+/** Image.blend(degenerate, image, alpha) into image. */
+void pk_blend(const uint8_t *degenerate, uint8_t *image, size_t n, float alpha);
+void pk_blend_constant(uint8_t value, uint8_t *image, size_t n, float alpha);
+/** Blend of RGB pixels against their own luma (ImageEnhance.Color). */
+void pk_blend_gray(uint8_t *rgb, size_t pixels, float alpha);
+/** ImageFilter.SMOOTH; in and out must not overlap. */
+void pk_smooth(const uint8_t *in, uint8_t *out, int32_t w, int32_t h, int32_t ch);
+/** Image.transform(AFFINE, m, BILINEAR, fillcolor); in and out must not overlap. */
+void pk_affine_bilinear(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const double m[6],
+                        uint8_t fill, uint8_t *out);
+void pk_flip_horizontal(uint8_t *px, int32_t w, int32_t h, int32_t ch);
+/** Fills [x0,x1) x [y0,y1), clipped to the image. */
+void pk_fill_rect(uint8_t *px, int32_t w, int32_t h, int32_t ch, int32_t x0, int32_t y0,
+                  int32_t x1, int32_t y1, uint8_t value);
+/** Copies an ow x oh window at (x0, y0) that may reach past the edges (filled there). */
+void pk_window(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t x0, int32_t y0,
+               uint8_t *out, int32_t ow, int32_t oh, uint8_t fill);
+/** HWC bytes to CHW floats: v * scale[c] + offset[c] (multiply, then add; never fused). */
+void pk_to_float_chw(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const float *scale,
+                     const float *offset, float *out);
+
+/** HWC bytes to HWC floats, the same arithmetic as pk_to_float_chw. */
+void pk_to_float_hwc(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const float *scale,
+                     const float *offset, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
