@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages noisy needs, and only those missing.
+# Installs the Debian packages noisy needs, and only those missing, then starts
+# building the tests' Python environment (.venv: torch, torchvision, timm, Pillow
+# from PyPI; tools/python-env.sh) in the background, so that `noisy demo` never
+# waits for it. The tests wait for that build (or run it) before they use torch.
 # Idempotent: a second run checks dpkg's database and returns in well under 2 s.
 set -euo pipefail
 
@@ -10,6 +13,7 @@ PACKAGES=(
   libjpeg-dev
   libopenblas-dev
   python3-numpy python3-pil python3-lmdb python3-jsonschema
+  python3-venv             # for .venv (tools/python-env.sh)
   dataset-fashion-mnist
   python-matplotlib-data   # grace_hopper.jpg: a photograph for the augmentation parity tests
 )
@@ -22,13 +26,20 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "bootstrap: all ${#PACKAGES[@]} packages present"
-  exit 0
+else
+  echo "bootstrap: installing ${missing[*]}"
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  echo "bootstrap: done"
 fi
 
-echo "bootstrap: installing ${missing[*]}"
-SUDO=""
-if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-echo "bootstrap: done"
+# The Python environment for the tests, in the background (a few minutes and about
+# 5.5 GB the first time; nothing when it is already built). Its log: .venv.log.
+cd "$(dirname "$0")/.."
+if [[ "${NOISY_NO_VENV:-}" != 1 ]]; then
+  nohup setsid tools/python-env.sh > .venv.log 2>&1 < /dev/null &
+  echo "bootstrap: building the tests' Python environment in the background (.venv.log)"
+fi

@@ -106,7 +106,7 @@ public final class Ingester {
     }
 
     private enum Checked {
-        case refused(String, String)
+        case refused(RefusalCategory, String)
         case prepared(Prepared)
     }
 
@@ -278,7 +278,7 @@ public final class Ingester {
             case .notAnImage: category = .notAnImage
             default: category = .corrupt
             }
-            let reason = category == .tooLarge ? error.message + " (--max-pixels)" : error.message
+            let reason = category == .tooLarge ? error.message + " (the pixel limit)" : error.message
             return .refused(category, reason)
         }
         var data = bytes
@@ -292,7 +292,7 @@ public final class Ingester {
                 let small = try Resampler().resize(image, width: w, height: h, filter: .lanczos)
                 data = try Codec.encodeJPEG(small, quality: options.quality)
             } catch {
-                return .refused(.corrupt, "cannot re-encode for --max-side: \(error)")
+                return .refused(.corrupt, "cannot re-encode to the maximum side: \(error)")
             }
             format = .jpeg
             width = w; height = h

@@ -11,14 +11,24 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     public let message: String
     /// The LMDB failure behind an `.io`/`.outOfSpace` error, when there is one.
     public let lmdbError: LMDBError?
+    /// The request field the error is about, when a caller's choice caused it: a
+    /// front end names its own spelling of it (the CLI, its flag).
+    public let field: RequestField?
 
-    public init(_ kind: Kind, _ message: String) {
+    public init(_ kind: Kind, _ message: String, field: RequestField? = nil) {
         self.kind = kind
         self.message = message
         lmdbError = nil
+        self.field = field
     }
 
     public var description: String { message }
+}
+
+/// The fields of the store's requests that a caller chooses. Errors say which one
+/// they are about, in the store's words; front ends map them to their own names.
+public enum RequestField: String, Sendable, CaseIterable {
+    case threshold, perClass, selectionName, precision, sampleIDs, logits, overwrite
 }
 
 extension StoreError: LMDBFailureCarrying {
@@ -29,6 +39,7 @@ extension StoreError: LMDBFailureCarrying {
         kind = error.isOutOfSpace ? .outOfSpace : .io
         message = error.isOutOfSpace ? error.description : "\(error.path): \(error.operation): \(error.message)"
         lmdbError = error
+        field = nil
     }
 
     /// Any error a transaction body threw, as a `StoreError`.

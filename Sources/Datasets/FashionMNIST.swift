@@ -28,9 +28,9 @@ public struct FashionMNIST: Sendable {
         func file(_ name: String) throws -> [UInt8] {
             let path = dir + "/" + name
             guard FileManager.default.fileExists(atPath: path) else {
-                throw DatasetError("\(path): missing; install it with tools/bootstrap.sh (Debian package dataset-fashion-mnist)")
+                throw DatasetError(.missing, "\(path): missing; install it with tools/bootstrap.sh (Debian package dataset-fashion-mnist)")
             }
-            do { return try Gzip.read(path: path) } catch { throw DatasetError(error.description) }
+            do { return try Gzip.read(path: path) } catch { throw DatasetError(.io, error.description) }
         }
         return FashionMNIST(
             train: try parse(images: file("train-images-idx3-ubyte.gz"), labels: file("train-labels-idx1-ubyte.gz"), name: "train"),
@@ -43,11 +43,11 @@ public struct FashionMNIST: Sendable {
 
     static func parse(images: [UInt8], labels: [UInt8], name: String) throws -> Split {
         guard images.count >= 16, be32(images, 0) == 0x0803, labels.count >= 8, be32(labels, 0) == 0x0801 else {
-            throw DatasetError("\(name): not IDX image/label files")
+            throw DatasetError(.malformed, "\(name): not IDX image/label files")
         }
         let n = be32(images, 4), rows = be32(images, 8), cols = be32(images, 12)
         guard rows == 28, cols == 28, images.count == 16 + n * 784, be32(labels, 4) == n, labels.count == 8 + n else {
-            throw DatasetError("\(name): IDX sizes do not match")
+            throw DatasetError(.malformed, "\(name): IDX sizes do not match")
         }
         return Split(images: Array(images[16...]), labels: Array(labels[8...]))
     }
@@ -66,7 +66,7 @@ public struct FashionMNIST: Sendable {
         let unlabeled = Array(rest.shuffled(using: &rng).prefix(unlabeledCount)).sorted()
         func write(_ img: Image, _ path: String) throws {
             let png = try Codec.encodePNG(img)
-            guard fm.createFile(atPath: path, contents: Data(png)) else { throw DatasetError("\(path): cannot write") }
+            guard fm.createFile(atPath: path, contents: Data(png)) else { throw DatasetError(.io, "\(path): cannot write") }
         }
         for name in Self.classNames {
             try fm.createDirectory(atPath: "\(root)/labeled/\(name)", withIntermediateDirectories: true)
@@ -83,7 +83,17 @@ public struct FashionMNIST: Sendable {
     }
 }
 
-public struct DatasetError: Error, CustomStringConvertible {
+/// Why the example data could not be read or written out.
+public struct DatasetError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        /// The data files are not installed.
+        case missing
+        /// The files exist but are not what they should be.
+        case malformed
+        /// Reading or writing failed.
+        case io
+    }
+    public let kind: Kind
     public let description: String
-    public init(_ d: String) { description = d }
+    public init(_ kind: Kind, _ d: String) { self.kind = kind; description = d }
 }

@@ -27,12 +27,12 @@ struct AugmentCommand: ParsableCommand {
     )
     @Argument(help: "Input JPEG or PNG.") var input: String
     @Argument(help: "Output PNG.") var output: String
-    @Option(help: "The op to apply.") var op: String?
+    @Option(help: ArgumentHelp("The op to apply: \(AugmentOp.names).", valueName: "op")) var op: AugmentOp?
     @Option(help: "Raw parameter of the op.") var param: Double?
     @Option(help: "RandAugment magnitude (0-30) mapped to the op's parameter.") var magnitude: Double?
-    @Option(help: ArgumentHelp("Magnitude mapping for --magnitude.", valueName: "reference|timm")) var raPreset: String = "reference"
+    @Option(help: "Magnitude mapping for --magnitude.") var raPreset: RandAugment.Preset = .reference
     @Option(help: ArgumentHelp("Cutout square centre.", valueName: "x,y")) var center: String?
-    @Option(help: ArgumentHelp("Instead of one op: render this view (train or teacher).", valueName: "train|teacher")) var view: String?
+    @Option(help: "Instead of one op: render this view.") var view: ViewChoice?
     @Option(help: "View size.") var size: Int = 224
     @Option(help: ArgumentHelp("RandAugment for --view train.", valueName: "N,M")) var randaugment: String?
     @Option(help: "Seed for random choices.") var seed: UInt64 = 0
@@ -50,7 +50,7 @@ struct AugmentCommand: ParsableCommand {
             var image: Image
             if let view {
                 guard op == nil else { throw ValidationError("give either --op or --view") }
-                var options = try PipelineOptions.parse(["--size", "\(size)", "--view", view, "--seed", "\(seed)"]
+                var options = try PipelineOptions.parse(["--size", "\(size)", "--view", view.rawValue, "--seed", "\(seed)"]
                                                         + (randaugment.map { ["--randaugment", $0] } ?? []))
                 options.raPreset = raPreset
                 let v = try options.resolvedView()
@@ -58,18 +58,14 @@ struct AugmentCommand: ParsableCommand {
                     try renderer.renderImage(raw, view: v, key: SampleKey(seed: seed, epoch: 0, sample: 0))
                 }
             } else {
-                guard let opName = op else { throw ValidationError("give --op NAME (or --view)") }
-                guard let theOp = AugmentOp(name: opName) else {
-                    throw ValidationError("unknown op '\(opName)'; ops: \(AugmentOp.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
+                guard let theOp = op else { throw ValidationError("give --op NAME (or --view)") }
                 image = try bytes.withUnsafeBytes { try renderer.decodeFull($0) }
                 let p: Double
                 var rng = KeyedRandom(seed: seed, epoch: 0, sample: 0, purpose: .randAugment)
                 switch (param, magnitude) {
                 case (let v?, nil): p = v
                 case (nil, let m?):
-                    guard let preset = RandAugment.Preset(rawValue: raPreset) else { throw ValidationError("--ra-preset must be reference or timm") }
-                    p = RandAugment(layers: 1, magnitude: m, preset: preset)
+                    p = RandAugment(layers: 1, magnitude: m, preset: raPreset)
                         .parameter(theOp, magnitude: m, width: image.width, height: image.height, negate: rng.unit() < 0.5)
                 case (nil, nil) where [.autoContrast, .equalize, .invert].contains(theOp): p = 0
                 default: throw ValidationError("give exactly one of --param and --magnitude")

@@ -1,3 +1,4 @@
+import KeyedRandom
 import ArgumentParser
 import Augment
 import Batches
@@ -108,11 +109,11 @@ struct BenchPipeline: ParsableCommand {
             }
             let result = PipelineBenchResult(
                 imagesPerSecond: median(rates), runs: rates, batches: total, batchSize: config.batchSize,
-                threads: config.threads, size: config.view.size, view: pipeline.view, layout: config.layout.name,
+                threads: config.threads, size: config.view.size, view: pipeline.view.rawValue, layout: config.layout.name,
                 randaugment: pipeline.randaugment, peakRssBytes: peakRSS(), rssAfterEpochBytes: rssAfterEpoch, replaced: replaced)
             if json { try Terminal.printJSON(result); return }
             print(String(format: "pipeline: %.0f images/s (median of %d), %d threads, %@ view %dpx, %@, peak RSS %d MB",
-                         result.imagesPerSecond, rates.count, config.threads, pipeline.view, config.view.size,
+                         result.imagesPerSecond, rates.count, config.threads, pipeline.view.rawValue, config.view.size,
                          config.layout.name, result.peakRssBytes / 1_000_000))
         }
     }
@@ -135,9 +136,10 @@ struct BenchDecode: ParsableCommand {
     struct Result: Codable {
         var imagesPerSecond: Double
         var megapixelsPerSecond: Double
+        var runs: [Double]
         var samples: Int
         enum CodingKeys: String, CodingKey {
-            case imagesPerSecond = "images_per_second", megapixelsPerSecond = "megapixels_per_second", samples
+            case imagesPerSecond = "images_per_second", megapixelsPerSecond = "megapixels_per_second", runs, samples
         }
     }
 
@@ -161,7 +163,8 @@ struct BenchDecode: ParsableCommand {
                 rates.append(Double(blobs.count) / t)
                 mp.append(Double(px) / t / 1e6)
             }
-            let r = Result(imagesPerSecond: median(rates), megapixelsPerSecond: median(mp), samples: blobs.count)
+            guard !blobs.isEmpty else { throw ValidationError("\(storeOption.store): the labeled split is empty: nothing to decode") }
+            let r = Result(imagesPerSecond: median(rates), megapixelsPerSecond: median(mp), runs: rates, samples: blobs.count)
             if json { try Terminal.printJSON(r); return }
             print(String(format: "full decode: %.0f images/s, %.0f Mpix/s (median of %d, %d samples, one thread)",
                          r.imagesPerSecond, r.megapixelsPerSecond, rates.count, r.samples))
@@ -181,6 +184,7 @@ struct BenchLabels: ParsableCommand {
     @OptionGroup var storeOption: StoreOption
     @Option(help: ArgumentHelp("Generation number or tag.", valueName: "K")) var generation: String
     @Option(help: "Lookups per run.") var lookups: Int = 100_000
+    @Option(help: "Seed of the random sample choice.") var seed: UInt64 = 0
     @Option(help: "Runs; the median is reported.") var `repeat`: Int = 3
     @Flag(help: "Print one JSON object.") var json = false
 
@@ -200,7 +204,8 @@ struct BenchLabels: ParsableCommand {
             var ids: [UInt64] = []
             ids.reserveCapacity(g.samples)
             try store.forEachLabel(g.generation) { id, _ in ids.append(id) }
-            var rng = SystemRandomNumberGenerator()
+            guard !ids.isEmpty else { throw ValidationError("generation \(g.generation) holds no labels") }
+            var rng = SplitMix64(seed: seed)
             var out = [Float](repeating: 0, count: g.classCount)
             var rates: [Double] = []
             var sink: Float = 0

@@ -82,13 +82,13 @@ struct LabelsImport: ParsableCommand {
     @Option(help: ArgumentHelp("JSON Lines predictions instead of NPY.", valueName: "FILE")) var jsonl: String?
     @Flag(help: "Rows are unnormalised scores: apply softmax.") var logits = false
     @OptionGroup var teacherOptions: TeacherOptions
-    @Option(help: ArgumentHelp("f16, f32 or topk:K.", valueName: "precision")) var precision: String = "f16"
+    @Option(help: ArgumentHelp("f16, f32 or topk:K.", valueName: "precision")) var precision: LabelPrecision = .f16
     @Flag(help: "Print the summary as JSON (schemas/labels-import.schema.json).") var json = false
     @Flag(help: "No progress display.") var quiet = false
 
     func run() throws {
         try runReportingErrors {
-            guard let p = LabelPrecision(precision) else { throw ValidationError("--precision must be f16, f32 or topk:K (got \(precision))") }
+            let p = precision
             let input: PredictionInput
             switch (predictions, jsonl) {
             case (let path?, nil): input = .npy(predictions: path, ids: ids, sources: sources)

@@ -25,7 +25,7 @@ struct LabelsExport: ParsableCommand {
     @OptionGroup var storeOption: StoreOption
     @Option(help: ArgumentHelp("Generation number or tag.", valueName: "K")) var generation: String
     @Option(help: "Selection name.") var selection: String?
-    @Option(help: ArgumentHelp("npy, jsonl or safetensors.", valueName: "format")) var format: String = "npy"
+    @Option(help: "npy, jsonl or safetensors.") var format: LabelExportFormat = .npy
     @Option(help: ArgumentHelp("Output folder (new or empty).", valueName: "dir")) var out: String
     @Flag(help: "float16 probabilities (npy, safetensors).") var keepPrecision = false
     @Flag(help: "Write into a non-empty folder.") var force = false
@@ -33,10 +33,9 @@ struct LabelsExport: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            guard let f = LabelExportFormat(rawValue: format) else { throw ValidationError("--format must be npy, jsonl or safetensors") }
             let store = try Store(path: storeOption.store, readOnly: true)
             let g = try store.resolveGeneration(generation)
-            let m = try store.exportLabels(LabelExportRequest(generation: g.generation, selection: selection, format: f, out: out,
+            let m = try store.exportLabels(LabelExportRequest(generation: g.generation, selection: selection, format: format, out: out,
                                                               keepPrecision: keepPrecision, force: force))
             if json { try Terminal.printJSON(m, snakeCase: true); return }
             print("wrote \(out): generation \(g.generation)" + (m.selection.map { ", selection '\($0)'" } ?? ", all samples")

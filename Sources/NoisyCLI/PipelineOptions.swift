@@ -7,25 +7,25 @@ import Pipeline
 /// The view and batch options shared by preview, bench pipeline, train and serve.
 struct PipelineOptions: ParsableArguments {
     @Option(help: "Output side in pixels (square).") var size: Int = 224
-    @Option(help: ArgumentHelp("train (noised) or teacher (clean resize + centre crop).", valueName: "train|teacher"))
-    var view: String = "train"
-    @Option(help: ArgumentHelp("Train crop: rrc (RandomResizedCrop) or pad (zero-pad then random crop, for small images).", valueName: "rrc|pad"))
-    var crop: String = "rrc"
+    @Option(help: "train (noised) or teacher (clean resize + centre crop).")
+    var view: ViewChoice = .train
+    @Option(help: "Train crop: rrc (RandomResizedCrop) or pad (zero-pad then random crop, for small images).")
+    var crop: CropChoice = .rrc
     @Option(help: "Padding for --crop pad.") var pad: Int = 4
     @Option(help: ArgumentHelp("RandomResizedCrop area range.", valueName: "lo,hi")) var scale: String = "0.08,1"
     @Option(help: ArgumentHelp("RandAugment layers and magnitude, e.g. 2,9 (magnitudes above 10 extrapolate).", valueName: "N,M"))
     var randaugment: String?
-    @Option(help: ArgumentHelp("RandAugment defaults: reference (TF code: p=1, unclamped, absolute pixels) or timm (p=0.5, mstd 0.5, clamped, relative).", valueName: "reference|timm"))
-    var raPreset: String = "reference"
+    @Option(help: "RandAugment defaults: reference (TF code: p=1, unclamped, absolute pixels) or timm (p=0.5, mstd 0.5, clamped, relative).")
+    var raPreset: RandAugment.Preset = .reference
     @Option(help: "Side of a random grey Cutout square after RandAugment (0: off).") var cutout: Int = 0
     @Flag(help: "No random horizontal flip.") var noFlip = false
     @Flag(help: "Decode whole images at full scale (slower; the fast path decodes only the crop, DCT-scaled).")
     var exactDecode = false
     @Option(help: "Teacher view: centre crop share of the resized shorter side.") var cropFraction: Double = 0.875
-    @Option(help: ArgumentHelp("Output channels: 1, 3 or auto (what most labeled samples are).", valueName: "1|3|auto"))
-    var channels: String = "auto"
-    @Option(help: ArgumentHelp("uint8 (NHWC bytes) or float32 (NCHW, ImageNet-normalised).", valueName: "uint8|float32"))
-    var layout: String = "uint8"
+    @Option(help: "Output channels: 1, 3 or auto (what most labeled samples are).")
+    var channels: ChannelsChoice = .auto
+    @Option(help: "uint8 (NHWC bytes) or float32 (NCHW, ImageNet-normalised).")
+    var layout: LayoutChoice = .uint8
     @Option(help: "Samples per batch.") var batchSize: Int = 64
     @Option(help: "Pseudo-labeled samples per labeled one in each batch.") var ratio: Double = 1
     @Option(help: "Seed for order and augmentation.") var seed: UInt64 = 0
@@ -55,16 +55,15 @@ struct PipelineOptions: ParsableArguments {
     func trainView() throws -> TrainView {
         let cropMode: TrainCrop
         switch crop {
-        case "rrc":
+        case .rrc:
             let parts = scale.split(separator: ",").compactMap { Double($0) }
             guard parts.count == 2, parts[0] > 0, parts[0] <= parts[1], parts[1] <= 1 else {
                 throw ValidationError("--scale wants lo,hi with 0 < lo <= hi <= 1 (got \(scale))")
             }
             cropMode = .randomResized(scale: parts[0]...parts[1], ratio: (3.0 / 4)...(4.0 / 3))
-        case "pad":
+        case .pad:
             guard pad >= 0 else { throw ValidationError("--pad must be 0 or more") }
             cropMode = .padCrop(padding: pad)
-        default: throw ValidationError("--crop must be rrc or pad (got \(crop))")
         }
         return TrainView(size: size, crop: cropMode, flip: !noFlip, randAugment: try parsedRandAugment(),
                          cutout: cutout, fastDecode: !exactDecode)
@@ -76,36 +75,30 @@ struct PipelineOptions: ParsableArguments {
         guard parts.count == 2, let n = Int(parts[0]), let m = Double(parts[1]), n >= 0, m >= 0 else {
             throw ValidationError("--randaugment wants N,M such as 2,9 (got \(randaugment))")
         }
-        guard let preset = RandAugment.Preset(rawValue: raPreset) else {
-            throw ValidationError("--ra-preset must be reference or timm (got \(raPreset))")
-        }
-        return RandAugment(layers: n, magnitude: m, preset: preset)
+        return RandAugment(layers: n, magnitude: m, preset: raPreset)
     }
 
     func resolvedView() throws -> View {
         guard size >= 1 && size <= 4096 else { throw ValidationError("--size must be 1-4096 (got \(size))") }
         switch view {
-        case "train": return .train(try trainView())
-        case "teacher":
+        case .train: return .train(try trainView())
+        case .teacher:
             guard cropFraction > 0 && cropFraction <= 1 else { throw ValidationError("--crop-fraction must be in (0, 1]") }
             return .teacher(TeacherView(size: size, cropFraction: cropFraction, fastDecode: !exactDecode))
-        default: throw ValidationError("--view must be train or teacher (got \(view))")
         }
     }
 
     func config(store: Store) throws -> PipelineConfig {
         let ch: Int
         switch channels {
-        case "auto": ch = try store.dominantChannels()
-        case "1": ch = 1
-        case "3": ch = 3
-        default: throw ValidationError("--channels must be 1, 3 or auto (got \(channels))")
+        case .auto: ch = try store.dominantChannels()
+        case .one: ch = 1
+        case .three: ch = 3
         }
         let out: OutputLayout
         switch layout {
-        case "uint8": out = .uint8NHWC
-        case "float32": out = .float32NCHW(.imageNet(channels: ch))
-        default: throw ValidationError("--layout must be uint8 or float32 (got \(layout))")
+        case .uint8: out = .uint8NHWC
+        case .float32: out = .float32NCHW(.imageNet(channels: ch))
         }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be 1-256") }

@@ -1,3 +1,5 @@
+import DatasetStore
+import StreamServer
 import ArgumentParser
 import Foundation
 
@@ -43,8 +45,37 @@ func runReportingErrors(_ body: () throws -> Void) throws {
     } catch let e as ValidationError {
         throw e
     } catch {
-        Terminal.error("\(error)")
+        Terminal.error(FlagNames.describe(error))
         throw ExitCode.failure
+    }
+}
+
+/// Library errors speak the domain ("threshold 1.2 is not a probability") and say
+/// which request field they are about; here, and only here, that field becomes
+/// the flag a user types.
+enum FlagNames {
+    static func flag(for field: RequestField) -> String {
+        switch field {
+        case .threshold: "--threshold"
+        case .perClass: "--per-class"
+        case .selectionName: "--name"
+        case .precision: "--precision"
+        case .sampleIDs: "--ids or --sources"
+        case .logits: "--logits"
+        case .overwrite: "--force"
+        }
+    }
+
+    /// The error's one line, with the flag that controls it.
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case let e as StoreError:
+            return e.field.map { "\(e.message) (\(flag(for: $0)))" } ?? e.message
+        case let e as WireError where e.kind == .remoteNotAllowed:
+            return "\(e.description) (--allow-remote with --token-file)"
+        default:
+            return "\(error)"
+        }
     }
 }
 

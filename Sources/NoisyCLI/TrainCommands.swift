@@ -10,8 +10,8 @@ import Digest
 
 /// Model and optimiser options shared by train and run.
 struct ModelOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("mlp or cnn (residual CNN: stem, two stages of residual blocks, dense).", valueName: "mlp|cnn"))
-    var model: String = "cnn"
+    @Option(help: "mlp or cnn (residual CNN: stem, two stages of residual blocks, dense).")
+    var model: ModelChoice = .cnn
     @Option(help: "Width multiplier (1: 16 and 32 channels, 128 dense units; MLP 256 units).") var width: Double = 1
     @Option(help: "Residual blocks per stage (CNN) or hidden layers (MLP).") var depth: Int = 1
     @Option(help: "Epochs: passes over the pseudo-labeled selection (or the labeled split without one).") var epochs: Int = 10
@@ -23,7 +23,6 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "OpenBLAS threads (keep decode threads' cores free).") var blasThreads: Int = 1
 
     func validate() throws {
-        guard ["mlp", "cnn"].contains(model) else { throw ValidationError("--model must be mlp or cnn") }
         guard width > 0, depth >= 0, epochs >= 1 else { throw ValidationError("--width > 0, --depth >= 0, --epochs >= 1") }
         guard (0..<1).contains(dropout), stochasticDepth > 0, stochasticDepth <= 1 else {
             throw ValidationError("--dropout in [0, 1), --stochastic-depth in (0, 1]")
@@ -58,7 +57,7 @@ struct Train: ParsableCommand, TrainsModels {
             let store = try Store(path: storeOption.store, readOnly: true)
             let config = try pipeline.config(store: store)
             let m = modelOptions
-            let recipe = ModelRecipe(kind: m.model, width: m.width, depth: m.depth, dropout: m.dropout,
+            let recipe = ModelRecipe(kind: m.model.rawValue, width: m.width, depth: m.depth, dropout: m.dropout,
                                      finalSurvival: m.stochasticDepth, epochs: m.epochs, learningRate: m.lr, emaDecay: m.ema)
             var jobConfig = TrainJobConfig(
                 pipeline: config, recipe: recipe, weightDecay: m.weightDecay,
@@ -142,13 +141,13 @@ struct LabelCommand: ParsableCommand, TrainsModels {
     @Option(help: ArgumentHelp("Teacher checkpoint.", valueName: "file")) var checkpoint: String
     @Option(help: "Free text describing the teacher.") var teacher: String
     @Option(help: ArgumentHelp("Parent generation (number or tag), or 'none'. Default: the newest.", valueName: "K")) var parent: String?
-    @Option(help: ArgumentHelp("f16, f32 or topk:K.", valueName: "precision")) var precision: String = "f16"
+    @Option(help: ArgumentHelp("f16, f32 or topk:K.", valueName: "precision")) var precision: LabelPrecision = .f16
     @Option(help: "Decode threads.") var threads: Int = 2
     @Flag(help: "Print the import summary as JSON.") var json = false
 
     func run() throws {
         try runReportingErrors {
-            guard let p = LabelPrecision(precision) else { throw ValidationError("--precision must be f16, f32 or topk:K") }
+            let p = precision
             let store = try Store(path: storeOption.store)
             let (h, model, opt) = try Checkpoint.load(path: checkpoint)
             let trainer = Trainer(model: model, optimizer: opt, seed: h.seed)

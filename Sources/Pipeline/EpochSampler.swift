@@ -20,13 +20,13 @@ public struct EpochSampler: Sendable {
 
     public init(count: Int, state: SamplerState, rank: Int = 0, worldSize: Int = 1) throws(SamplerError) {
         guard worldSize >= 1, (0..<worldSize).contains(rank) else {
-            throw SamplerError("rank \(rank) is not in 0..<\(worldSize)")
+            throw SamplerError(.ranks, "rank \(rank) is not in 0..<\(worldSize)")
         }
         guard count >= worldSize else {
-            throw SamplerError("\(count) items cannot be shared by \(worldSize) ranks")
+            throw SamplerError(.ranks, "\(count) items cannot be shared by \(worldSize) ranks")
         }
         guard state.step >= 0, state.step < count / worldSize else {
-            throw SamplerError("step \(state.step) is outside an epoch of \(count / worldSize) items")
+            throw SamplerError(.state, "step \(state.step) is outside an epoch of \(count / worldSize) items")
         }
         self.count = count
         self.rank = rank
@@ -66,7 +66,15 @@ public struct EpochSampler: Sendable {
     }
 }
 
+/// A sampler that cannot be set up as asked.
 public struct SamplerError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        /// The rank is outside the world, or the ranks outnumber the items.
+        case ranks
+        /// A resume state that does not fit this source.
+        case state
+    }
+    public let kind: Kind
     public let description: String
-    public init(_ d: String) { description = d }
+    public init(_ kind: Kind, _ d: String) { self.kind = kind; description = d }
 }

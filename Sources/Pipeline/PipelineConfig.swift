@@ -85,7 +85,7 @@ struct BatchPlanner: Sendable {
                 self.pseudo = nil
             }
         } catch let e as SamplerError {
-            throw PipelineError(.badState, e.description)
+            throw PipelineError(e.kind == .state ? .badState : .invalidConfiguration, e.description)
         }
         batches = state.batches
     }

@@ -33,9 +33,23 @@ public struct ArraySpec {
     }
 }
 
+/// A protocol or socket failure, with a one-line reason.
 public struct WireError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable, Equatable {
+        /// The peer broke the protocol (garbage, wrong version, unexpected frame, bad values).
+        case protocolViolation
+        /// A socket call failed.
+        case socket
+        /// A non-loopback address without remote listening allowed.
+        case remoteNotAllowed
+        /// The peer did not authenticate.
+        case unauthorised
+    }
+    public let kind: Kind
     public let description: String
-    public init(_ d: String) { description = d }
+    public init(_ kind: Kind, _ d: String) { self.kind = kind; description = d }
+    /// A protocol violation: the common case.
+    public init(_ d: String) { self.init(.protocolViolation, d) }
 }
 
 /// A connected socket with frame reads and writes.
@@ -137,7 +151,7 @@ public final class Connection: @unchecked Sendable {
                 let n = Glibc.send(fd, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL))
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw WireError("send: \(String(cString: strerror(errno)))")
+                    throw WireError(.socket, "send: \(String(cString: strerror(errno)))")
                 }
                 sent += n
             }
@@ -154,7 +168,7 @@ public final class Connection: @unchecked Sendable {
                 if n < 0 {
                     if errno == EINTR { continue }
                     if errno == EAGAIN || errno == EWOULDBLOCK { throw WireError("timed out waiting for data") }
-                    throw WireError("recv: \(String(cString: strerror(errno)))")
+                    throw WireError(.socket, "recv: \(String(cString: strerror(errno)))")
                 }
                 got += n
             }

@@ -75,7 +75,7 @@ public final class Server: @unchecked Sendable {
             unlink(path)
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw WireError("socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw WireError(.socket, "socket: \(String(cString: strerror(errno)))") }
         try Self.bindAndListen(fd, &addr, name: path)
         listenFD = fd
         unixPath = path
@@ -85,10 +85,10 @@ public final class Server: @unchecked Sendable {
     public func listen(host: String, port: UInt16, allowRemote: Bool) throws -> UInt16 {
         let loopback = ["127.0.0.1", "localhost", "::1"].contains(host)
         guard loopback || allowRemote else {
-            throw WireError("\(host) is not a loopback address; give --allow-remote (and --token-file) to listen there")
+            throw WireError(.remoteNotAllowed, "\(host) is not a loopback address; listening there must be allowed explicitly, with a token")
         }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw WireError("socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw WireError(.socket, "socket: \(String(cString: strerror(errno)))") }
         var one: Int32 = 1
         setsockopt(fd, Int32(SOL_SOCKET), SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var addr = sockaddr_in()
@@ -205,7 +205,7 @@ public final class Server: @unchecked Sendable {
                 for i in 0..<max(given.count, want.count) {
                     diff |= Int((i < given.count ? given[i] : 0) ^ (i < want.count ? want[i] : 0))
                 }
-                guard diff == 0 else { throw WireError("wrong token") }
+                guard diff == 0 else { throw WireError(.unauthorised, "wrong token") }
             }
             conn.setReadTimeout(0)
             let context = SessionContext(server: self, conn: conn, hello: hello.header, log: log)

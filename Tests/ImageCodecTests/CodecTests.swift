@@ -1,6 +1,8 @@
 import XCTest
 import ImageCodec
 import TestSupport
+import Digest
+import Pixels
 
 final class CodecTests: XCTestCase {
     func testPNGRoundTripIsExact() throws {
@@ -114,10 +116,10 @@ final class CodecTests: XCTestCase {
     }
 
     func testSHA256KnownVectors() {
-        XCTAssertEqual(Codec.sha256([]).hexString, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        XCTAssertEqual(Codec.sha256(Array("abc".utf8)).hexString, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(SHA256.hash([]).hexString, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(SHA256.hash(Array("abc".utf8)).hexString, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         let long = [UInt8](repeating: 0x61, count: 1_000_000)
-        XCTAssertEqual(Codec.sha256(long).hexString, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        XCTAssertEqual(SHA256.hash(long).hexString, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
     func testResizeIdentityAndDownscale() throws {
@@ -148,7 +150,10 @@ final class FuzzCorpusReplayTests: XCTestCase {
             for scale in [1, 2, 8] {
                 for region in [nil, PixelRect(x: 1, y: 1, width: 2, height: 2)] as [PixelRect?] {
                     do {
-                        _ = try Codec.decode(bytes, options: DecodeOptions(scaleDenominator: scale, region: region, maxPixels: 1 << 22))
+                        let img = try Codec.decode(bytes, options: DecodeOptions(scaleDenominator: scale, region: region, maxPixels: 1 << 22))
+                        XCTAssertTrue(img.channels == 1 || img.channels == 3, "\(name): \(img.channels) channels")
+                        XCTAssertEqual(img.pixels.count, img.width * img.height * img.channels, "\(name): pixels match the size")
+                        if let region { XCTAssertLessThanOrEqual(img.width, region.width + DecodeOptions.wideningSlack, name) }
                         decoded += 1
                     } catch {
                         refused += 1
@@ -157,7 +162,10 @@ final class FuzzCorpusReplayTests: XCTestCase {
                 }
             }
         }
-        XCTAssertEqual(decoded + refused, files.count * 6)
+        // The corpus keeps inputs of both kinds: a run where everything decodes, or
+        // nothing does, means the decoder (or the corpus) changed.
+        XCTAssertGreaterThan(decoded, 0, "some kept inputs decode")
+        XCTAssertGreaterThan(refused, 0, "some kept inputs are refused")
         print("fuzz corpus: \(files.count) inputs, \(decoded) decodes, \(refused) refusals")
     }
 }

@@ -2,6 +2,7 @@ import XCTest
 import DatasetStore
 import ImageCodec
 import TestSupport
+import Digest
 
 final class CLITests: XCTestCase {
     var root = ""
@@ -140,7 +141,7 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(row.source, rec.source)
             XCTAssertEqual(row.format, rec.format.rawValue)
             XCTAssertEqual([row.width, row.height], [rec.width, rec.height])
-            XCTAssertEqual(row.sha256, Codec.sha256(try s.imageBytes(row.id)).hexString)
+            XCTAssertEqual(row.sha256, SHA256.hash(try s.imageBytes(row.id)).hexString)
         }
     }
 

@@ -82,6 +82,8 @@ final class ConcurrentAccessTests: ServerTestCase {
         let counts = try readWhile(writer, store: store, sock: sock)
         XCTAssertEqual(counts, counts.sorted(), "a reader never sees samples disappear")
         XCTAssertTrue(counts.allSatisfy { ($0 - 58) % 256 == 0 || $0 == 58 + more }, "whole batches only: \(counts)")
+        // Without this the test would pass even if no read overlapped the write.
+        XCTAssertTrue(counts.contains { $0 > 58 && $0 < 58 + more }, "some read saw the ingest half done: \(counts)")
 
         let n = 58 + more - 18
         let made = try Processes.python("""

@@ -12,8 +12,15 @@ final class LabelsCLITests: XCTestCase {
 
     /// 3 classes x 2 labeled images, `unlabeled` unlabeled PNGs (ids 6 ...).
     func makeStore(unlabeled: Int = 30) throws -> String {
-        for c in ["ant", "bee", "cat"] {
-            for i in 0..<2 { Fixtures.write(Fixtures.png(width: 10, height: 10, seed: UInt64(c.count * 10 + i + c.hashValue & 0xFF)), to: "\(root)/l/\(c)/\(i).png") }
+        // Explicit seeds: String.hashValue changes from process to process, and two
+        // equal images would be deduplicated, leaving a class with one sample.
+        var seen = Set<[UInt8]>()
+        for (k, c) in ["ant", "bee", "cat"].enumerated() {
+            for i in 0..<2 {
+                let png = Fixtures.png(width: 10, height: 10, seed: UInt64(100 + 10 * k + i))
+                XCTAssertTrue(seen.insert(png).inserted, "labeled fixture \(c)/\(i) repeats another")
+                Fixtures.write(png, to: "\(root)/l/\(c)/\(i).png")
+            }
         }
         for i in 0..<unlabeled { Fixtures.write(Fixtures.png(width: 12, height: 10, seed: UInt64(500 + i)), to: "\(root)/u/\(String(format: "%05d", i)).png") }
         let store = "\(root)/s.noisy"

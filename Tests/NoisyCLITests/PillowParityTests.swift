@@ -1,6 +1,7 @@
 import XCTest
 import ImageCodec
 import TestSupport
+import Pixels
 
 /// Decoded pixels and resampling must equal Pillow's (same libjpeg-turbo defaults,
 /// same resampling coefficients). Pillow writes the file flavours our encoder does

@@ -2,6 +2,7 @@ import XCTest
 import Augment
 import Batches
 import Pipeline
+import KeyedRandom
 
 final class SamplerTests: XCTestCase {
     func testPermutationDependsOnSeedAndEpochOnly() {

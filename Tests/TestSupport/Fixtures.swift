@@ -1,5 +1,6 @@
 import Foundation
 import ImageCodec
+import Pixels
 
 /// Test fixtures built on the spot with our own encoder: nothing is downloaded.
 public enum Fixtures {
@@ -91,6 +92,29 @@ public enum Processes {
 
     /// Debian's python3, which owns python3-numpy, -pil, -lmdb and -jsonschema.
     public static let python = "/usr/bin/python3"
+
+    /// The project's virtual environment (torch, torchvision, timm, Pillow 13 from
+    /// PyPI, pinned in tools/python-env.sh). `tools/bootstrap.sh` starts building it
+    /// in the background; this waits for that build, or builds it, once per process.
+    /// Throws, failing the test, when it cannot be had: it is never skipped.
+    public static func torchPython() throws -> String {
+        try venvReady.get()
+        return repositoryRoot + "/.venv/bin/python"
+    }
+
+    private static let venvReady: Result<Void, ProcessFailure> = {
+        do {
+            let r = try run("/bin/bash", [repositoryRoot + "/tools/python-env.sh"])
+            return r.status == 0 ? .success(()) : .failure(ProcessFailure("tools/python-env.sh failed: \(r.stdout)\(r.stderr)"))
+        } catch {
+            return .failure(ProcessFailure("tools/python-env.sh: \(error)"))
+        }
+    }()
+
+    /// Runs a script with the virtual environment's Python.
+    public static func torchScript(_ script: String, _ arguments: [String] = []) throws -> ProcessResult {
+        try run(try torchPython(), ["-c", script] + arguments)
+    }
 
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String], stdin: Data? = nil,
@@ -190,3 +214,9 @@ public enum Processes {
 
 /// `@unchecked Sendable`: written by one background block, read after `group.wait()`.
 final class DataBox: @unchecked Sendable { var data = Data() }
+
+/// A helper process that could not do its part, with what it said.
+public struct ProcessFailure: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}

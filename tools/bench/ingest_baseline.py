@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Baseline for `noisy ingest`: what a user writes today in one Python process.
 
 Walks the folder, reads each file, SHA-256s it, validates it with a full Pillow

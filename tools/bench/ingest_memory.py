@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Ingest memory benchmark: peak RSS of `noisy ingest` over folders of N tiny
 distinct PNGs (folders of 1,000), for several N. Flat memory means the peak does
 not grow with N: the scan streams, and only one batch of files is in flight.

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Generation scale benchmark: import, filter, export and random lookups for
 N samples x C classes (default 1,000,000 x 1,000), in f16 and in topk:32.
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Writes N ImageNet-like JPEGs (about 480x360, quality 75-95, 4:2:0) for benchmarks.
 
 Content is smooth random colour fields plus texture and edges, so that file sizes

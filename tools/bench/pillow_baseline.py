@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The train transform users run today, with Pillow + numpy, single process.
 
 decode -> RandomResizedCrop(224, scale 0.08-1, ratio 3/4-4/3, bilinear; torchvision's

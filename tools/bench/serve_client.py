@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Consumes batches from `noisy serve` and prints one JSON line: batches/s, MB/s,
 and the client's own CPU time per batch (what the Python side costs).
 Usage: serve_client.py ADDRESS BATCHES"""

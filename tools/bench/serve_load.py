@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Serve load benchmark: one `noisy serve` and CLIENTS concurrent Python clients
 (ranks 0..CLIENTS-1 of one world, as a DDP job would connect) pulling batches for
 SECONDS. Samples the server's RSS every second and reports, per client, batches/s

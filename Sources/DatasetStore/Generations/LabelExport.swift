@@ -166,7 +166,7 @@ extension Store {
             guard isDir.boolValue else { throw StoreError(.conflict, "\(out): exists and is not a folder") }
             let contents = (try? fm.contentsOfDirectory(atPath: out)) ?? []
             if !contents.isEmpty && !force {
-                throw StoreError(.conflict, "\(out): folder is not empty (\(contents.count) entries); give --force to write into it")
+                throw StoreError(.conflict, "\(out): folder is not empty (\(contents.count) entries); writing into it must be asked for", field: .overwrite)
             }
         } else {
             do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {

@@ -26,11 +26,11 @@ extension Store {
         guard !r.name.isEmpty, r.name.utf8.count <= 200, !r.name.utf8.contains(0) else {
             throw StoreError(.invalidArgument, "selection name must be 1-200 bytes without NUL")
         }
-        guard r.threshold >= 0, r.threshold <= 1 else { throw StoreError(.invalidArgument, "--threshold must be in [0, 1] (got \(r.threshold))") }
-        if let n = r.perClass, n < 1 { throw StoreError(.invalidArgument, "--per-class must be at least 1 (got \(n))") }
+        guard r.threshold >= 0, r.threshold <= 1 else { throw StoreError(.invalidArgument, "threshold \(r.threshold) is not a probability (it must be in [0, 1])", field: .threshold) }
+        if let n = r.perClass, n < 1 { throw StoreError(.invalidArgument, "a class cap of \(n) keeps nothing (it must be at least 1)", field: .perClass) }
         guard let g = try generation(r.generation) else { throw StoreError(.notFound, "\(path): no generation \(r.generation)") }
         if try selection(r.generation, r.name) != nil {
-            throw StoreError(.conflict, "\(path): generation \(r.generation) already has a selection '\(r.name)'; selections never change: choose another --name")
+            throw StoreError(.conflict, "\(path): generation \(r.generation) already has a selection '\(r.name)'; selections never change: choose another name", field: .selectionName)
         }
         try removeOrphanLabels()
         let c = g.classCount

@@ -89,7 +89,7 @@ extension Store {
         let c = classNames.count
         guard c >= 2 else { throw StoreError(.invalidArgument, "\(path): the store has \(c) classes; labels need at least 2 (ingest a labeled folder first)") }
         if case .topK(let k) = request.precision, k >= c {
-            throw StoreError(.invalidArgument, "--precision topk:\(k) keeps all \(c) classes; use f16 or f32")
+            throw StoreError(.invalidArgument, "precision topk:\(k) keeps all \(c) classes; f16 or f32 store them exactly", field: .precision)
         }
         if case .topK = request.precision, c > 65_536 {
             throw StoreError(.invalidArgument, "topk precision supports at most 65,536 classes (the store has \(c))")
@@ -211,9 +211,9 @@ extension Store {
                 ids = try idsForSourceList(p)
                 matched = "source"
             case (nil, nil):
-                throw StoreError(.invalidArgument, "give --ids IDS.npy or --sources LIST.txt to say which sample each row is")
+                throw StoreError(.invalidArgument, "the rows need sample ids or a source list to say which sample each row is", field: .sampleIDs)
             default:
-                throw StoreError(.invalidArgument, "give --ids or --sources, not both")
+                throw StoreError(.invalidArgument, "sample ids and a source list were both given; one says which sample each row is", field: .sampleIDs)
             }
             return (NPYRows(file: file), ids,
                     PredictionOrigin(kind: "npy", path: predictions, sha256: hash, logits: r.logits, matchedBy: matched,
@@ -238,7 +238,7 @@ extension Store {
                     throw StoreError(.notFound, "\(listPath): line \(i + 1): no sample has source '\(s)'")
                 }
                 guard found.count == 1 else {
-                    throw StoreError(.invalidArgument, "\(listPath): line \(i + 1): source '\(s)' matches samples \(found.map(String.init).joined(separator: ", ")); give --ids")
+                    throw StoreError(.invalidArgument, "\(listPath): line \(i + 1): source '\(s)' matches samples \(found.map(String.init).joined(separator: ", ")); match the rows by sample id instead", field: .sampleIDs)
                 }
                 return first
             }
@@ -266,12 +266,12 @@ extension Store {
                     throw StoreError(.invalidArgument, "\(name): row \(i) (sample \(ids[i])), class \(j): \(v) is not a finite number")
                 }
                 if !logits && v < 0 {
-                    throw StoreError(.invalidArgument, "\(name): row \(i) (sample \(ids[i])), class \(j): negative probability \(v)" + " (give --logits for scores)")
+                    throw StoreError(.invalidArgument, "\(name): row \(i) (sample \(ids[i])), class \(j): negative probability \(v) (scores must be imported as logits)", field: .logits)
                 }
                 sum += Double(v)
             }
             if !logits && abs(sum - 1) > 1e-3 {
-                throw StoreError(.invalidArgument, "\(name): row \(i) (sample \(ids[i])) sums to \(String(format: "%.4f", sum)), not 1 (give --logits for unnormalised scores)")
+                throw StoreError(.invalidArgument, "\(name): row \(i) (sample \(ids[i])) sums to \(String(format: "%.4f", sum)), not 1 (unnormalised scores must be imported as logits)", field: .logits)
             }
         }
     }
@@ -300,7 +300,7 @@ extension Store {
 }
 
 /// JSON Lines predictions: one object per line with "id" (or "source") and
-/// "probs" (or "logits" with --logits). Pure parsing, so that it can be fuzzed.
+/// "probs" (or "logits" when importing logits). Pure parsing, so that it can be fuzzed.
 public enum JSONLPredictions {
     /// Returns the ids and the row-major values; `idsForSource` resolves "source" keys.
     public static func parse(_ data: Data, path p: String, classCount c: Int, logits: Bool,
@@ -328,7 +328,7 @@ public enum JSONLPredictions {
             }
             let key = logits ? "logits" : "probs"
             guard let row = obj[key] as? [Any] else {
-                throw StoreError(.invalidArgument, "\(p): line \(lineNumber): needs \"\(key)\" (an array of \(c) numbers)" + (logits ? "" : "; give --logits for scores"))
+                throw StoreError(.invalidArgument, "\(p): line \(lineNumber): needs \"\(key)\" (an array of \(c) numbers)" + (logits ? "" : "; scores must be imported as logits"), field: logits ? nil : .logits)
             }
             guard row.count == c else {
                 throw StoreError(.invalidArgument, "\(p): line \(lineNumber): \(row.count) values, the store has \(c) classes")

@@ -1,0 +1,131 @@
+import XCTest
+import TestSupport
+
+/// Commands that were only ever run through `--help`: the demo at a tiny scale,
+/// `bench decode` and `bench labels`, each checked for what it claims to do.
+final class DemoAndBenchTests: XCTestCase {
+    var root = ""
+    override func setUp() { root = Fixtures.temporaryDirectory(name) }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: root) }
+
+    /// `noisy demo` end to end on a slice: the folders it writes, the store it
+    /// ingests, one loop iteration, the report (validated against its schema), and
+    /// a second run that reuses the work folder instead of starting over.
+    func testDemoRunsTheLoopOnASliceAndReusesItsWorkFolder() throws {
+        let work = "\(root)/demo"
+        let args = ["demo", "--workdir", work, "--per-class", "5", "--unlabeled", "200", "--iterations", "1",
+                    "--teacher-epochs", "2", "--student-epochs", "1", "--keep-per-class", "20", "--threshold", "0",
+                    "--batch-size", "32", "--threads", "2"]
+        let first = try Processes.noisy(args)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        // The folders: 10 classes x 5 labeled, 200 unlabeled.
+        let fm = FileManager.default
+        let classes = try fm.contentsOfDirectory(atPath: "\(work)/folders/labeled").filter { !$0.hasPrefix(".") }
+        XCTAssertEqual(classes.count, 10)
+        for c in classes { XCTAssertEqual(try fm.contentsOfDirectory(atPath: "\(work)/folders/labeled/\(c)").count, 5, c) }
+        XCTAssertEqual(try fm.subpathsOfDirectory(atPath: "\(work)/folders/unlabeled").filter { $0.hasSuffix(".png") }.count, 200)
+        let info = try Processes.noisy(["info", "--store", "\(work)/store.noisy", "--json"])
+        let i = try XCTUnwrap(JSONSerialization.jsonObject(with: info.stdoutData) as? [String: Any])
+        let splits = try XCTUnwrap(i["splits"] as? [String: Any])
+        XCTAssertEqual(splits["labeled"] as? Int, 50, "\(splits)")
+        XCTAssertEqual(splits["unlabeled"] as? Int, 200, "\(splits)")
+        XCTAssertEqual(splits["test"] as? Int, 10_000, "\(splits)")
+        // The report: one iteration with a generation, valid against the schema.
+        let report = try Data(contentsOf: URL(fileURLWithPath: "\(work)/report.json"))
+        XCTAssertNil(try Processes.schemaViolation(schema: "run-report.schema.json", json: report))
+        let r = try XCTUnwrap(JSONSerialization.jsonObject(with: report) as? [String: Any])
+        XCTAssertEqual((r["iterations"] as? [Any])?.count, 1)
+        XCTAssertTrue(first.stdout.contains("demo: first teacher"), first.stdout)
+        let list = try Processes.noisy(["labels", "list", "--store", "\(work)/store.noisy", "--json"])
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: list.stdoutData) as? [Any])?.count, 1, "one generation")
+        // Run again: the folders and the loop's finished steps are reused, nothing is redone.
+        let again = try Processes.noisy(args)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("demo: reusing"), again.stdout)
+        let list2 = try Processes.noisy(["labels", "list", "--store", "\(work)/store.noisy", "--json"])
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: list2.stdoutData) as? [Any])?.count, 1, "no second generation")
+    }
+
+    func makeStore() throws -> String {
+        for c in 0..<3 {
+            for k in 0..<6 {
+                Fixtures.write(Fixtures.jpeg(width: 64 + 8 * k, height: 48 + 4 * c, seed: UInt64(10 * c + k + 1)), to: "\(root)/l/c\(c)/\(k).jpg")
+            }
+        }
+        for k in 0..<30 { Fixtures.write(Fixtures.png(width: 20, height: 20, seed: UInt64(100 + k)), to: "\(root)/u/\(k).png") }
+        let store = "\(root)/s.noisy"
+        let r = try Processes.noisy(["ingest", "--store", store, "--labeled", "\(root)/l", "--unlabeled", "\(root)/u", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return store
+    }
+
+    /// `bench decode` decodes every labeled sample in each run and reports rates
+    /// that agree with the pixel count it decoded.
+    func testBenchDecodeReportsEveryLabeledSample() throws {
+        let store = try makeStore()
+        let r = try Processes.noisy(["bench", "decode", "--store", store, "--repeat", "2", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertNil(try Processes.schemaViolation(schema: "bench-decode.schema.json", json: r.stdoutData))
+        let j = try XCTUnwrap(JSONSerialization.jsonObject(with: r.stdoutData) as? [String: Any])
+        XCTAssertEqual(j["samples"] as? Int, 18)
+        XCTAssertEqual((j["runs"] as? [Double])?.count, 2)
+        // 18 images of known sizes: megapixels per image is their mean area.
+        var totalPixels = 0
+        for c in 0..<3 { for k in 0..<6 { totalPixels += (64 + 8 * k) * (48 + 4 * c) } }
+        let meanPixels = Double(totalPixels) / 18
+        let ips = try XCTUnwrap(j["images_per_second"] as? Double), mps = try XCTUnwrap(j["megapixels_per_second"] as? Double)
+        XCTAssertEqual(mps * 1e6 / ips, meanPixels, accuracy: meanPixels * 0.25, "rates and pixel counts agree")
+        let empty = try Processes.noisy(["bench", "decode", "--store", "\(root)/nowhere.noisy"])
+        XCTAssertNotEqual(empty.status, 0)
+        XCTAssertTrue(empty.stderr.contains("nowhere.noisy"), empty.stderr)
+    }
+
+    /// `bench labels` looks up distributions in a real generation.
+    func testBenchLabelsLooksUpAGeneration() throws {
+        let store = try makeStore()
+        let made = try Processes.python("""
+        import sys, numpy as np
+        np.save(sys.argv[1] + "/p.npy", np.random.RandomState(1).dirichlet([1.0] * 3, size=30).astype(np.float32))
+        np.save(sys.argv[1] + "/ids.npy", np.arange(18, 48, dtype=np.int64))
+        """, [root])
+        XCTAssertEqual(made.status, 0, made.stderr)
+        let imported = try Processes.noisy(["labels", "import", "--store", store, "--predictions", "\(root)/p.npy",
+                                            "--ids", "\(root)/ids.npy", "--teacher", "t", "--quiet"])
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+        let r = try Processes.noisy(["bench", "labels", "--store", store, "--generation", "latest", "--lookups", "2000",
+                                     "--repeat", "2", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertNil(try Processes.schemaViolation(schema: "bench-labels.schema.json", json: r.stdoutData))
+        let j = try XCTUnwrap(JSONSerialization.jsonObject(with: r.stdoutData) as? [String: Any])
+        XCTAssertEqual(j["samples"] as? Int, 30)
+        XCTAssertEqual(j["precision"] as? String, "f16")
+        let missing = try Processes.noisy(["bench", "labels", "--store", store, "--generation", "9"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("9"), missing.stderr)
+    }
+}
+
+/// The benchmark scripts run as the README shows them (`tools/bench/x.py ...`): their
+/// shebang must name Debian's /usr/bin/python3, which owns python3-pil, -numpy and
+/// -lmdb, not whatever `python3` comes first on PATH (a pyenv one has none of them).
+final class BenchScriptTests: XCTestCase {
+    func testEveryBenchScriptRunsWithDebiansPython() throws {
+        let dir = Processes.repositoryRoot + "/tools/bench"
+        let scripts = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".py") }.sorted()
+        XCTAssertGreaterThan(scripts.count, 5)
+        for name in scripts {
+            let text = try String(contentsOfFile: dir + "/" + name, encoding: .utf8)
+            XCTAssertEqual(text.split(separator: "\n").first.map(String.init), "#!/usr/bin/python3", name)
+            XCTAssertTrue(FileManager.default.isExecutableFile(atPath: dir + "/" + name), "\(name) is executable")
+        }
+        // Run one directly, through its shebang, with a PATH whose first python3 is not Debian's.
+        let fake = Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: fake) }
+        Fixtures.write(Array("#!/bin/sh\necho wrong python >&2; exit 9\n".utf8), to: fake + "/python3")
+        chmod(fake + "/python3", 0o755)
+        let path = fake + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin")
+        let r = try Processes.run(dir + "/ingest_memory.py", ["--help"], environment: ["PATH": path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("usage: ingest_memory.py"), r.stdout)
+    }
+}

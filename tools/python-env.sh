@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds the Python environment the tests use: .venv/ in the checkout (ignored by git),
+# from Debian's /usr/bin/python3 and pinned PyPI versions. Idempotent: a finished
+# environment whose pins match is left alone (.venv/.ready holds the pins it was made from).
+#
+#   tools/python-env.sh          build it now (a few minutes the first time)
+#   tools/python-env.sh --wait   wait for a build another process is running
+#
+# torch comes from PyPI with its CUDA libraries (about 5 GB installed, a few minutes):
+# PyPI's torchvision links against them, so a CPU-only torch cannot stand in.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+venv="$root/.venv"
+pins=(
+  "numpy==2.4.6"
+  "pillow==13.0.0"
+  "torch==2.14.1"
+  "torchvision==0.29.2"
+  "timm==1.0.31"
+)
+want=$(printf '%s\n' "${pins[@]}")
+lock="$root/.venv.lock"
+
+ready() { [[ -f "$venv/.ready" ]] && [[ "$(cat "$venv/.ready")" == "$want" ]]; }
+
+if [[ "${1:-}" == "--wait" ]]; then
+  exec 9>"$lock"; flock 9   # returns once no build holds the lock
+  ready && exit 0
+  echo "python-env: no finished environment (see .venv.log)" >&2; exit 1
+fi
+
+exec 9>"$lock"
+flock 9
+if ready; then echo "python-env: .venv ready"; exit 0; fi
+echo "python-env: building .venv (${pins[*]})"
+rm -rf "$venv"
+/usr/bin/python3 -m venv "$venv"
+PIP_FIND_LINKS= "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir "${pins[@]}"
+printf '%s' "$want" > "$venv/.ready"
+echo "python-env: done"
