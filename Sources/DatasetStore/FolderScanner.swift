@@ -32,9 +32,9 @@ public enum FolderScanner {
     public static func checkRoot(_ root: String, split: Split) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir) else {
-            throw StoreError(.missingFolder, "\(root): no such folder (--\(split.rawValue))")
+            throw StoreError(.missingFolder, "\(root): no such folder (given as the \(split.rawValue) folder)")
         }
-        guard isDir.boolValue else { throw StoreError(.missingFolder, "\(root): not a folder (--\(split.rawValue))") }
+        guard isDir.boolValue else { throw StoreError(.missingFolder, "\(root): not a folder (given as the \(split.rawValue) folder)") }
     }
 
     /// Every file under `root`, in path order (for tests and small folders; ingest streams with `walk`).

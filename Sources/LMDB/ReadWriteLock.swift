@@ -31,19 +31,19 @@ final class ReadWriteLock: @unchecked Sendable {
 
     /// Runs `body` holding the lock shared (many readers at once).
     func withReadLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
-        storage.withUnsafeMutablePointerToElements { lock in
-            let rc = pthread_rwlock_rdlock(lock)
-            precondition(rc == 0, "pthread_rwlock_rdlock failed: \(rc)")
-        }
-        defer { unlock() }
-        return try body()
+        try holding(pthread_rwlock_rdlock, "pthread_rwlock_rdlock", body)
     }
 
     /// Runs `body` holding the lock exclusively.
     func withWriteLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        try holding(pthread_rwlock_wrlock, "pthread_rwlock_wrlock", body)
+    }
+
+    private func holding<T, E: Error>(_ acquire: (UnsafeMutablePointer<pthread_rwlock_t>) -> Int32, _ name: String,
+                                      _ body: () throws(E) -> T) throws(E) -> T {
         storage.withUnsafeMutablePointerToElements { lock in
-            let rc = pthread_rwlock_wrlock(lock)
-            precondition(rc == 0, "pthread_rwlock_wrlock failed: \(rc)")
+            let rc = acquire(lock)
+            precondition(rc == 0, "\(name) failed: \(rc)")
         }
         defer { unlock() }
         return try body()

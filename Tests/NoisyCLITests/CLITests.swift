@@ -187,6 +187,8 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(writer.terminationStatus, 0)
         XCTAssertEqual(counts, counts.sorted(), "a reader never sees samples disappear")
         XCTAssertTrue(counts.allSatisfy { ($0 - 1) % 256 == 0 || $0 == n + 1 }, "whole batches only: \(counts)")
+        // Without this the test would pass even if no read overlapped the write.
+        XCTAssertTrue(counts.contains { $0 > 1 && $0 < n + 1 }, "some read saw the ingest half done: \(counts)")
         XCTAssertEqual(try Store(path: store, readOnly: true).count(), n + 1)
     }
 }

@@ -195,6 +195,72 @@ final class BatchLoaderTests: XCTestCase {
         }
     }
 
+    /// The trainer's layout: NHWC floats v/255 - 0.5, labelled as such on the batch,
+    /// from the same bytes as the uint8 batch.
+    func testTrainerLayoutIsNHWCCentredFloats() throws {
+        let u = try loader(config(randAugment: false)).next()
+        let f = try loader(config(randAugment: false, layout: .float32NHWC(.centred))).next()
+        guard case .uint8(let px) = u.images, case .float32(let fl) = f.images else { return XCTFail("layouts") }
+        XCTAssertEqual(f.layout, .float32(order: .nhwc, normalization: .centred))
+        XCTAssertEqual(u.layout, .uint8NHWC)
+        XCTAssertEqual(fl.count, px.count)
+        for i in 0..<px.count { XCTAssertEqual(fl[i], Float(px[i]) / 255 - 0.5, accuracy: 1e-6, "element \(i)") }
+        // A gray stream takes the same path.
+        var gray = config(randAugment: false, layout: .float32NHWC(.centred))
+        gray.channels = 1
+        var grayBytes = config(randAugment: false)
+        grayBytes.channels = 1
+        guard case .float32(let g) = try loader(gray).next().images, case .uint8(let gb) = try loader(grayBytes).next().images
+        else { return XCTFail("layouts") }
+        XCTAssertEqual(g.count, gb.count)
+        for i in stride(from: 0, to: gb.count, by: 7) { XCTAssertEqual(g[i], Float(gb[i]) / 255 - 0.5, accuracy: 1e-6) }
+    }
+
+    /// Evaluating and labelling read a fixed list once, in order, through the same
+    /// engine: every sample exactly once, the last batch partial, labeled samples with
+    /// one-hot targets, unlabeled ones with zero targets and weights; the bytes do not
+    /// depend on the thread count; a sample that does not decode is an error naming it.
+    func testSequenceLoaderCoversTheListOnceInOrder() throws {
+        var items: [(id: UInt64, classIndex: Int?)] = []
+        for i in 0..<45 {
+            let cls: Int? = i < 20 ? i % 4 : nil
+            items.append((id: UInt64(i + 20), classIndex: cls))
+        }
+        func run(threads: Int, images: [UInt64: [UInt8]] = Self.fixture.images) throws -> [Batch] {
+            let l = try SequenceLoader(items: items, source: InMemorySampleSource(images: images), classCount: 4,
+                                       view: .teacher(TeacherView(size: 24)), channels: 3, layout: .uint8NHWC,
+                                       batchSize: 16, threads: threads)
+            XCTAssertEqual(l.batchCount, 3)
+            var out: [Batch] = []
+            while let b = try l.next() { out.append(b) }
+            XCTAssertNil(try l.next(), "stays at the end")
+            return out
+        }
+        let one = try run(threads: 1), three = try run(threads: 3)
+        XCTAssertEqual(one.map(\.count), [16, 16, 13])
+        XCTAssertEqual(one.flatMap(\.ids), items.map(\.id))
+        XCTAssertEqual(one.map(bytes), three.map(bytes), "same bytes whatever the thread count")
+        let first = one[0]
+        for i in 0..<first.count {
+            let cls = items[i].classIndex
+            if let cls {
+                XCTAssertEqual(first.origins[i], .labeled)
+                XCTAssertEqual(first.argmaxTarget(i), cls)
+                XCTAssertEqual(first.weights[i], 1)
+            } else {
+                XCTAssertEqual(first.origins[i], .unlabeled)
+                XCTAssertEqual(first.weights[i], 0)
+            }
+        }
+        XCTAssertEqual(one[2].origins, [SampleOrigin](repeating: .unlabeled, count: 13))
+        var broken = Self.fixture.images
+        broken[33] = Array(broken[33]!.prefix(100))
+        XCTAssertThrowsError(try run(threads: 2, images: broken)) { e in
+            XCTAssertEqual((e as? PipelineError)?.kind, .badSample)
+            XCTAssertTrue("\(e)".contains("sample 33"), "\(e)")
+        }
+    }
+
     func testTeacherViewIsDeterministicAndGrayStaysGray() throws {
         let r = ViewRenderer(channels: 1, layout: .uint8NHWC)
         let jpeg = Fixtures.jpeg(width: 90, height: 70, channels: 1, seed: 3)
