@@ -3,7 +3,7 @@
  * so that a truncated or corrupt file returns an error instead of longjmp'ing
  * through Swift frames. Transforms follow Pillow's decode followed by
  * convert("L") / convert("RGB"): palettes expand to RGB, alpha is dropped (not
- * composited), 16-bit samples keep their high byte, tRNS is ignored.
+ * composited, a palette's tRNS included), 16-bit samples keep their high byte.
  */
 #include <png.h>
 #include <setjmp.h>
@@ -57,7 +57,11 @@ static int nc_png_prepare(png_structp png, png_infop info, const nc_decode_optio
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (depth == 16) png_set_strip_16(png);
-    if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+    /* Alpha is dropped, not composited (Pillow's convert("RGB")). A palette's tRNS
+     * chunk becomes an alpha channel when the palette expands: drop that too. */
+    if ((color & PNG_COLOR_MASK_ALPHA) ||
+        (color == PNG_COLOR_TYPE_PALETTE && png_get_valid(png, info, PNG_INFO_tRNS)))
+        png_set_strip_alpha(png);
     if (interlace != PNG_INTERLACE_NONE) png_set_interlace_handling(png);
     png_read_update_info(png, info);
 

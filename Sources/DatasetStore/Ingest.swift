@@ -166,6 +166,19 @@ public final class Ingester {
         onRefused?(IngestReportEntry(path: file.path, split: file.split, status: status, reason: reason, category: category))
     }
 
+    /// A file whose bytes are already kept (stored, or about to be in this batch).
+    private func duplicate(_ file: ScannedFile, of original: (what: String, split: Split, source: String),
+                           _ summary: inout IngestSummary) {
+        if original.split == file.split && original.source == file.source {
+            summary.alreadyStored += 1
+        } else if (original.split == .test) != (file.split == .test) {
+            refuse(file, .duplicate, .leakage,
+                   "LEAKAGE: \(file.split.rawValue) image identical to \(original.what); kept the first", &summary)
+        } else {
+            refuse(file, .duplicate, .duplicate, "same content as \(original.what); kept the first", &summary)
+        }
+    }
+
     /// Earlier batches are committed before this one's dedupe snapshot, so only
     /// duplicates inside the batch need tracking here: memory stays flat however
     /// large the folder.
@@ -179,6 +192,9 @@ public final class Ingester {
         // 2. Dedupe against the store and this run, in one snapshot.
         var fresh: [(Int, [UInt8], [UInt8])] = []  // index, bytes, hash
         var inBatch: [[UInt8]: ScannedFile] = [:]
+        // Copies of a file earlier in this batch wait for its verdict: a copy of a
+        // refused file gets the same refusal, not "duplicate, kept the first".
+        var copies: [(file: ScannedFile, hash: [UInt8])] = []
         try store.read { txn in
             for (i, file) in batch.enumerated() {
                 guard let item = loaded[i] else { continue }
@@ -187,21 +203,12 @@ public final class Ingester {
                     refuse(file, .skipped, category, reason, &summary)
                 case .bytes(let bytes, let hash):
                     summary.bytesRead += bytes.count
-                    var original: (what: String, split: Split, source: String)?
-                    if let prior = inBatch[hash] {
-                        original = ("\(prior.split.rawValue) file \(prior.path)", prior.split, prior.source)
-                    } else if let id = try store.id(forContentHash: hash, txn), let r = try store.sample(id, txn) {
-                        original = ("\(r.split.rawValue) sample \(id) (\(r.source))", r.split, r.source)
+                    if inBatch[hash] != nil {
+                        copies.append((file, hash))
+                        continue
                     }
-                    if let original {
-                        if original.split == file.split && original.source == file.source {
-                            summary.alreadyStored += 1
-                        } else if (original.split == .test) != (file.split == .test) {
-                            refuse(file, .duplicate, .leakage,
-                                   "LEAKAGE: \(file.split.rawValue) image identical to \(original.what); kept the first", &summary)
-                        } else {
-                            refuse(file, .duplicate, .duplicate, "same content as \(original.what); kept the first", &summary)
-                        }
+                    if let id = try store.id(forContentHash: hash, txn), let r = try store.sample(id, txn) {
+                        duplicate(file, of: ("\(r.split.rawValue) sample \(id) (\(r.source))", r.split, r.source), &summary)
                         continue
                     }
                     inBatch[hash] = file
@@ -218,14 +225,24 @@ public final class Ingester {
             checked[j] = Self.check(batch[i], bytes: bytes, hash: hash, classIndex: classIndex, options: options)
         }
         var prepared: [Prepared] = []
+        var refusedByHash: [[UInt8]: (category: RefusalCategory, reason: String)] = [:]
         for (j, item) in fresh.enumerated() {
             switch checked[j] {
             case .refused(let category, let reason)?:
                 refuse(batch[item.0], .skipped, category, reason, &summary)
+                refusedByHash[item.2] = (category, reason)
             case .prepared(let p)?:
                 prepared.append(p)
             case nil:
                 break
+            }
+        }
+        for (file, hash) in copies {
+            guard let prior = inBatch[hash] else { continue }
+            if let verdict = refusedByHash[hash] {
+                refuse(file, .skipped, verdict.category, "\(verdict.reason) (the same bytes as \(prior.path))", &summary)
+            } else {
+                duplicate(file, of: ("\(prior.split.rawValue) file \(prior.path)", prior.split, prior.source), &summary)
             }
         }
         guard !prepared.isEmpty else { return }

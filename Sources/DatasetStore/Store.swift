@@ -29,24 +29,38 @@ public final class Store: Sendable {
     /// made in `<store>/.creating`, and only the finished data.mdb is renamed into
     /// place. A process killed while creating leaves no data.mdb, so the folder is
     /// still "no store yet", never a store without databases (the next run starts over).
+    ///
+    /// Several processes may create the same store at once (four `noisy ingest` runs
+    /// started together): creators take an exclusive lock on the store folder, so one
+    /// builds the store while the others wait, then find it made and open it.
     public static func openOrCreate(path: String) throws -> Store {
         if !FileManager.default.fileExists(atPath: path + "/data.mdb") {
             try checkFolder(path, create: true)
-            let staging = path + "/" + stagingName
-            try? FileManager.default.removeItem(atPath: staging)  // left by a killed creation
-            do {
-                try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
-            } catch {
-                throw StoreError(.io, "\(path): cannot create the store folder: \(error.localizedDescription)")
+            let lock = try FolderLock(path)
+            defer { lock.release() }
+            if !FileManager.default.fileExists(atPath: path + "/data.mdb") {
+                try create(path)
             }
-            // Scoped: the staged environment is closed before its file moves.
-            do { _ = try Store(path: staging, create: true, readOnly: false) }
-            guard rename(staging + "/data.mdb", path + "/data.mdb") == 0 else {
-                throw StoreError(.io, "\(path): cannot move the new store into place: \(String(cString: strerror(errno)))")
-            }
-            try? FileManager.default.removeItem(atPath: staging)
         }
         return try Store(path: path, create: false, readOnly: false)
+    }
+
+    /// Builds the environment in the staging folder and moves its data file into
+    /// place; the caller holds the folder's lock.
+    private static func create(_ path: String) throws {
+        let staging = path + "/" + stagingName
+        try? FileManager.default.removeItem(atPath: staging)  // left by a killed creation
+        do {
+            try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError(.io, "\(path): cannot create the store folder: \(error.localizedDescription)")
+        }
+        // Scoped: the staged environment is closed before its file moves.
+        do { _ = try Store(path: staging, create: true, readOnly: false) }
+        guard rename(staging + "/data.mdb", path + "/data.mdb") == 0 else {
+            throw StoreError(.io, "\(path): cannot move the new store into place: \(String(cString: strerror(errno)))")
+        }
+        try? FileManager.default.removeItem(atPath: staging)
     }
 
     /// Refuses a file or a foreign folder; with `create`, makes the folder if missing.
@@ -85,6 +99,10 @@ public final class Store: Sendable {
         do {
             env = try Environment(path: path, databases: Layout.all, readOnly: readOnly, create: create)
         } catch let e {
+            if let t = e.truncation {
+                throw StoreError(.corrupt, "\(path)/data.mdb: \(t.size) bytes, but its pages in use need \(t.needed): "
+                                 + "the copy looks incomplete (an interrupted cp, rsync or download); copy the store again from its source")
+            }
             throw StoreError(.notAStore, "\(path): not a readable store (\(e.message))")
         }
         func named(_ n: String) throws -> Database {
@@ -313,5 +331,28 @@ extension JSONEncoder {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
         return e
+    }
+}
+
+/// An exclusive `flock` on a folder, held while a store is created in it. The lock
+/// goes with the process: one killed while holding it releases it.
+struct FolderLock {
+    private let fd: Int32
+
+    init(_ path: String) throws {
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw StoreError(.io, "\(path): cannot open the folder: \(String(cString: strerror(errno)))") }
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else {
+                let reason = String(cString: strerror(errno))
+                close(fd)
+                throw StoreError(.io, "\(path): cannot lock the folder: \(reason)")
+            }
+        }
+    }
+
+    func release() {
+        flock(fd, LOCK_UN)
+        close(fd)
     }
 }

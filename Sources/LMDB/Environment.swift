@@ -54,7 +54,7 @@ public final class Environment: @unchecked Sendable {
         try check(mdb_env_create(&envp), "create environment", path: path)
         guard let envp else { throw LMDBError(code: ENOMEM, operation: "create environment", path: path) }
         env = envp
-        do {
+        do throws(LMDBError) {
             try check(mdb_env_set_maxdbs(env, MDB_dbi(max(specs.count, 1) + 4)), "set maxdbs", path: path)
             try check(mdb_env_set_maxreaders(env, 1024), "set maxreaders", path: path)
             // A map twice the file, at least initialMapSize: growth doubles it on demand.
@@ -64,6 +64,12 @@ public final class Environment: @unchecked Sendable {
             var flags = UInt32(MDB_NOTLS)
             if readOnly { flags |= UInt32(MDB_RDONLY) }
             if create && !readOnly { mkdir(path, 0o755) }
+            // A data file cut short would make LMDB touch pages past its end (SIGBUS).
+            if case .truncated(let size, let needed) = DataFileCheck.check(dataFile: path + "/data.mdb") {
+                var e = LMDBError(code: MDB_CORRUPTED, operation: "open", path: path)
+                e.truncation = (size, needed)
+                throw e
+            }
             try check(mdb_env_open(env, path, flags, 0o644), "open", path: path)
             var dead: Int32 = 0
             mdb_reader_check(env, &dead)

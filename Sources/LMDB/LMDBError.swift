@@ -9,7 +9,12 @@ public struct LMDBError: Error, Sendable, Equatable, CustomStringConvertible {
     public let operation: String
     public let path: String
 
-    public var message: String { String(cString: mdb_strerror(code)) }
+    public var message: String {
+        if let t = truncation {
+            return "the data file is \(t.size) bytes but its pages in use reach \(t.needed) bytes: it looks like an incomplete copy"
+        }
+        return String(cString: mdb_strerror(code))
+    }
     public var description: String {
         if isOutOfSpace {
             let why = spaceShortage.map { "\(message): \($0)" } ?? message
@@ -21,6 +26,15 @@ public struct LMDBError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Set when the failure was a write that ran out of room, which LMDB reports as
     /// EIO when the write was short: the free space or file-size limit found then.
     public var spaceShortage: String?
+
+    /// Set when the data file is shorter than the pages its meta page says are in
+    /// use (a half-copied store): what it has and what it needs, in bytes.
+    public var truncation: (size: Int, needed: Int)?
+
+    public static func == (a: LMDBError, b: LMDBError) -> Bool {
+        a.code == b.code && a.operation == b.operation && a.path == b.path && a.spaceShortage == b.spaceShortage
+            && a.truncation?.size == b.truncation?.size && a.truncation?.needed == b.truncation?.needed
+    }
 
     public init(code: Int32, operation: String, path: String, spaceShortage: String? = nil) {
         self.code = code; self.operation = operation; self.path = path; self.spaceShortage = spaceShortage

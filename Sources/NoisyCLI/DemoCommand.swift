@@ -13,7 +13,7 @@ struct Demo: ParsableCommand, TrainsModels {
         images), ingests them into <workdir>/store.noisy, then runs `noisy run` (a CNN
         teacher on the 1,000 labels; 3 iterations of labelling, filtering and balancing,
         and a twice-wider student under noise on batches half labeled, half pseudo-labeled)
-        and writes <workdir>/report.json. About 17 minutes on 2 cores. A second run reuses
+        and writes <workdir>/report.json. About 22 minutes on 2 cores. A second run reuses
         the work folder and resumes an interrupted loop.
 
         Examples:

@@ -240,3 +240,30 @@ final class IngestTests: XCTestCase {
         XCTAssertEqual(try store.count(), 0)
     }
 }
+
+extension IngestTests {
+    /// A copy of a refused file gets the same refusal (and is counted as skipped), not
+    /// "duplicate, kept the first" when nothing was kept.
+    func testCopiesOfARefusedFileGetItsRefusal() throws {
+        let u = "\(root)/copies"
+        Fixtures.write(Array("not an image at all\n".utf8), to: "\(u)/a.jpg")
+        Fixtures.write(Array("not an image at all\n".utf8), to: "\(u)/b.jpg")
+        let cut = Array(Fixtures.jpeg(width: 64, height: 64, seed: 8).prefix(300))
+        Fixtures.write(cut, to: "\(u)/c.jpg")
+        Fixtures.write(cut, to: "\(u)/d.jpg")
+        Fixtures.write(Fixtures.jpeg(width: 16, height: 16, seed: 9), to: "\(u)/e.jpg")
+        Fixtures.write(Fixtures.jpeg(width: 16, height: 16, seed: 9), to: "\(u)/f.jpg")
+        let store = try Store.openOrCreate(path: "\(root)/s.noisy")
+        let (s, refused) = try ingest(store, unlabeled: [u])
+        let byName = Dictionary(uniqueKeysWithValues: refused.map { (($0.path as NSString).lastPathComponent, $0) })
+        XCTAssertEqual(byName["a.jpg"]?.category, .notAnImage)
+        XCTAssertEqual(byName["b.jpg"]?.category, .notAnImage, "\(byName["b.jpg"].map { "\($0)" } ?? "nil")")
+        XCTAssertTrue(byName["b.jpg"]?.reason.contains("a.jpg") ?? false, "names the file it copies")
+        XCTAssertEqual(byName["c.jpg"]?.category, .corrupt)
+        XCTAssertEqual(byName["d.jpg"]?.category, .corrupt)
+        XCTAssertEqual(byName["f.jpg"]?.category, .duplicate, "a copy of a kept file is still a duplicate")
+        XCTAssertEqual(s.added, 1)
+        XCTAssertEqual(s.skipped, 4, "every refused copy counts as skipped")
+        XCTAssertEqual(s.duplicates, 1)
+    }
+}

@@ -42,6 +42,11 @@ final class PillowParityTests: XCTestCase {
         rgba = src.convert("RGBA"); rgba.putalpha(128); rgba.save(d + "/rgba.png"); emit("rgba.png", d + "/rgba.png")
         src.convert("P", palette=Image.ADAPTIVE, colors=64).save(d + "/palette.png"); emit("palette.png", d + "/palette.png")
         src.convert("1").save(d + "/bilevel.png"); emit("bilevel.png", d + "/bilevel.png")
+        # A palette with a transparency chunk (tRNS), once with one transparent entry and
+        # once with a full alpha table: convert("RGB") drops the transparency.
+        pal = src.convert("P", palette=Image.ADAPTIVE, colors=32)
+        pal.save(d + "/palette-trns.png", transparency=3); emit("palette-trns.png", d + "/palette-trns.png")
+        pal.save(d + "/palette-alpha.png", transparency=bytes(range(0, 256, 8))); emit("palette-alpha.png", d + "/palette-alpha.png")
         # 16-bit gray: Pillow's convert("L") clips instead of scaling, so we compare with the high byte.
         g16 = (np.asarray(src.convert("L"), dtype=np.uint16) * 257 + 3).astype(np.uint16)
         Image.fromarray(g16).save(d + "/gray16.png")
@@ -52,7 +57,7 @@ final class PillowParityTests: XCTestCase {
         let r = try Processes.python(script, [root])
         XCTAssertEqual(r.status, 0, r.stderr)
         let cases = try JSONDecoder().decode([Case].self, from: r.stdoutData)
-        XCTAssertEqual(cases.count, 12)
+        XCTAssertEqual(cases.count, 14)
         for c in cases {
             let bytes = try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/\(c.name)"))
             let ours = try Codec.decode([UInt8](bytes))

@@ -58,7 +58,9 @@ public enum Fixtures {
 
 /// A finished child process.
 public struct ProcessResult {
+    /// The exit status, or the signal number when `terminationReason` is `.uncaughtSignal`.
     public var status: Int32
+    public var terminationReason: Process.TerminationReason = .exit
     public var stdout: String
     public var stderr: String
     public var stdoutData: Data
@@ -141,7 +143,8 @@ public enum Processes {
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         group.wait()
         p.waitUntilExit()
-        return ProcessResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        return ProcessResult(status: p.terminationStatus, terminationReason: p.terminationReason,
+                             stdout: String(decoding: outData, as: UTF8.self),
                              stderr: String(decoding: errBox.data, as: UTF8.self), stdoutData: outData)
     }
 
