@@ -12,7 +12,7 @@ final class LabelsCLITests: XCTestCase {
 
     /// 3 classes x 2 labeled images, `unlabeled` unlabeled PNGs (ids 6 ...).
     func makeStore(unlabeled: Int = 30) throws -> String {
-        // Explicit seeds: String.hashValue changes from process to process, and two
+        // Explicit seeds: a String's hash value changes from process to process, and two
         // equal images would be deduplicated, leaving a class with one sample.
         var seen = Set<[UInt8]>()
         for (k, c) in ["ant", "bee", "cat"].enumerated() {
