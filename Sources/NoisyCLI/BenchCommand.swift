@@ -149,6 +149,7 @@ struct BenchDecode: ParsableCommand {
             let ids = try store.index(of: .labeled).prefix(limit).map(\.id)
             let blobs = try ids.map { try store.imageBytes($0) }
             var pixels: [UInt8] = []
+            guard !blobs.isEmpty else { throw ValidationError("\(storeOption.store): the labeled split is empty: nothing to decode") }
             var rates: [Double] = [], mp: [Double] = []
             for _ in 0..<max(1, self.repeat) {
                 var px = 0
@@ -163,7 +164,6 @@ struct BenchDecode: ParsableCommand {
                 rates.append(Double(blobs.count) / t)
                 mp.append(Double(px) / t / 1e6)
             }
-            guard !blobs.isEmpty else { throw ValidationError("\(storeOption.store): the labeled split is empty: nothing to decode") }
             let r = Result(imagesPerSecond: median(rates), megapixelsPerSecond: median(mp), runs: rates, samples: blobs.count)
             if json { try Terminal.printJSON(r); return }
             print(String(format: "full decode: %.0f images/s, %.0f Mpix/s (median of %d, %d samples, one thread)",
