@@ -38,6 +38,8 @@ let package = Package(
         .target(name: "CDigest", cSettings: [.unsafeFlags(["-O3"])]),
         // The trainer's element-wise loops in C, where they vectorise (no codec, no store).
         .target(name: "CTensorKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        // The CLI's last line on a fault inside liblmdb (SIGSEGV/SIGBUS handlers).
+        .target(name: "CFaultLine"),
 
         // Leaf Swift modules, one job each.
         // Seeded, counter-based randomness: the one home of every seeded choice.
@@ -52,7 +54,7 @@ let package = Package(
         .target(name: "Pixels", dependencies: ["CPixelKernels"]),
 
         // The LMDB wrapper: environments, typed read and write transactions.
-        .target(name: "LMDB", dependencies: ["CLMDB"]),
+        .target(name: "LMDB", dependencies: ["CLMDB", "Digest"]),
         // JPEG and PNG: sniff, header, decode (with DCT scaling and regions), encode.
         .target(name: "ImageCodec", dependencies: ["CNoisyCodec", "Pixels"]),
         // Samples, classes and pseudo-label generations in one LMDB environment.
@@ -78,7 +80,7 @@ let package = Package(
             dependencies: [
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "DatasetStore", "ImageCodec", "Pixels", "Digest", "KeyedRandom", "Datasets", "Augment", "Batches", "Pipeline",
-                "StreamServer", "Trainer", "SelfTraining", "CMalloc",
+                "StreamServer", "Trainer", "SelfTraining", "CMalloc", "CFaultLine",
             ]
         ),
 

@@ -20,9 +20,11 @@ public enum Layout {
     public static let tags = "tags"              // utf8 tag -> u32be k
 
     static let all: [DatabaseSpec] = [
-        DatabaseSpec(meta), DatabaseSpec(samples), DatabaseSpec(images), DatabaseSpec(hashes),
+        // Image bytes are checked against the hash in their sample record, and a
+        // generation's labels against its digest: sealing them would hash them twice.
+        DatabaseSpec(meta), DatabaseSpec(samples), DatabaseSpec(images, sealed: false), DatabaseSpec(hashes),
         DatabaseSpec(sources, duplicateKeys: true), DatabaseSpec(splitIndex), DatabaseSpec(classes),
-        DatabaseSpec(generations), DatabaseSpec(labels), DatabaseSpec(selections), DatabaseSpec(tags),
+        DatabaseSpec(generations), DatabaseSpec(labels, sealed: false), DatabaseSpec(selections), DatabaseSpec(tags),
     ]
 
     /// Big-endian so that LMDB's byte order is numeric order (and MDB_APPEND works).

@@ -64,7 +64,7 @@ public final class Store: Sendable {
     }
 
     /// Refuses a file or a foreign folder; with `create`, makes the folder if missing.
-    private static func checkFolder(_ path: String, create: Bool) throws {
+    static func checkFolder(_ path: String, create: Bool) throws {
         var isDir: ObjCBool = false
         let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         let hasData = FileManager.default.fileExists(atPath: path + "/data.mdb")
@@ -133,6 +133,16 @@ public final class Store: Sendable {
     func write<T>(_ body: (WriteTransaction) throws -> T) throws(StoreError) -> T {
         try environment.write { (txn) throws(StoreError) -> T in
             do { return try body(txn) } catch { throw StoreError.wrapping(error, store: path) }
+        }
+    }
+
+    /// Each sealed database's seal, recomputed in `txn` and compared with the stored
+    /// one (empty when the store predates seals).
+    func sealChecks(_ txn: ReadTransaction) throws -> [(database: String, check: SealCheck)] {
+        guard let seals = environment.seals else { return [] }
+        return try Layout.all.filter(\.sealed).compactMap { spec in
+            guard let d = environment.database(spec.name) else { return nil }
+            return (spec.name, try txn.checkSeal(d, in: seals))
         }
     }
 

@@ -7,9 +7,13 @@ public struct DatabaseSpec: Sendable, Hashable {
     public var name: String
     /// Several sorted values per key (MDB_DUPSORT).
     public var duplicateKeys: Bool
-    public init(_ name: String, duplicateKeys: Bool = false) {
+    /// Keep a `Seal` of the records, updated by every write (see `Seal`). Off for
+    /// databases whose values carry their own checksum elsewhere.
+    public var sealed: Bool
+    public init(_ name: String, duplicateKeys: Bool = false, sealed: Bool = true) {
         self.name = name
         self.duplicateKeys = duplicateKeys
+        self.sealed = sealed
     }
 }
 
@@ -17,6 +21,7 @@ public struct DatabaseSpec: Sendable, Hashable {
 public struct Database: Sendable, Hashable {
     let dbi: MDB_dbi
     public let name: String
+    public let duplicateKeys: Bool
 }
 
 /// One LMDB environment (a directory with data.mdb and lock.mdb).
@@ -40,6 +45,11 @@ public final class Environment: @unchecked Sendable {
     public let readOnly: Bool
     let env: OpaquePointer
     private var databases: [String: Database] = [:]
+    /// Where seals are kept (nil when no database is sealed), and which are.
+    public private(set) var seals: Database?
+    private var sealedNames: [MDB_dbi: String] = [:]
+    /// The name of the database that holds seals.
+    public static let sealsName = "seals"
     private let mapLock = ReadWriteLock()
     /// The thread inside `write`, for the reentrancy precondition.
     private let writer = Mutex<pthread_t?>(nil)
@@ -57,6 +67,10 @@ public final class Environment: @unchecked Sendable {
         do throws(LMDBError) {
             try check(mdb_env_set_maxdbs(env, MDB_dbi(max(specs.count, 1) + 4)), "set maxdbs", path: path)
             try check(mdb_env_set_maxreaders(env, 1024), "set maxreaders", path: path)
+            // A damaged page can break one of liblmdb's internal assertions; it would
+            // print its own line and abort. Abort without the line: a process that
+            // handles SIGABRT (the CLI) then says in its own words what happened.
+            mdb_env_set_assert(env) { _, _ in abort() }
             // A map twice the file, at least initialMapSize: growth doubles it on demand.
             var st = stat()
             let fileSize = stat(path + "/data.mdb", &st) == 0 ? Int(st.st_size) : 0
@@ -90,19 +104,51 @@ public final class Environment: @unchecked Sendable {
         var txn: OpaquePointer?
         try check(mdb_txn_begin(env, nil, create ? 0 : UInt32(MDB_RDONLY), &txn), "begin", path: path)
         var opened: [String: Database] = [:]
-        for spec in specs {
-            var flags: UInt32 = spec.duplicateKeys ? UInt32(MDB_DUPSORT) : 0
-            if create { flags |= UInt32(MDB_CREATE) }
+        func open(_ name: String, duplicateKeys: Bool, mayCreate: Bool) throws(LMDBError) -> Database? {
+            var flags: UInt32 = duplicateKeys ? UInt32(MDB_DUPSORT) : 0
+            if create && mayCreate { flags |= UInt32(MDB_CREATE) }
             var dbi: MDB_dbi = 0
-            let rc = mdb_dbi_open(txn, spec.name, flags, &dbi)
+            let rc = mdb_dbi_open(txn, name, flags, &dbi)
+            if rc == MDB_NOTFOUND && !mayCreate { return nil }
             if rc != 0 {
                 mdb_txn_abort(txn)
-                throw LMDBError(code: rc, operation: "open database '\(spec.name)'", path: path)
+                throw LMDBError(code: rc, operation: "open database '\(name)'", path: path)
             }
-            opened[spec.name] = Database(dbi: dbi, name: spec.name)
+            return Database(dbi: dbi, name: name, duplicateKeys: duplicateKeys)
+        }
+        for spec in specs {
+            if let db = try open(spec.name, duplicateKeys: spec.duplicateKeys, mayCreate: true) { opened[spec.name] = db }
+        }
+        var sealedNames: [MDB_dbi: String] = [:]
+        for spec in specs where spec.sealed { if let db = opened[spec.name] { sealedNames[db.dbi] = spec.name } }
+        var seals: Database?
+        if !sealedNames.isEmpty {
+            // A store written before seals existed has no `seals` database: a writer
+            // creates it and seals what is there (one scan); a reader goes without.
+            let existed = try open(Self.sealsName, duplicateKeys: false, mayCreate: false)
+            if let existed {
+                seals = existed
+            } else if create {
+                seals = try open(Self.sealsName, duplicateKeys: false, mayCreate: true)
+            }
+            if existed == nil, let seals, let txn {
+                let t = WriteTransaction(txn: txn, path: path)
+                for (dbi, name) in sealedNames {
+                    guard let db = opened[name], db.dbi == dbi else { continue }
+                    do {
+                        let seal = try t.computeSeal(db)
+                        try t.put(seals, key: Array(name.utf8), value: seal.encoded)
+                    } catch {
+                        mdb_txn_abort(txn)
+                        throw (error as? LMDBError) ?? LMDBError(code: MDB_CORRUPTED, operation: "seal '\(name)'", path: path)
+                    }
+                }
+            }
         }
         try check(mdb_txn_commit(txn), "commit database list", path: path)
         databases = opened
+        self.seals = seals
+        self.sealedNames = sealedNames
     }
 
     /// The handle of a database named at open; nil for a name that was not.
@@ -169,9 +215,12 @@ public final class Environment: @unchecked Sendable {
             do throws(LMDBError) { txn = try begin(readOnly: false) as WriteTransaction } catch { throw E(error) }
             writer.withLock { $0 = pthread_self() }
             defer { writer.withLock { $0 = nil } }
+            txn.ledger.sealed = sealedNames
+            txn.ledger.seals = seals
             let result: T
             do throws(E) {
                 result = try body(txn)
+                do throws(LMDBError) { try txn.flushSeals() } catch { throw E(error) }
             } catch {
                 mdb_txn_abort(txn.txn)
                 throw error

@@ -72,6 +72,14 @@ func check(_ rc: Int32, _ operation: @autoclosure () -> String, path: String) th
 public protocol ByteView {
     func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
 }
+extension ByteView {
+    /// `withUnsafeBytes` for a body that throws only `LMDBError`, keeping the type
+    /// (the protocol requirement is `rethrows`, which erases it).
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws(LMDBError) -> R) throws(LMDBError) -> R {
+        let result = withUnsafeBytes { p in Result { () throws(LMDBError) -> R in try body(p) } }
+        return try result.get()
+    }
+}
 extension Array: ByteView where Element == UInt8 {}
 extension ArraySlice: ByteView where Element == UInt8 {}
 extension UnsafeRawBufferPointer: ByteView {

@@ -13,7 +13,7 @@ public class ReadTransaction {
     }
 
     /// The value under `key`, borrowed from the map, or nil when absent.
-    private func lookup(_ db: Database, key: some ByteView) throws(LMDBError) -> UnsafeRawBufferPointer? {
+    func lookup(_ db: Database, key: some ByteView) throws(LMDBError) -> UnsafeRawBufferPointer? {
         var v = MDB_val()
         let rc = key.withUnsafeBytes { k -> Int32 in
             var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
@@ -81,6 +81,34 @@ public class ReadTransaction {
         }
     }
 
+    /// Whether a duplicate-keys database holds exactly this (key, value) pair.
+    func pairExists(_ db: Database, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(LMDBError) -> Bool {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(txn, db.dbi, &cursor), "open cursor on \(db.name)", path: path)
+        defer { mdb_cursor_close(cursor) }
+        var kv = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var vv = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
+        let rc = mdb_cursor_get(cursor, &kv, &vv, db.duplicateKeys ? MDB_GET_BOTH : MDB_SET_KEY)
+        if rc == MDB_NOTFOUND { return false }
+        try check(rc, "look up in \(db.name)", path: path)
+        return db.duplicateKeys || UnsafeRawBufferPointer(start: vv.mv_data, count: vv.mv_size).elementsEqual(value)
+    }
+
+    /// Visits every value stored under `key` in a duplicate-keys database.
+    func forEachDuplicate(_ db: Database, key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) throws(LMDBError) {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(txn, db.dbi, &cursor), "open cursor on \(db.name)", path: path)
+        defer { mdb_cursor_close(cursor) }
+        var kv = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var vv = MDB_val()
+        var rc = mdb_cursor_get(cursor, &kv, &vv, MDB_SET_KEY)
+        while rc == 0 {
+            body(UnsafeRawBufferPointer(start: vv.mv_data, count: vv.mv_size))
+            rc = mdb_cursor_get(cursor, &kv, &vv, MDB_NEXT_DUP)
+        }
+        if rc != MDB_NOTFOUND { try check(rc, "read duplicates in \(db.name)", path: path) }
+    }
+
     /// The last key in the database (a copy), or nil when empty.
     public func lastKey(_ db: Database) throws(LMDBError) -> [UInt8]? {
         var cursor: OpaquePointer?
@@ -98,18 +126,40 @@ public class ReadTransaction {
 /// snapshot reads (it sees its own writes), plus puts and deletes. Committed when
 /// the body returns, rolled back when it throws.
 public final class WriteTransaction: ReadTransaction {
+    /// Pending seal changes, written by `Environment` just before commit.
+    var ledger = SealLedger()
+
     /// Stores `value` under `key`. `noOverwrite` makes an existing key an error
     /// (MDB_KEYEXIST); `append` is the bulk-load fast path for keys given in order.
+    /// A sealed database's seal follows the change (see `Seal`).
     public func put(_ db: Database, key: some ByteView, value: some ByteView,
                     noOverwrite: Bool = false, append: Bool = false) throws(LMDBError) {
         var flags: UInt32 = 0
         if noOverwrite { flags |= UInt32(MDB_NOOVERWRITE) }
         if append { flags |= UInt32(MDB_APPEND) }
-        let rc = key.withUnsafeBytes { k in
-            value.withUnsafeBytes { v -> Int32 in
+        let sealed = ledger.isSealed(db)
+        let rc = try key.withBytes { (k) throws(LMDBError) -> Int32 in
+            try value.withBytes { (v) throws(LMDBError) -> Int32 in
+                // What the put replaces, hashed before LMDB may reuse its page.
+                var replaced: Seal?
+                if sealed {
+                    if db.duplicateKeys {
+                        // LMDB keeps one copy of a pair: putting it again changes nothing.
+                        if !noOverwrite, try pairExists(db, key: k, value: v) { return 0 }
+                    } else if !append, let old = try lookup(db, key: k) {
+                        var s = Seal()
+                        s.add(key: k, value: old)
+                        replaced = s
+                    }
+                }
                 var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
                 var vv = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
-                return mdb_put(txn, db.dbi, &kv, &vv, flags)
+                let rc = mdb_put(txn, db.dbi, &kv, &vv, flags)
+                if rc == 0 && sealed {
+                    if let replaced { ledger.subtract(db, replaced) }
+                    ledger.add(db, key: k, value: v)
+                }
+                return rc
             }
         }
         try check(rc, "put into \(db.name)", path: path)
@@ -119,15 +169,31 @@ public final class WriteTransaction: ReadTransaction {
     /// false when there was nothing to delete.
     @discardableResult
     public func delete(_ db: Database, key: some ByteView, value: [UInt8]? = nil) throws(LMDBError) -> Bool {
-        let rc = key.withUnsafeBytes { k -> Int32 in
+        let rc = try key.withBytes { (k) throws(LMDBError) -> Int32 in
+            var removed = Seal()
+            if ledger.isSealed(db) {
+                if db.duplicateKeys, let value {
+                    try value.withBytes { (v) throws(LMDBError) in
+                        if try pairExists(db, key: k, value: v) { removed.add(key: k, value: v) }
+                    }
+                } else if db.duplicateKeys {
+                    try forEachDuplicate(db, key: k) { removed.add(key: k, value: $0) }
+                } else if let old = try lookup(db, key: k) {  // LMDB ignores `value` here
+                    removed.add(key: k, value: old)
+                }
+            }
             var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+            let rc: Int32
             if let value {
-                return value.withUnsafeBytes { v in
+                rc = value.withUnsafeBytes { v in
                     var vv = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
                     return mdb_del(txn, db.dbi, &kv, &vv)
                 }
+            } else {
+                rc = mdb_del(txn, db.dbi, &kv, nil)
             }
-            return mdb_del(txn, db.dbi, &kv, nil)
+            if rc == 0 && removed.count != 0 { ledger.subtract(db, removed) }
+            return rc
         }
         if rc == MDB_NOTFOUND { return false }
         try check(rc, "delete from \(db.name)", path: path)
@@ -137,5 +203,24 @@ public final class WriteTransaction: ReadTransaction {
     /// Empties a database (keeps it).
     public func clear(_ db: Database) throws(LMDBError) {
         try check(mdb_drop(txn, db.dbi, 0), "clear \(db.name)", path: path)
+        if ledger.isSealed(db) { ledger.clear(db) }
+    }
+
+    /// Writes the seals this transaction changed (called by `Environment` before commit).
+    func flushSeals() throws(LMDBError) {
+        guard let seals = ledger.seals else { return }
+        for (dbi, change) in ledger.deltas {
+            guard let name = ledger.sealed[dbi] else { continue }
+            let key = Array(name.utf8)
+            var seal = Seal()
+            if !change.cleared, let stored = try get(seals, key: key) {
+                // An unreadable stored seal stays unreadable: verify must still see it.
+                guard let s = stored.withUnsafeBytes({ Seal(encoded: $0) }) else { continue }
+                seal = s
+            }
+            seal.add(change.delta)
+            try put(seals, key: key, value: seal.encoded)
+        }
+        ledger.deltas = [:]
     }
 }

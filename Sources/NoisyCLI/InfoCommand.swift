@@ -88,10 +88,9 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store, readOnly: true)
             let start = Date()
             let progress = ProgressLine("verify", quiet: json)
-            let report = try store.verify { done, total in progress.update(done: done, total: total, elapsed: Date().timeIntervalSince(start)) }
+            let report = try Store.verify(at: storeOption.store) { done, total in progress.update(done: done, total: total, elapsed: Date().timeIntervalSince(start)) }
             if json {
                 try Terminal.printJSON(report)
             } else {

@@ -68,6 +68,7 @@ struct LabelsSamples: ParsableCommand {
             guard count >= 1 && count <= 256 else { throw ValidationError("--count must be 1-256") }
             let store = try Store(path: storeOption.store, readOnly: true)
             let g = try store.resolveGeneration(generation)
+            try store.requireIntact(generation: g.generation)
             let classes = try store.classes()
             var perClass = [[(id: UInt64, p: Float)]](repeating: [], count: g.classCount)
             var hist = [[Int]](repeating: [Int](repeating: 0, count: 101), count: g.classCount)

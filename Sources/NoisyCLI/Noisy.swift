@@ -19,6 +19,7 @@ struct Noisy: ParsableCommand {
     static func main() {
         do {
             var command = try parseAsRoot()
+            ProcessSetup.installFaultLine()
             if command is TrainsModels { ProcessSetup.prepareForTraining() }
             try command.run()
         } catch {
@@ -31,4 +32,9 @@ struct Noisy: ParsableCommand {
 struct StoreOption: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The store folder (an LMDB environment).", valueName: "path"))
     var store: String
+
+    /// Names this store in the line a faulting read prints (see `ProcessSetup.installFaultLine`).
+    func validate() throws {
+        ProcessSetup.faultLineNames(store: store)
+    }
 }

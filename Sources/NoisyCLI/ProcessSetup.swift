@@ -1,9 +1,22 @@
 internal import CMalloc
+internal import CFaultLine
 import Foundation
 
 /// Process-wide settings, in one place and applied once, before a command runs
 /// (`Noisy.main`). Library modules never change process state themselves.
 enum ProcessSetup {
+    /// A read through a damaged store's wild page pointer (inside liblmdb, which
+    /// keeps no page checksums) ends with one line naming the store and exit status
+    /// 1, not a backtrace. `verify` and `salvage` never get there: they validate
+    /// every page first (`PageWalk`).
+    static func installFaultLine() {
+        fl_install()
+    }
+
+    static func faultLineNames(store: String) {
+        fl_set_message("noisy: \(store): a read faulted inside LMDB: the store looks damaged; noisy verify --store \(store) tells more, noisy salvage --store \(store) --out NEW saves what can be saved")
+    }
+
     /// Readies this process for training: the OpenBLAS kernels for this CPU, and an
     /// allocator that keeps freed activation buffers. A step allocates and frees the
     /// same few megabyte-sized arrays; with glibc's defaults they are mmapped or

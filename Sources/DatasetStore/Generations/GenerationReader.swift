@@ -15,6 +15,8 @@ public struct GenerationReader: Sendable {
         guard g.classCount == (try store.classes().count) else {
             throw StoreError(.incompatible, "\(store.path): generation \(k) was made for \(g.classCount) classes, the store has \(try store.classes().count)")
         }
+        // Checked once per open: a damaged label must not reach training or an export.
+        try store.requireIntact(generation: k)
         self.store = store; record = g; precision = p; self.options = options
     }
 

@@ -55,6 +55,9 @@ public struct GenerationRecord: Codable, Sendable, Equatable {
     public var bytesStored: Int
     public var meanConfidence: Double
     public var perClass: [ClassLabelStats]
+    /// SHA-256 over the stored label records (LabelDigest), written in the
+    /// transaction that publishes the generation; nil in stores older than digests.
+    public var labelsSha256: String?
 }
 
 /// A named, immutable filter + balance result inside a generation.
@@ -80,6 +83,8 @@ public struct SelectionRecord: Codable, Sendable, Equatable {
     public var emptyClasses: [Int]
     /// Per class, 101 bins of top confidence (bin i: [i/100, (i+1)/100), the last holds 1.0), before filtering.
     public var confidenceHistograms: [[Int]]
+    /// SHA-256 over the stored entries (LabelDigest); nil in stores older than digests.
+    public var entriesSha256: String?
 }
 
 enum GenerationJSON {

@@ -226,6 +226,8 @@ extension Store {
     /// Commits generation metadata: the moment the generation becomes visible.
     func commitGeneration(_ record: GenerationRecord, tagLatest: Bool = true) throws {
         try write { txn in
+            var record = record
+            record.labelsSha256 = try labelsDigest(record.generation, txn)
             try txn.put(db.generations, key: GenerationKeys.generation(record.generation),
                         value: Array(try GenerationJSON.encoder.encode(record)), noOverwrite: true)
             try txn.put(db.meta, key: Array(GenerationKeys.counter.utf8), value: Array(String(record.generation).utf8))

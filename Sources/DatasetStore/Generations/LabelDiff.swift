@@ -37,6 +37,8 @@ extension Store {
         guard ga.classCount == gb.classCount else {
             throw StoreError(.invalidArgument, "generations \(a) and \(b) have \(ga.classCount) and \(gb.classCount) classes")
         }
+        try requireIntact(generation: a)
+        try requireIntact(generation: b)
         let c = ga.classCount
         // A's tops in id order, then a merge with B's scan.
         var ids: [UInt64] = [], tops: [Int32] = [], confs: [Float] = []

@@ -68,19 +68,24 @@ extension Store {
             after[cls] = n
         }
         entries.sort { $0.id < $1.id }
-        let record = SelectionRecord(
+        var record = SelectionRecord(
             name: r.name, generation: r.generation, created: GenerationJSON.now(), threshold: r.threshold, perClass: r.perClass,
             seed: r.seed, samples: entries.count, entries: entries.reduce(0) { $0 + $1.copies },
             countsBefore: before, countsAboveThreshold: kept.map(\.count), countsAfter: after, emptyClasses: empty,
             confidenceHistograms: hist)
-        try write { txn in
+        record = try write { txn in
             guard try generation(r.generation, txn) != nil else { throw StoreError(.notFound, "\(path): generation \(r.generation) was deleted") }
-            try txn.put(db.selections, key: GenerationKeys.selection(r.generation, r.name),
-                        value: Array(try GenerationJSON.encoder.encode(record)), noOverwrite: true)
             let prefix = GenerationKeys.entryPrefix(r.generation, r.name)
             for e in entries {
                 try txn.put(db.selections, key: prefix + Layout.idKey(e.id), value: withUnsafeBytes(of: UInt32(e.copies).littleEndian) { Array($0) })
             }
+            // The digest of what was stored, published with the record (a second
+            // selection of the same name fails here and rolls all of it back).
+            var published = record
+            published.entriesSha256 = try entriesDigest(r.generation, r.name, txn)
+            try txn.put(db.selections, key: GenerationKeys.selection(r.generation, r.name),
+                        value: Array(try GenerationJSON.encoder.encode(published)), noOverwrite: true)
+            return published
         }
         return record
     }
