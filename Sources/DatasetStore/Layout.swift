@@ -22,9 +22,12 @@ public enum Layout {
     static let all: [DatabaseSpec] = [
         // Image bytes are checked against the hash in their sample record, and a
         // generation's labels against its digest: sealing them would hash them twice.
-        DatabaseSpec(meta), DatabaseSpec(samples), DatabaseSpec(images, sealed: false), DatabaseSpec(hashes),
-        DatabaseSpec(sources, duplicateKeys: true), DatabaseSpec(splitIndex), DatabaseSpec(classes),
-        DatabaseSpec(generations), DatabaseSpec(labels, sealed: false), DatabaseSpec(selections), DatabaseSpec(tags),
+        // Metadata databases also keep a digest per record, so that `salvage` can
+        // keep every intact generation, class and tag when one of them is damaged.
+        DatabaseSpec(meta, recordDigests: true), DatabaseSpec(samples), DatabaseSpec(images, sealed: false), DatabaseSpec(hashes),
+        DatabaseSpec(sources, duplicateKeys: true), DatabaseSpec(splitIndex), DatabaseSpec(classes, recordDigests: true),
+        DatabaseSpec(generations, recordDigests: true), DatabaseSpec(labels, sealed: false), DatabaseSpec(selections),
+        DatabaseSpec(tags, recordDigests: true),
     ]
 
     /// Big-endian so that LMDB's byte order is numeric order (and MDB_APPEND works).

@@ -146,6 +146,16 @@ public final class Store: Sendable {
         }
     }
 
+    /// Per database with record digests, the keys whose digest fails (empty lists
+    /// when all hold, or when the store predates digests).
+    func recordDigestChecks(_ txn: ReadTransaction) throws -> [(database: String, keys: [[UInt8]])] {
+        guard let seals = environment.seals else { return [] }
+        return try Layout.all.filter(\.recordDigests).compactMap { spec in
+            guard let d = environment.database(spec.name) else { return nil }
+            return (spec.name, try txn.recordDigestProblems(d, in: seals))
+        }
+    }
+
     /// Clears reader slots left by killed processes; returns how many.
     @discardableResult
     public func clearStaleReaders() -> Int { environment.clearStaleReaders() }

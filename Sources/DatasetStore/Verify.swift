@@ -176,6 +176,12 @@ extension Store {
                     bad(nil, "database \(name): its records do not match their seal (\(computed.count) records, sealed with \(stored.count)): a record changed after it was written")
                 }
             }
+            for (name, keys) in try recordDigestChecks(txn) {
+                for k in keys.prefix(20) {
+                    let printable = k.allSatisfy { $0 >= 32 && $0 < 127 } ? "'\(String(decoding: k, as: UTF8.self))'" : k.hexString
+                    bad(nil, "database \(name): record \(printable) does not match its digest")
+                }
+            }
             var generationNumbers: [Int] = []
             try txn.scan(db.generations) { k, v in
                 guard k.count == 4 else { bad(nil, "generations: a key of \(k.count) bytes"); return true }

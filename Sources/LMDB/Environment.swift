@@ -10,10 +10,15 @@ public struct DatabaseSpec: Sendable, Hashable {
     /// Keep a `Seal` of the records, updated by every write (see `Seal`). Off for
     /// databases whose values carry their own checksum elsewhere.
     public var sealed: Bool
-    public init(_ name: String, duplicateKeys: Bool = false, sealed: Bool = true) {
+    /// Also keep each record's own digest (see `Seal.recordDigest`), so that a
+    /// damaged record can be told from its intact neighbours: for small databases
+    /// of metadata, where one lost record must not cost the others.
+    public var recordDigests: Bool
+    public init(_ name: String, duplicateKeys: Bool = false, sealed: Bool = true, recordDigests: Bool = false) {
         self.name = name
         self.duplicateKeys = duplicateKeys
         self.sealed = sealed
+        self.recordDigests = recordDigests && sealed && !duplicateKeys
     }
 }
 
@@ -48,6 +53,7 @@ public final class Environment: @unchecked Sendable {
     /// Where seals are kept (nil when no database is sealed), and which are.
     public private(set) var seals: Database?
     private var sealedNames: [MDB_dbi: String] = [:]
+    private var digestedNames: Set<MDB_dbi> = []
     /// The name of the database that holds seals.
     public static let sealsName = "seals"
     private let mapLock = ReadWriteLock()
@@ -121,6 +127,8 @@ public final class Environment: @unchecked Sendable {
         }
         var sealedNames: [MDB_dbi: String] = [:]
         for spec in specs where spec.sealed { if let db = opened[spec.name] { sealedNames[db.dbi] = spec.name } }
+        var digested: Set<MDB_dbi> = []
+        for spec in specs where spec.recordDigests { if let db = opened[spec.name] { digested.insert(db.dbi) } }
         var seals: Database?
         if !sealedNames.isEmpty {
             // A store written before seals existed has no `seals` database: a writer
@@ -138,6 +146,12 @@ public final class Environment: @unchecked Sendable {
                     do {
                         let seal = try t.computeSeal(db)
                         try t.put(seals, key: Array(name.utf8), value: seal.encoded)
+                        if digested.contains(dbi) {
+                            try t.scan(db) { k, v in
+                                try t.put(seals, key: Seal.recordDigestKey(database: name, key: k), value: Seal.recordDigest(key: k, value: v))
+                                return true
+                            }
+                        }
                     } catch {
                         mdb_txn_abort(txn)
                         throw (error as? LMDBError) ?? LMDBError(code: MDB_CORRUPTED, operation: "seal '\(name)'", path: path)
@@ -149,6 +163,7 @@ public final class Environment: @unchecked Sendable {
         databases = opened
         self.seals = seals
         self.sealedNames = sealedNames
+        self.digestedNames = digested
     }
 
     /// The handle of a database named at open; nil for a name that was not.
@@ -216,6 +231,7 @@ public final class Environment: @unchecked Sendable {
             writer.withLock { $0 = pthread_self() }
             defer { writer.withLock { $0 = nil } }
             txn.ledger.sealed = sealedNames
+            txn.ledger.digested = digestedNames
             txn.ledger.seals = seals
             let result: T
             do throws(E) {

@@ -193,10 +193,15 @@ public final class PageWalk {
         meta = m.index; transactionID = m.txnid; pageSize = m.pageSize; lastPage = m.lastPage
         pagesInUse = m.lastPage &+ 1
         let filePages = UInt64(file.count / m.pageSize)
-        guard m.lastPage >= 1, m.lastPage < filePages else {
-            problems.append(PageProblem(database: "", page: UInt64(m.index),
-                                        problem: "meta page says \(m.lastPage &+ 1) pages are in use, the file holds \(filePages)"))
+        guard m.lastPage >= 1 else {
+            problems.append(PageProblem(database: "", page: UInt64(m.index), problem: "meta page's last page \(m.lastPage) is impossible"))
             return
+        }
+        if m.lastPage >= filePages {
+            // Cut short: what lies in the pages that are there can still be read.
+            problems.append(PageProblem(database: "", page: UInt64(m.index),
+                                        problem: "meta page says \(m.lastPage &+ 1) pages are in use, the file holds \(filePages): the copy looks incomplete"))
+            lastPage = max(filePages, 2) - 1
         }
         visited[0] = "meta"; visited[1] = "meta"
         if m.main.flags != 0 || m.free.flags != Self.integerKey {
@@ -305,16 +310,22 @@ public final class PageWalk {
         guard let pageNumber = u64(base), let flags = u16(base + 10), let lower = u16(base + 12), let upper = u16(base + 14) else {
             bad("page lies past the end of the file"); return
         }
-        guard pageNumber == pgno else { bad("page header names page \(pageNumber)"); return }
+        // What LMDB itself relies on when it reads a page decides whether its records
+        // are read; anything else that is wrong is reported and the records kept
+        // (LMDB never reads a page's own number, its unused flag bits or `upper`).
+        if pageNumber != pgno { bad("page header names page \(pageNumber)") }
         let isLeaf = depth == maxDepth
         let expected = isLeaf ? Self.pLeaf : Self.pBranch
-        guard flags & ~Self.pLeaf2 == expected else {
+        let kinds = Self.pBranch | Self.pLeaf | Self.pOverflow | Self.pMeta
+        guard flags & kinds == expected else {
             bad("page flags 0x\(String(flags, radix: 16)), expected a \(isLeaf ? "leaf" : "branch") page"); return
         }
+        if flags & ~(kinds | Self.pLeaf2) != 0 { bad("page flags 0x\(String(flags, radix: 16)) carry unknown bits") }
         let lo = Int(lower), up = Int(upper)
-        guard lo >= Self.headerSize, lo <= up, up <= pageSize, (lo - Self.headerSize) % 2 == 0 else {
-            bad("free-space bounds \(lo)..\(up) are impossible"); return
+        guard lo >= Self.headerSize, lo <= pageSize, (lo - Self.headerSize) % 2 == 0 else {
+            bad("entry table end \(lo) is impossible"); return
         }
+        if up < lo || up > pageSize { bad("free-space end \(up) is impossible") }
         let n = (lo - Self.headerSize) / 2
         guard n >= 1 else { bad("page holds no entries"); return }
         if isLeaf { counts.leaf += 1 } else { counts.branch += 1 }
@@ -323,10 +334,15 @@ public final class PageWalk {
         }
         var previous: UnsafeRawBufferPointer?
         var children: [(UInt64, UnsafeRawBufferPointer?)] = []
+        var orderReported = false
+        func disorder(_ s: String) {
+            if !orderReported { bad(s) }
+            orderReported = true
+        }
         for i in 0..<n {
             guard let offset16 = u16(base + Self.headerSize + 2 * i) else { bad("entry table is cut off"); return }
             let off = Int(offset16)
-            guard off >= up, off % 2 == 0, off + Self.nodeSize <= pageSize,
+            guard off >= lo, off + Self.nodeSize <= pageSize,
                   let mnLo = u16(base + off), let mnHi = u16(base + off + 2), let nf = u16(base + off + 4),
                   let ksize = u16(base + off + 6), off + Self.nodeSize + Int(ksize) <= pageSize,
                   let key = bytes(base + off + Self.nodeSize, Int(ksize)) else {
@@ -335,9 +351,10 @@ public final class PageWalk {
             // Key order: strictly increasing, inside the parent's bounds (a branch's
             // first key is a placeholder LMDB never compares).
             if isLeaf || i > 0 {
-                if let previous, compare(previous, key, integer: integerKeys) >= 0 { bad("keys out of order at entry \(i)"); return }
-                if let low, compare(key, low, integer: integerKeys) < 0 { bad("key below its parent's separator at entry \(i)"); return }
-                if let high, compare(key, high, integer: integerKeys) >= 0 { bad("key above its parent's next separator at entry \(i)"); return }
+                // Order is what searches rely on; a scan reads the records regardless.
+                if let previous, compare(previous, key, integer: integerKeys) >= 0 { disorder("keys out of order at entry \(i)") }
+                if let low, compare(key, low, integer: integerKeys) < 0 { disorder("key below its parent's separator at entry \(i)") }
+                if let high, compare(key, high, integer: integerKeys) >= 0 { disorder("key above its parent's next separator at entry \(i)") }
                 previous = key
             }
             if isLeaf {
@@ -352,7 +369,7 @@ public final class PageWalk {
                     }
                     value = v
                 } else {
-                    guard nf & ~(Self.fSubData | Self.fDupData) == 0, off + Self.nodeSize + Int(ksize) + dsize <= pageSize,
+                    guard off + Self.nodeSize + Int(ksize) + dsize <= pageSize,
                           let v = bytes(dataAt, dsize) else { bad("entry \(i)'s value lies outside the page"); return }
                     value = v
                 }
@@ -384,15 +401,18 @@ public final class PageWalk {
         guard pgno >= 2, pgno <= lastPage else { bad("large value's page number is out of range"); return nil }
         let base = Int(pgno) * pageSize
         guard let header = u64(base), let flags = u16(base + 10), let pages = u32(base + 12) else { bad("large value lies past the end of the file"); return nil }
-        guard header == pgno, flags == Self.pOverflow else { bad("large value's page header is damaged"); return nil }
-        guard pages >= 1, pgno + UInt64(pages) - 1 <= lastPage, Self.headerSize + size <= Int(pages) * pageSize,
-              let value = bytes(base + Self.headerSize, size) else {
-            bad("large value of \(size) bytes does not fit its \(pages) pages"); return nil
+        // LMDB reads a large value by its node's size alone; the header is checked
+        // and reported, but only the size decides which pages hold the value.
+        if header != pgno || flags != Self.pOverflow { bad("large value's page header is damaged") }
+        let needed = (Self.headerSize + size + pageSize - 1) / pageSize
+        if Int(pages) != needed { bad("large value of \(size) bytes claims \(pages) pages, needs \(needed)") }
+        guard pgno + UInt64(needed) - 1 <= lastPage, let value = bytes(base + Self.headerSize, size) else {
+            bad("large value of \(size) bytes runs past the pages in use"); return nil
         }
-        for p in pgno..<(pgno + UInt64(pages)) {
+        for p in pgno..<(pgno + UInt64(needed)) {
             guard claim(p, database: database, label: label) else { return nil }
         }
-        counts.overflow += UInt64(pages)
+        counts.overflow += UInt64(needed)
         return value
     }
 

@@ -27,20 +27,32 @@ public struct Seal: Equatable, Sendable, CustomStringConvertible {
         "\(count) records, " + [lanes.0, lanes.1, lanes.2, lanes.3].map { String($0, radix: 16) }.joined(separator: ":")
     }
 
-    /// The contribution of one record.
-    static func lanes(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> (UInt64, UInt64, UInt64, UInt64) {
+    /// One record's digest: SHA-256(u32le key length ++ key ++ value). A seal sums
+    /// these; a database with record digests also stores each one.
+    public static func recordDigest(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> [UInt8] {
         var stream = SHA256Stream()
         withUnsafeBytes(of: UInt32(truncatingIfNeeded: key.count).littleEndian) { stream.update($0) }
         stream.update(key)
         stream.update(value)
-        let d = stream.finish()
+        return stream.finish()
+    }
+
+    /// Where a record's digest is kept in `seals`: the database name, a zero byte, the key.
+    public static func recordDigestKey(database: String, key: UnsafeRawBufferPointer) -> [UInt8] {
+        Array(database.utf8) + [0] + Array(key)
+    }
+
+    /// The contribution of one record.
+    static func lanes(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> (UInt64, UInt64, UInt64, UInt64) {
+        let d = recordDigest(key: key, value: value)
         return d.withUnsafeBytes { b in
             (b.loadUnaligned(fromByteOffset: 0, as: UInt64.self), b.loadUnaligned(fromByteOffset: 8, as: UInt64.self),
              b.loadUnaligned(fromByteOffset: 16, as: UInt64.self), b.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
         }
     }
 
-    mutating func add(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+    /// Adds one record (what a writer or a checker does per record).
+    public mutating func add(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         let l = Self.lanes(key: key, value: value)
         lanes = (lanes.0 &+ l.0, lanes.1 &+ l.1, lanes.2 &+ l.2, lanes.3 &+ l.3)
         count &+= 1
@@ -59,7 +71,7 @@ public struct Seal: Equatable, Sendable, CustomStringConvertible {
 
     static let encodedSize = 40
 
-    var encoded: [UInt8] {
+    public var encoded: [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(Self.encodedSize)
         for v in [lanes.0, lanes.1, lanes.2, lanes.3, UInt64(bitPattern: count)] {
@@ -69,7 +81,7 @@ public struct Seal: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Nil when `bytes` is not 40 bytes long (a damaged or foreign value).
-    init?(encoded bytes: UnsafeRawBufferPointer) {
+    public init?(encoded bytes: UnsafeRawBufferPointer) {
         guard bytes.count == Self.encodedSize else { return nil }
         func at(_ i: Int) -> UInt64 { UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
         lanes = (at(0), at(1), at(2), at(3))
@@ -93,12 +105,25 @@ struct SealLedger {
     /// Per sealed database: the change so far, and whether the database was emptied first.
     var deltas: [MDB_dbi: (delta: Seal, cleared: Bool)] = [:]
     var sealed: [MDB_dbi: String] = [:]
+    var digested: Set<MDB_dbi> = []
     var seals: Database?
+    /// Record digests to write (nil: delete) at commit, in order.
+    var recordDigests: [(key: [UInt8], digest: [UInt8]?)] = []
+    /// Databases emptied in this transaction whose record digests must all go.
+    var clearedDigests: [String] = []
 
     func isSealed(_ db: Database) -> Bool { sealed[db.dbi] != nil }
 
     mutating func add(_ db: Database, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         deltas[db.dbi, default: (Seal(), false)].delta.add(key: key, value: value)
+        if digested.contains(db.dbi) {
+            recordDigests.append((Seal.recordDigestKey(database: db.name, key: key), Seal.recordDigest(key: key, value: value)))
+        }
+    }
+
+    /// A record of a database with record digests was deleted.
+    mutating func removeDigest(_ db: Database, key: UnsafeRawBufferPointer) {
+        if digested.contains(db.dbi) { recordDigests.append((Seal.recordDigestKey(database: db.name, key: key), nil)) }
     }
 
     mutating func subtract(_ db: Database, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
@@ -114,6 +139,10 @@ struct SealLedger {
 
     mutating func clear(_ db: Database) {
         deltas[db.dbi] = (Seal(), true)
+        if digested.contains(db.dbi) {
+            recordDigests.removeAll { $0.key.starts(with: Array(db.name.utf8) + [0]) }
+            clearedDigests.append(db.name)
+        }
     }
 }
 
@@ -140,5 +169,27 @@ extension ReadTransaction {
         guard let stored else { return .unreadable }
         let computed = try computeSeal(db)
         return stored == computed ? .holds : .broken(stored: stored, computed: computed)
+    }
+}
+
+extension ReadTransaction {
+    /// The keys of `db` whose stored record digest is missing or differs, then the
+    /// keys of digests left without their record; empty when all hold.
+    public func recordDigestProblems(_ db: Database, in seals: Database) throws -> [[UInt8]] {
+        var bad: [[UInt8]] = []
+        try scan(db) { k, v in
+            let stored = try get(seals, key: Seal.recordDigestKey(database: db.name, key: k))
+            if stored != Seal.recordDigest(key: k, value: v) { bad.append(Array(k)) }
+            return true
+        }
+        let prefix = Array(db.name.utf8) + [0]
+        var orphans: [[UInt8]] = []
+        try scan(seals, prefix: prefix) { k, _ in
+            let recordKey = Array(k.dropFirst(prefix.count))
+            if try !contains(db, key: recordKey) { orphans.append(recordKey) }
+            return true
+        }
+        bad += orphans
+        return bad
     }
 }

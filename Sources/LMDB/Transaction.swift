@@ -109,6 +109,25 @@ public class ReadTransaction {
         if rc != MDB_NOTFOUND { try check(rc, "read duplicates in \(db.name)", path: path) }
     }
 
+    /// Visits the keys with `prefix`, throwing only LMDB's errors.
+    func scanLMDB(_ db: Database, prefix: [UInt8], _ body: (UnsafeRawBufferPointer) -> Void) throws(LMDBError) {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(txn, db.dbi, &cursor), "open cursor on \(db.name)", path: path)
+        defer { mdb_cursor_close(cursor) }
+        var k = MDB_val(), v = MDB_val()
+        var rc = prefix.withUnsafeBytes { s -> Int32 in
+            k = MDB_val(mv_size: s.count, mv_data: UnsafeMutableRawPointer(mutating: s.baseAddress))
+            return mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE)
+        }
+        while rc == 0 {
+            let key = UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size)
+            guard key.starts(with: prefix) else { return }
+            body(key)
+            rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)
+        }
+        if rc != MDB_NOTFOUND { try check(rc, "scan \(db.name)", path: path) }
+    }
+
     /// The last key in the database (a copy), or nil when empty.
     public func lastKey(_ db: Database) throws(LMDBError) -> [UInt8]? {
         var cursor: OpaquePointer?
@@ -192,7 +211,10 @@ public final class WriteTransaction: ReadTransaction {
             } else {
                 rc = mdb_del(txn, db.dbi, &kv, nil)
             }
-            if rc == 0 && removed.count != 0 { ledger.subtract(db, removed) }
+            if rc == 0 && removed.count != 0 {
+                ledger.subtract(db, removed)
+                ledger.removeDigest(db, key: k)
+            }
             return rc
         }
         if rc == MDB_NOTFOUND { return false }
@@ -209,6 +231,16 @@ public final class WriteTransaction: ReadTransaction {
     /// Writes the seals this transaction changed (called by `Environment` before commit).
     func flushSeals() throws(LMDBError) {
         guard let seals = ledger.seals else { return }
+        for name in ledger.clearedDigests {
+            var stale: [[UInt8]] = []
+            try scanLMDB(seals, prefix: Array(name.utf8) + [0]) { k in stale.append(Array(k)) }
+            for k in stale { _ = try delete(seals, key: k) }
+        }
+        for (key, digest) in ledger.recordDigests {
+            if let digest { try put(seals, key: key, value: digest) } else { _ = try delete(seals, key: key) }
+        }
+        ledger.recordDigests = []
+        ledger.clearedDigests = []
         for (dbi, change) in ledger.deltas {
             guard let name = ledger.sealed[dbi] else { continue }
             let key = Array(name.utf8)

@@ -12,6 +12,9 @@ enum GenerationKeys {
     static func selectionPrefix(_ k: Int) -> [UInt8] { Layout.u32Key(UInt32(k)) + [0] }
     static func entryPrefix(_ k: Int, _ name: String) -> [UInt8] { Layout.u32Key(UInt32(k)) + [1] + Array(name.utf8) + [0] }
     static func entry(_ k: Int, _ name: String, _ id: UInt64) -> [UInt8] { entryPrefix(k, name) + Layout.idKey(id) }
+    /// In `meta`: the SHA-256 (hex) of a selection's JSON record.
+    static func selectionDigest(_ k: Int, _ name: String) -> [UInt8] { Array("selection/\(k)/".utf8) + Array(name.utf8) }
+    static func selectionDigestPrefix(_ k: Int) -> [UInt8] { Array("selection/\(k)/".utf8) }
     static let counter = "generation_counter"
     static let writer = "labels_writer"
 }
@@ -170,6 +173,7 @@ extension Store {
         }
         try removeRange(db.labels, prefix: GenerationKeys.labelPrefix(k))
         try removeRange(db.selections, prefix: GenerationKeys.labelPrefix(k))
+        try removeRange(db.meta, prefix: GenerationKeys.selectionDigestPrefix(k))
     }
 
     /// Deletes every key with `prefix`, 20,000 per transaction.

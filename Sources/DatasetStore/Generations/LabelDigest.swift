@@ -49,9 +49,17 @@ extension Store {
             out.append("generation \(k): its labels do not match their digest (a stored label changed after it was written)")
         }
         var selections: [SelectionRecord] = []
-        try txn.scan(db.selections, prefix: GenerationKeys.selectionPrefix(k)) { _, v in
-            if let s = try? GenerationJSON.decoder.decode(SelectionRecord.self, from: Data(v)) { selections.append(s) }
-            else { out.append("generation \(k): a selection's record is unreadable") }
+        let prefix = GenerationKeys.selectionPrefix(k)
+        try txn.scan(db.selections, prefix: prefix) { key, v in
+            let name = String(decoding: key.dropFirst(prefix.count), as: UTF8.self)
+            if let want = try txn.get(db.meta, key: GenerationKeys.selectionDigest(k, name)),
+               SHA256.hash(v).hexString != String(decoding: want, as: UTF8.self) {
+                out.append("generation \(k), selection '\(name)': its record does not match its digest")
+            } else if let s = try? GenerationJSON.decoder.decode(SelectionRecord.self, from: Data(v)) {
+                selections.append(s)
+            } else {
+                out.append("generation \(k): selection '\(name)' has an unreadable record")
+            }
             return true
         }
         for s in selections {

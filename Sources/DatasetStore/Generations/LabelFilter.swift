@@ -1,3 +1,4 @@
+import Digest
 import Foundation
 import KeyedRandom
 import LMDB
@@ -83,8 +84,11 @@ extension Store {
             // selection of the same name fails here and rolls all of it back).
             var published = record
             published.entriesSha256 = try entriesDigest(r.generation, r.name, txn)
-            try txn.put(db.selections, key: GenerationKeys.selection(r.generation, r.name),
-                        value: Array(try GenerationJSON.encoder.encode(published)), noOverwrite: true)
+            let json = Array(try GenerationJSON.encoder.encode(published))
+            try txn.put(db.selections, key: GenerationKeys.selection(r.generation, r.name), value: json, noOverwrite: true)
+            // The record's own digest, in `meta` (whose records each carry a digest):
+            // lets salvage keep this selection byte for byte when a neighbour is damaged.
+            try txn.put(db.meta, key: GenerationKeys.selectionDigest(r.generation, r.name), value: Array(SHA256.hash(json).hexString.utf8))
             return published
         }
         return record
