@@ -175,12 +175,14 @@ private struct SalvagePlan {
         }
 
         // Samples.
-        var images: [UInt64: UnsafeRawBufferPointer] = [:]
-        for r in records(Layout.images) where r.key.count == 8 { images[Layout.readU64BE(r.key)] = r.value }
+        // Candidates per key: a damaged pointer can put another tree's page (or a
+        // stale copy) in a tree, so a key may appear twice; the copy that checks out wins.
+        var images: [UInt64: [UnsafeRawBufferPointer]] = [:]
+        for r in records(Layout.images) where r.key.count == 8 { images[Layout.readU64BE(r.key), default: []].append(r.value) }
         let samplesSealed = sealHolds(Layout.samples)
         let hashesSealed = sealHolds(Layout.hashes), sourcesSealed = sealHolds(Layout.sources), splitSealed = sealHolds(Layout.splitIndex)
-        var byHash: [[UInt8]: UInt64] = [:]
-        for r in records(Layout.hashes) where r.value.count == 8 { byHash[Array(r.key)] = Layout.readU64BE(r.value) }
+        var byHash: [[UInt8]: [UInt64]] = [:]
+        for r in records(Layout.hashes) where r.value.count == 8 { byHash[Array(r.key), default: []].append(Layout.readU64BE(r.value)) }
         var bySource: [String: [UInt64]] = [:]
         var sourceOf: [UInt64: String] = [:]
         for r in records(Layout.sources) where r.value.count == 8 {
@@ -188,31 +190,34 @@ private struct SalvagePlan {
             bySource[name, default: []].append(id)
             sourceOf[id] = name
         }
-        var splitOf: [UInt64: (Split, UInt32)] = [:]
+        var splitOf: [UInt64: [(Split, UInt32)]] = [:]
         for r in records(Layout.splitIndex) where r.key.count == 9 && r.value.count == 4 {
             if let split = Split(code: r.key[0]) {
-                splitOf[Layout.readU64BE(r.key, at: 1)] = (split, UInt32(littleEndian: r.value.loadUnaligned(as: UInt32.self)))
+                splitOf[Layout.readU64BE(r.key, at: 1), default: []].append((split, UInt32(littleEndian: r.value.loadUnaligned(as: UInt32.self))))
             }
         }
-        var seen = Set<UInt64>()
+        var seen = Set<UInt64>(), kept = Set<UInt64>()
         let all = records(Layout.samples)
         for (n, r) in all.enumerated() {
             if n % 1000 == 0 { progress?(n, all.count) }
             guard r.key.count == 8 else { continue }
             let id = Layout.readU64BE(r.key)
-            seen.insert(id)
+            if kept.contains(id) { continue }  // a second copy of a sample already kept
+            let again = !seen.insert(id).inserted
             func lose(_ why: String, _ source: String?) { lost.append(LostSample(id: id, source: source ?? sourceOf[id], reason: why)) }
             guard let s = SampleRecord(id: id, bytes: r.value) else { lose("its record is unreadable", nil); continue }
-            guard let image = images[id] else { lose("its image bytes are lost", s.source); continue }
-            guard image.count == s.byteSize, SHA256.hash(image) == s.dataHash else { lose("its image bytes do not match their hash", s.source); continue }
+            guard let candidates = images[id] else { lose("its image bytes are lost", s.source); continue }
+            guard let image = candidates.first(where: { $0.count == s.byteSize && SHA256.hash($0) == s.dataHash }) else {
+                lose("its image bytes do not match their hash", s.source); continue
+            }
             if !samplesSealed {
                 // Each field against an independent copy: an index that is itself
                 // damaged (its seal broken) can only contradict, not vouch by absence.
                 if let c = s.classIndex, Int(c) >= classes.count { lose("its record names class \(c), which does not exist", s.source); continue }
                 // An index whose seal holds is a trusted copy; a damaged one proves nothing.
-                if hashesSealed && byHash[s.contentHash] != id { lose("its record disagrees with the content-hash index", s.source); continue }
+                if hashesSealed && !(byHash[s.contentHash] ?? []).contains(id) { lose("its record disagrees with the content-hash index", s.source); continue }
                 if sourcesSealed && !(bySource[s.source] ?? []).contains(id) { lose("its record disagrees with the source index", s.source); continue }
-                if splitSealed, splitOf[id].map({ $0.0 != s.split || $0.1 != (s.classIndex ?? SampleRecord.noClass) }) ?? true {
+                if splitSealed, !(splitOf[id] ?? []).contains(where: { $0.0 == s.split && $0.1 == (s.classIndex ?? SampleRecord.noClass) }) {
                     lose("its record disagrees with the split index", s.source); continue
                 }
                 // Stored bytes are the original file unless re-encoded (then the hashes differ).
@@ -228,17 +233,19 @@ private struct SalvagePlan {
                 }
             }
             samples.append(Sample(record: s, recordBytes: Array(r.value), image: Array(image)))
+            kept.insert(id)
+            if again { lost.removeAll { $0.id == id } }  // an earlier, damaged copy of it
         }
         progress?(all.count, all.count)
         // Ids known only from an index or an image: their records were lost.
         var orphaned = Set<UInt64>()
         for id in images.keys where !seen.contains(id) { orphaned.insert(id) }
-        for id in byHash.values where !seen.contains(id) { orphaned.insert(id) }
+        for id in byHash.values.joined() where !seen.contains(id) { orphaned.insert(id) }
         for id in sourceOf.keys where !seen.contains(id) { orphaned.insert(id) }
         for id in splitOf.keys where !seen.contains(id) { orphaned.insert(id) }
         for id in orphaned.sorted() { lost.append(LostSample(id: id, source: sourceOf[id], reason: "its sample record is lost")) }
-        lost.sort { $0.id < $1.id }
-        let kept = Set(samples.map(\.record.id))
+        var reported = Set<UInt64>()
+        lost = lost.sorted { $0.id < $1.id }.filter { reported.insert($0.id).inserted }
 
         // Generations and their selections.
         var labelsByGeneration: [Int: [KeyValue]] = [:]

@@ -284,10 +284,15 @@ public final class PageWalk {
     }
 
     /// Claims a page for `label`; false (and a problem) when it is out of range or used twice.
-    private func claim(_ pgno: UInt64, database: String, label: String) -> Bool {
+    /// Claims a page for `label`. Out of range: nil (and a problem). Already used:
+    /// false (and a problem): a damaged pointer in one tree can name another tree's
+    /// page, and which of the two is wrong is not known here, so a leaf page used
+    /// twice is still read for both (its records are whole) while a branch page is not
+    /// descended twice (that bounds the walk however the pointers loop).
+    private func claim(_ pgno: UInt64, database: String, label: String) -> Bool? {
         guard pgno >= 2, pgno <= lastPage else {
             problems.append(PageProblem(database: database, page: pgno, problem: "page number out of range (the file has \(lastPage &+ 1) pages in use)"))
-            return false
+            return nil
         }
         if let owner = visited[pgno] {
             problems.append(PageProblem(database: database, page: pgno, problem: "page is used twice (also by \(owner))"))
@@ -305,7 +310,8 @@ public final class PageWalk {
             problems.append(PageProblem(database: database, page: pgno, problem: s, lowKey: low.map { Array($0) }, highKey: high.map { Array($0) }))
         }
         guard depth <= maxDepth, depth <= 32 else { bad("tree is deeper than its record's depth \(maxDepth)"); return }
-        guard claim(pgno, database: database, label: label) else { return }
+        guard let first = claim(pgno, database: database, label: label) else { return }
+        if !first && depth < maxDepth { return }
         let base = Int(pgno) * pageSize
         guard let pageNumber = u64(base), let flags = u16(base + 10), let lower = u16(base + 12), let upper = u16(base + 14) else {
             bad("page lies past the end of the file"); return
@@ -346,7 +352,7 @@ public final class PageWalk {
                   let mnLo = u16(base + off), let mnHi = u16(base + off + 2), let nf = u16(base + off + 4),
                   let ksize = u16(base + off + 6), off + Self.nodeSize + Int(ksize) <= pageSize,
                   let key = bytes(base + off + Self.nodeSize, Int(ksize)) else {
-                bad("entry \(i) lies outside the page"); return
+                bad("entry \(i) lies outside the page"); continue
             }
             // Key order: strictly increasing, inside the parent's bounds (a branch's
             // first key is a placeholder LMDB never compares).
@@ -363,14 +369,14 @@ public final class PageWalk {
                 let value: UnsafeRawBufferPointer
                 if nf & Self.fBigData != 0 {
                     guard nf & (Self.fSubData | Self.fDupData) == 0, off + Self.nodeSize + Int(ksize) + 8 <= pageSize,
-                          let overflow = u64(dataAt) else { bad("entry \(i) has an impossible large-value reference"); return }
+                          let overflow = u64(dataAt) else { bad("entry \(i) has an impossible large-value reference"); continue }
                     guard let v = readOverflow(overflow, size: dsize, database: database, label: label, key: key, counts: &counts) else {
                         continue  // problem recorded; the record is lost, the rest of the page is not
                     }
                     value = v
                 } else {
                     guard off + Self.nodeSize + Int(ksize) + dsize <= pageSize,
-                          let v = bytes(dataAt, dsize) else { bad("entry \(i)'s value lies outside the page"); return }
+                          let v = bytes(dataAt, dsize) else { bad("entry \(i)'s value lies outside the page"); continue }
                     value = v
                 }
                 if nf & Self.fDupData == 0 { counts.entries += 1 }
@@ -410,7 +416,7 @@ public final class PageWalk {
             bad("large value of \(size) bytes runs past the pages in use"); return nil
         }
         for p in pgno..<(pgno + UInt64(needed)) {
-            guard claim(p, database: database, label: label) else { return nil }
+            guard claim(p, database: database, label: label) != nil else { return nil }
         }
         counts.overflow += UInt64(needed)
         return value
