@@ -167,6 +167,76 @@ final class CorruptionSuiteTests: XCTestCase {
         return failures
     }
 
+    /// Records changed in place by another LMDB client (python-lmdb), as a flipped
+    /// bit in a value would change them: LMDB itself sees nothing wrong. A label:
+    /// verify names the generation, export and training refuse it with one line,
+    /// salvage keeps the other generation. A class name and a field no index copies
+    /// (a sample's original width): verify names the database through its seal.
+    func testChangedRecordsAreCaughtByDigestsAndSeals() throws {
+        let fixture = try makeFixture()
+        func damaged(_ name: String, _ edit: String) throws -> String {
+            let copy = "\(root)/\(name)"
+            try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
+            try fixture.data.write(to: URL(fileURLWithPath: copy + "/data.mdb"))
+            let r = try Processes.python("""
+            import lmdb, struct, sys
+            e = lmdb.open(sys.argv[1], max_dbs=32)
+            \(edit)
+            """, [copy])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return copy
+        }
+        // Flip one bit of the first stored probability of sample 40 in generation 2.
+        let label = try damaged("label", """
+        db = e.open_db(b"labels")
+        with e.begin(write=True, db=db) as t:
+            k = struct.pack(">IQ", 2, 40); v = bytearray(t.get(k)); v[8] ^= 0x04; t.put(k, bytes(v))
+        """)
+        let v = try Processes.noisy(["verify", "--store", label, "--json"])
+        XCTAssertEqual(v.status, 1)
+        XCTAssertNil(try Processes.schemaViolation(schema: "verify.schema.json", json: v.stdoutData))
+        XCTAssertTrue(v.stdout.contains("generation 2: its labels do not match their digest"), v.stdout)
+        XCTAssertFalse(v.stdout.contains("generation 1:"), v.stdout)
+        let export = try Processes.noisy(["labels", "export", "--store", label, "--generation", "2", "--out", "\(root)/ex"])
+        XCTAssertEqual(export.status, 1)
+        XCTAssertEqual(export.stderr.split(separator: "\n").count, 1, export.stderr)
+        XCTAssertTrue(export.stderr.contains("generation 2") && export.stderr.contains("noisy verify"), export.stderr)
+        XCTAssertEqual(try Processes.noisy(["labels", "export", "--store", label, "--generation", "1", "--out", "\(root)/ex1"]).status, 0)
+        let train = try Processes.noisy(["train", "--store", label, "--generation", "2", "--epochs", "1", "--out", "\(root)/m.ckpt"])
+        XCTAssertEqual(train.status, 1, train.stdout)
+        XCTAssertTrue(train.stderr.contains("generation 2: its labels do not match their digest"), train.stderr)
+        let salvage = try Processes.noisy(["salvage", "--store", label, "--out", "\(root)/label-saved", "--json"])
+        XCTAssertEqual(salvage.status, 0, salvage.stderr)
+        XCTAssertNil(try Processes.schemaViolation(schema: "salvage.schema.json", json: salvage.stdoutData))
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: salvage.stdoutData) as? [String: Any])
+        let generations = (report["generations"] as? [[String: Any]] ?? []).map { ($0["generation"] as? Int ?? 0, $0["saved"] as? Bool ?? false) }
+        XCTAssertEqual(generations.map(\.0), [1, 2])
+        XCTAssertEqual(generations.map(\.1), [true, false])
+        XCTAssertEqual(report["samples_saved"] as? Int, 90)
+        XCTAssertEqual(try Processes.noisy(["verify", "--store", "\(root)/label-saved"]).status, 0)
+
+        let className = try damaged("class", """
+        db = e.open_db(b"classes")
+        with e.begin(write=True, db=db) as t:
+            t.put(struct.pack(">I", 1), b"c")
+        """)
+        let vc = try Processes.noisy(["verify", "--store", className])
+        XCTAssertEqual(vc.status, 1)
+        XCTAssertTrue(vc.stdout.contains("database classes"), vc.stdout)
+
+        let width = try damaged("width", """
+        db = e.open_db(b"samples")
+        with e.begin(write=True, db=db) as t:
+            k = struct.pack(">Q", 50); v = bytearray(t.get(k)); v[16] ^= 0x01; t.put(k, bytes(v))
+        """)
+        let vw = try Processes.noisy(["verify", "--store", width])
+        XCTAssertEqual(vw.status, 1)
+        XCTAssertTrue(vw.stdout.contains("database samples: its records do not match their seal"), vw.stdout)
+        let sw = try Processes.noisy(["salvage", "--store", width, "--out", "\(root)/width-saved", "--json"])
+        let lost = (try JSONSerialization.jsonObject(with: sw.stdoutData) as? [String: Any])?["lost_samples"] as? [[String: Any]]
+        XCTAssertEqual(lost?.compactMap { $0["id"] as? Int }, [50], sw.stdout)
+    }
+
     func testEveryDamagedCopyEndsWithoutASignalAndSalvageKeepsWhatIsWhole() throws {
         let fixture = try makeFixture()
         let kinds = pages(fixture.data)
