@@ -61,9 +61,10 @@ final class SealTests: XCTestCase {
         let r = try Processes.python("""
         import lmdb, sys
         e = lmdb.open(sys.argv[1], max_dbs=8)
+        plain, meta = e.open_db(b"plain"), e.open_db(b"meta")
         with e.begin(write=True) as t:
-            t.put(b"\\xfa", b"\\x01", db=e.open_db(b"plain"))
-            t.put(b"\\xfb", b"\\x02", db=e.open_db(b"meta"))
+            t.put(b"\\xfa", b"\\x01", db=plain)
+            t.put(b"\\xfb", b"\\x02", db=meta)
         """, [dir])
         XCTAssertEqual(r.status, 0, r.stderr)
         try env.read { txn in
