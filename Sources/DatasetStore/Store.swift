@@ -101,7 +101,10 @@ public final class Store: Sendable {
         } catch let e {
             if let t = e.truncation {
                 throw StoreError(.corrupt, "\(path)/data.mdb: \(t.size) bytes, but its pages in use need \(t.needed): "
-                                 + "the copy looks incomplete (an interrupted cp, rsync or download); copy the store again from its source")
+                                 + "the copy looks incomplete (an interrupted cp, rsync or download); copy it again, or noisy salvage --store \(path) --out NEW saves what it holds")
+            }
+            if e.indicatesDamage {
+                throw StoreError(.corrupt, "\(path): not a readable store (\(e.message)): it looks damaged; noisy verify --store \(path) tells more")
             }
             throw StoreError(.notAStore, "\(path): not a readable store (\(e.message))")
         }

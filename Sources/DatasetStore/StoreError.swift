@@ -36,8 +36,10 @@ extension StoreError: LMDBFailureCarrying {
     /// `LMDBError` becomes a `StoreError`: `Store.read` and `Store.write` route every
     /// transaction's failures through it.
     public init(_ error: LMDBError) {
-        kind = error.isOutOfSpace ? .outOfSpace : .io
-        message = error.isOutOfSpace ? error.description : "\(error.path): \(error.operation): \(error.message)"
+        kind = error.isOutOfSpace ? .outOfSpace : (error.indicatesDamage ? .corrupt : .io)
+        message = error.isOutOfSpace ? error.description
+            : error.indicatesDamage ? "\(error.path): \(error.operation): \(error.message): the store looks damaged; noisy verify --store \(error.path) tells more"
+            : "\(error.path): \(error.operation): \(error.message)"
         lmdbError = error
         field = nil
     }

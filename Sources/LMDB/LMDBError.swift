@@ -42,6 +42,12 @@ public struct LMDBError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var isMapFull: Bool { code == MDB_MAP_FULL }
     public var isNotFound: Bool { code == MDB_NOTFOUND }
+    /// LMDB noticed a damaged file itself (a page of the wrong kind, a page past
+    /// the end, a bad meta page, a version mismatch).
+    public var indicatesDamage: Bool {
+        code == MDB_CORRUPTED || code == MDB_PAGE_NOTFOUND || code == MDB_INVALID || code == MDB_VERSION_MISMATCH
+            || code == MDB_BAD_VALSIZE || code == MDB_CURSOR_FULL || truncation != nil
+    }
     /// ENOSPC / EDQUOT / EFBIG: the disk (or a file-size limit) ran out.
     public var isOutOfSpace: Bool { code == ENOSPC || code == EDQUOT || code == EFBIG || spaceShortage != nil }
 }

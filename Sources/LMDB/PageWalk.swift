@@ -64,7 +64,7 @@ public final class PageWalk {
 
     // Page and node flags (mdb.c).
     static let pBranch: UInt16 = 0x01, pLeaf: UInt16 = 0x02, pOverflow: UInt16 = 0x04, pMeta: UInt16 = 0x08
-    static let pLeaf2: UInt16 = 0x20, pSubpage: UInt16 = 0x40
+    static let pDirty: UInt16 = 0x10, pLeaf2: UInt16 = 0x20, pSubpage: UInt16 = 0x40
     static let fBigData: UInt16 = 0x01, fSubData: UInt16 = 0x02, fDupData: UInt16 = 0x04
     static let dupSort: UInt16 = 0x04, integerKey: UInt16 = 0x08, dupFixed: UInt16 = 0x10, integerDup: UInt16 = 0x20
     static let invalidPage = UInt64.max
@@ -182,6 +182,16 @@ public final class PageWalk {
             if let b = best, b.problems.count <= attempt.problems.count { continue }
             best = attempt
             if attempt.problems.count == problems.count { break }
+        }
+        if let best, best.transactionID != candidates[0].txnid {
+            // LMDB reads the newest snapshot; when only an older one is whole, the
+            // records come from it, and the newest one's damage is what gets reported.
+            let current = PageWalk(file: file)
+            current.walk(candidates[0])
+            best.problems.insert(contentsOf: current.problems.prefix(20), at: problems.count)
+            best.problems.insert(PageProblem(database: "", page: UInt64(candidates[0].index),
+                                             problem: "the newest snapshot (transaction \(candidates[0].txnid)) is damaged; the previous one (transaction \(best.transactionID)) is whole and is what was read"),
+                                 at: problems.count)
         }
         if let best {
             problems = best.problems; records = best.records; databaseNames = best.databaseNames
@@ -444,7 +454,8 @@ public final class PageWalk {
         let flags = UInt16(littleEndian: value.loadUnaligned(fromByteOffset: 10, as: UInt16.self))
         let lower = Int(UInt16(littleEndian: value.loadUnaligned(fromByteOffset: 12, as: UInt16.self)))
         let upper = Int(UInt16(littleEndian: value.loadUnaligned(fromByteOffset: 14, as: UInt16.self)))
-        guard flags == Self.pLeaf | Self.pSubpage, lower >= Self.headerSize, lower <= upper, upper <= value.count,
+        // A sub-page is built in memory and keeps the dirty bit it had there.
+        guard flags & ~Self.pDirty == Self.pLeaf | Self.pSubpage, lower >= Self.headerSize, lower <= upper, upper <= value.count,
               (lower - Self.headerSize) % 2 == 0 else { return "duplicates sub-page header is damaged" }
         let n = (lower - Self.headerSize) / 2
         guard n >= 1 else { return "duplicates sub-page is empty" }

@@ -193,7 +193,11 @@ struct BenchLabels: ParsableCommand {
         var runs: [Double]
         var samples: Int
         var precision: String
-        enum CodingKeys: String, CodingKey { case lookupsPerSecond = "lookups_per_second", runs, samples, precision }
+        /// Median seconds to check the generation's digests: what every reader pays once per open.
+        var digestCheckSeconds: Double
+        enum CodingKeys: String, CodingKey {
+            case lookupsPerSecond = "lookups_per_second", runs, samples, precision, digestCheckSeconds = "digest_check_seconds"
+        }
     }
 
     func run() throws {
@@ -218,10 +222,17 @@ struct BenchLabels: ParsableCommand {
                 }
                 rates.append(Double(lookups) / Date().timeIntervalSince(start))
             }
-            let r = Result(lookupsPerSecond: median(rates), runs: rates, samples: ids.count, precision: g.precision)
+            var checks: [Double] = []
+            for _ in 0..<max(1, self.repeat) {
+                let start = Date()
+                try store.requireIntact(generation: g.generation)
+                checks.append(Date().timeIntervalSince(start))
+            }
+            let r = Result(lookupsPerSecond: median(rates), runs: rates, samples: ids.count, precision: g.precision,
+                           digestCheckSeconds: median(checks))
             if json { try Terminal.printJSON(r); return }
-            print(String(format: "%.0f random lookups/s (median of %d; %d samples, %@, checksum %.1f)",
-                         r.lookupsPerSecond, rates.count, ids.count, g.precision, sink))
+            print(String(format: "%.0f random lookups/s (median of %d; %d samples, %@, checksum %.1f); digest check per open %.3f s",
+                         r.lookupsPerSecond, rates.count, ids.count, g.precision, sink, r.digestCheckSeconds))
         }
     }
 }

@@ -124,14 +124,18 @@ final class CorruptionSuiteTests: XCTestCase {
     }
 
     /// One damaged copy, checked end to end. Returns a line describing a failure, or nil.
-    static func check(_ fixture: Fixture, copy: String, bytes: Data, label: String) throws -> [String] {
+    static func check(_ fixture: Fixture, copy: String, bytes: Data, label: String, tally: ConcurrentResults) throws -> [String] {
         var failures: [String] = []
+        defer { if ProcessInfo.processInfo.environment["NOISY_KEEP"] == nil { for s in ["", "-saved", "-export", ".json"] { try? FileManager.default.removeItem(atPath: copy + s) } } }
+        tally.count("copies")
         try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
         try bytes.write(to: URL(fileURLWithPath: copy + "/data.mdb"))
         let dump = try Processes.run(Processes.python, [fixture.oracle, "dump", copy])
         let original = try String(contentsOfFile: fixture.originalDump, encoding: .utf8)
         let readable = dump.status == 0 && dump.terminationReason == .exit
         let same = readable && dump.stdout == original
+        if !readable { tally.count("python-lmdb cannot read it") }
+        if !same { tally.count("data changed (python-lmdb)") }
         let damagedDump = copy + ".json"
         if readable { try dump.stdout.write(toFile: damagedDump, atomically: true, encoding: .utf8) }
         let commands: [[String]] = [
@@ -144,11 +148,14 @@ final class CorruptionSuiteTests: XCTestCase {
             let r = try Processes.noisy(args)
             statuses.append(r.status)
             if r.terminationReason != .exit {
+                tally.count("signals")
                 failures.append("\(label): \(args[0]) \(args[1]) died of signal \(r.status)")
             } else if r.status != 0 && args[0] != "verify" && args[0] != "salvage" && r.stderr.split(separator: "\n").count != 1 {
                 failures.append("\(label): \(args[0]) \(args[1]) said more than one line: \(r.stderr.prefix(300))")
             }
         }
+        if statuses[1] == 1 { tally.count("verify exit 1") }
+        if statuses[4] == 0 { tally.count("salvage wrote a store that passes verify") }
         if !same && statuses[1] != 1 { failures.append("\(label): python-lmdb reads changed data, verify exited \(statuses[1])") }
         guard FileManager.default.fileExists(atPath: copy + "-saved/data.mdb") else {
             failures.append("\(label): salvage wrote no store")
@@ -161,6 +168,10 @@ final class CorruptionSuiteTests: XCTestCase {
                 failures.append("\(label): compare failed: \(cmp.stderr.suffix(300))")
                 return failures
             }
+            tally.count("untouched samples", j["untouched_samples"] as? Int ?? 0)
+            tally.count("untouched samples salvage lost", (j["missing_samples"] as? [String])?.count ?? 0)
+            tally.count("untouched generations", j["untouched_generations"] as? Int ?? 0)
+            tally.count("untouched generations salvage lost", (j["missing_generations"] as? [String])?.count ?? 0)
             if let m = j["missing_samples"] as? [String], !m.isEmpty { failures.append("\(label): salvage lost untouched samples \(m)") }
             if let m = j["missing_generations"] as? [String], !m.isEmpty { failures.append("\(label): salvage lost untouched generations \(m)") }
         }
@@ -237,20 +248,18 @@ final class CorruptionSuiteTests: XCTestCase {
         XCTAssertEqual(lost?.compactMap { $0["id"] as? Int }, [50], sw.stdout)
     }
 
-    func testEveryDamagedCopyEndsWithoutASignalAndSalvageKeepsWhatIsWhole() throws {
-        let fixture = try makeFixture()
-        let kinds = pages(fixture.data)
-        XCTAssertFalse(kinds.branch.isEmpty, "the fixture must have branch pages")
-        XCTAssertGreaterThan(kinds.leaf.count, 5)
-        XCTAssertGreaterThan(kinds.overflow.count, 20)
-        var rng = SplitMix64(seed: 0x5EED_C0DE)
-        var copies: [(String, Data)] = []
-        // 240 copies with bit flips: 60 each in the meta pages, branch pages, leaf
-        // pages and the overflow pages that hold image bytes (1-3 flips each).
-        for (kind, count) in [("meta", 60), ("branch", 60), ("leaf", 60), ("overflow", 60)] {
-            for c in 0..<count {
+    /// Damaged copies of the fixture: `perKind` copies with 1-`maxFlips` bit flips in
+    /// each of the meta pages, branch pages, leaf pages and the overflow pages that
+    /// hold image bytes, then truncations at `cuts` points and `zeroed` zeroed pages
+    /// (the first a meta page).
+    static func copies(of fixture: Fixture, kinds: (branch: [Int], leaf: [Int], overflow: [(Int, Int)]), seed: UInt64,
+                       perKind: Int, maxFlips: Int, cuts: Int, zeroed: Int) -> [(String, Data)] {
+        var rng = SplitMix64(seed: seed)
+        var out: [(String, Data)] = []
+        for kind in ["meta", "branch", "leaf", "overflow"] {
+            for c in 0..<perKind {
                 var b = fixture.data
-                for _ in 0..<(1 + Int(rng.next() % 3)) {
+                for _ in 0..<(1 + Int(rng.next() % UInt64(maxFlips))) {
                     let offset: Int
                     switch kind {
                     case "meta": offset = Int(rng.next() % 2) * 4096 + Int(rng.next() % 160)
@@ -262,40 +271,75 @@ final class CorruptionSuiteTests: XCTestCase {
                     }
                     b[offset] ^= UInt8(1) << UInt8(rng.next() % 8)
                 }
-                copies.append(("\(kind)-\(c)", b))
+                out.append(("\(seed)-\(kind)-\(c)", b))
             }
         }
-        // Truncations at 10 points, and 12 zeroed pages (one a meta page).
-        for k in 1...10 { copies.append(("cut-\(k)", fixture.data.prefix(4096 * 2 + (fixture.data.count - 8192) * k / 11))) }
-        for z in 0..<12 {
+        for k in 1...max(1, cuts) where cuts > 0 {
+            let cut = 4096 * 2 + Int(rng.next() % UInt64(fixture.data.count - 8192))
+            out.append(("\(seed)-cut-\(k)", fixture.data.prefix(cuts == 10 ? 4096 * 2 + (fixture.data.count - 8192) * k / 11 : cut)))
+        }
+        for z in 0..<zeroed {
             var b = fixture.data
             let page = z == 0 ? 1 : 2 + Int(rng.next() % UInt64(fixture.data.count / 4096 - 2))
             b.replaceSubrange((page * 4096)..<((page + 1) * 4096), with: Data(count: 4096))
-            copies.append(("zero-\(page)", b))
+            out.append(("\(seed)-zero-\(page)", b))
         }
-        XCTAssertGreaterThanOrEqual(copies.count, 200 + 10 + 10)
-        let results = ConcurrentResults()
-        let all = copies, folder = root + "/c"
+        return out
+    }
+
+    /// Checks copies on two workers (this machine's cores).
+    func run(_ fixture: Fixture, _ copies: [(String, Data)], tally: ConcurrentResults) {
+        let folder = root + "/c"
         DispatchQueue.concurrentPerform(iterations: 2) { worker in
             let only = ProcessInfo.processInfo.environment["NOISY_ONLY"]
-            for (i, (label, bytes)) in all.enumerated() where i % 2 == worker && (only == nil || only == label) {
+            for (i, (label, bytes)) in copies.enumerated() where i % 2 == worker && (only == nil || only == label) {
                 do {
-                    results.append(try Self.check(fixture, copy: "\(folder)/\(label)", bytes: bytes, label: label))
+                    tally.append(try Self.check(fixture, copy: "\(folder)/\(label)", bytes: bytes, label: label, tally: tally))
                 } catch {
-                    results.append(["\(label): \(error)"])
+                    tally.append(["\(label): \(error)"])
                 }
             }
         }
-        let failures = results.all
+    }
+
+    func testEveryDamagedCopyEndsWithoutASignalAndSalvageKeepsWhatIsWhole() throws {
+        let fixture = try makeFixture()
+        let kinds = pages(fixture.data)
+        XCTAssertFalse(kinds.branch.isEmpty, "the fixture must have branch pages")
+        XCTAssertGreaterThan(kinds.leaf.count, 5)
+        XCTAssertGreaterThan(kinds.overflow.count, 20)
+        let tally = ConcurrentResults()
+        // tools/fuzz/stores.sh sets NOISY_CORRUPTION_SECONDS: more copies, more flips,
+        // fresh seeds until the time is up. In the tests: one fixed seed.
+        if let seconds = ProcessInfo.processInfo.environment["NOISY_CORRUPTION_SECONDS"].flatMap(Double.init) {
+            let start = Date()
+            var seed = UInt64(ProcessInfo.processInfo.environment["NOISY_CORRUPTION_SEED"] ?? "1") ?? 1
+            while Date().timeIntervalSince(start) < seconds {
+                run(fixture, Self.copies(of: fixture, kinds: kinds, seed: seed, perKind: 10, maxFlips: 12, cuts: 3, zeroed: 3), tally: tally)
+                seed += 1
+            }
+            print("corruption fuzz: \(Int(Date().timeIntervalSince(start))) s, seeds up to \(seed - 1): " + tally.summary)
+        } else {
+            let copies = Self.copies(of: fixture, kinds: kinds, seed: 0x5EED_C0DE, perKind: 60, maxFlips: 3, cuts: 10, zeroed: 12)
+            XCTAssertGreaterThanOrEqual(copies.count, 200 + 10 + 10)
+            run(fixture, copies, tally: tally)
+            print("corruption suite: " + tally.summary)
+        }
+        let failures = tally.all
         XCTAssertTrue(failures.isEmpty, "\(failures.count) failures:\n" + failures.prefix(30).joined(separator: "\n"))
+        XCTAssertEqual(tally.counts["signals"] ?? 0, 0)
     }
 }
 
 /// Failure lines gathered from the two workers.
 final class ConcurrentResults: @unchecked Sendable {
-    // @unchecked: `lines` is only touched under `lock`.
+    // @unchecked: `lines` and `tallies` are only touched under `lock`.
     private let lock = NSLock()
     private var lines: [String] = []
+    private var tallies: [String: Int] = [:]
     func append(_ more: [String]) { lock.lock(); lines += more; lock.unlock() }
+    func count(_ what: String, _ n: Int = 1) { lock.lock(); tallies[what, default: 0] += n; lock.unlock() }
     var all: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+    var counts: [String: Int] { lock.lock(); defer { lock.unlock() }; return tallies }
+    var summary: String { counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") }
 }

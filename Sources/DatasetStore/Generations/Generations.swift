@@ -228,15 +228,20 @@ extension Store {
     }
 
     /// Commits generation metadata: the moment the generation becomes visible.
-    func commitGeneration(_ record: GenerationRecord, tagLatest: Bool = true) throws {
+    /// Returns the seconds spent on the labels' digest.
+    @discardableResult
+    func commitGeneration(_ record: GenerationRecord, tagLatest: Bool = true) throws -> Double {
         try write { txn in
             var record = record
+            let start = DispatchTime.now().uptimeNanoseconds
             record.labelsSha256 = try labelsDigest(record.generation, txn)
+            let digestSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             try txn.put(db.generations, key: GenerationKeys.generation(record.generation),
                         value: Array(try GenerationJSON.encoder.encode(record)), noOverwrite: true)
             try txn.put(db.meta, key: Array(GenerationKeys.counter.utf8), value: Array(String(record.generation).utf8))
             if tagLatest { try txn.put(db.tags, key: Array("latest".utf8), value: Layout.u32Key(UInt32(record.generation))) }
             try txn.delete(db.meta, key: Array(GenerationKeys.writer.utf8))
+            return digestSeconds
         }
     }
 

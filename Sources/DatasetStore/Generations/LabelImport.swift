@@ -46,6 +46,8 @@ public struct LabelImportSummary: Codable, Sendable {
     public var meanConfidence: Double
     public var elapsedSeconds: Double
     public var samplesPerSecond: Double
+    /// Of `elapsedSeconds`, the time spent computing the labels' digest at commit.
+    public var digestSeconds: Double
 }
 
 /// Rows of predictions, however they arrived.
@@ -160,12 +162,13 @@ extension Store {
                 meanConfidence: confidence.reduce(0, +) / Double(n),
                 perClass: (0..<c).map { ClassLabelStats(classIndex: $0, name: classNames[$0], count: counts[$0],
                                                         meanConfidence: counts[$0] > 0 ? confidence[$0] / Double(counts[$0]) : 0) })
-            try commitGeneration(record)
+            let digestSeconds = try commitGeneration(record)
             let elapsed = Date().timeIntervalSince(start)
             return LabelImportSummary(generation: k, parent: parent, samples: n, classCount: c, precision: record.precision,
                                       bytesStored: record.bytesStored,
                                       bytesPerSample: Double(record.bytesStored) / Double(n), meanConfidence: record.meanConfidence,
-                                      elapsedSeconds: elapsed, samplesPerSecond: Double(n) / max(elapsed, 1e-9))
+                                      elapsedSeconds: elapsed, samplesPerSecond: Double(n) / max(elapsed, 1e-9),
+                                      digestSeconds: digestSeconds)
         } catch {
             abandonGenerationWrite()
             throw error
