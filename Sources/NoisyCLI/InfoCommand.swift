@@ -89,7 +89,7 @@ struct Verify: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let start = Date()
-            let progress = ProgressLine("verify", quiet: json)
+            let progress = ProgressLine("verify", unit: "samples", quiet: json)
             let report = try Store.verify(at: storeOption.store) { done, total in progress.update(done: done, total: total, elapsed: Date().timeIntervalSince(start)) }
             if json {
                 try Terminal.printJSON(report)
@@ -130,7 +130,7 @@ struct Salvage: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let start = Date()
-            let progress = ProgressLine("salvage", quiet: json)
+            let progress = ProgressLine("salvage", unit: "samples", quiet: json)
             let r = try Store.salvage(from: storeOption.store, to: out) { done, total in
                 progress.update(done: done, total: total, elapsed: Date().timeIntervalSince(start))
             }
