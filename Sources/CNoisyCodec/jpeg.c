@@ -9,6 +9,7 @@
 #include <string.h>
 #include <stddef.h>
 #include <jpeglib.h>
+#include <jerror.h>
 
 #include "CNoisyCodec.h"
 #include "internal.h"
@@ -17,19 +18,32 @@ typedef struct {
     struct jpeg_error_mgr pub;
     jmp_buf jump;
     char *err;
+    /* What was being read when a message came: it prefixes the reason. */
+    const char *stage;
+    /* Warnings tolerated because they mean nothing for the pixels. */
+    int benign;
 } nc_jpeg_error;
 
 static void nc_jpeg_error_exit(j_common_ptr cinfo) {
     nc_jpeg_error *e = (nc_jpeg_error *)cinfo->err;
     char buffer[JMSG_LENGTH_MAX];
     (*cinfo->err->format_message)(cinfo, buffer);
-    nc_set_error(e->err, "%s", buffer);
+    nc_set_error(e->err, "JPEG %s: %s", e->stage ? e->stage : "data", buffer);
     longjmp(e->jump, 1);
 }
 
-/* Warnings (level -1) mean corrupt or truncated data: we refuse those images. */
+/* Warnings (level -1) mostly mean corrupt or truncated image data (premature end,
+ * bad Huffman code, ...): we refuse those images. One does not: "N extraneous
+ * bytes before marker" is junk between markers, outside the entropy-coded data
+ * (typically broken metadata); the image is whole and Pillow decodes it. Those
+ * are counted and the decode goes on. */
 static void nc_jpeg_emit_message(j_common_ptr cinfo, int level) {
-    if (level < 0) nc_jpeg_error_exit(cinfo);
+    if (level >= 0) return;
+    if (cinfo->err->msg_code == JWRN_EXTRANEOUS_DATA) {
+        ((nc_jpeg_error *)cinfo->err)->benign++;
+        return;
+    }
+    nc_jpeg_error_exit(cinfo);
 }
 
 static void nc_jpeg_output_message(j_common_ptr cinfo) { (void)cinfo; }
@@ -40,6 +54,8 @@ static void nc_jpeg_install(struct jpeg_decompress_struct *cinfo, nc_jpeg_error 
     e->pub.emit_message = nc_jpeg_emit_message;
     e->pub.output_message = nc_jpeg_output_message;
     e->err = err;
+    e->stage = "header";
+    e->benign = 0;
 }
 
 /* Reads the header and sets scale and colour space; returns NC_OK or an error. */
@@ -111,17 +127,17 @@ int nc_jpeg_plan(const uint8_t *data, size_t len, const nc_decode_options *opt,
 
 /*
  * Pillow converts CMYK to RGB as (255 - C)(255 - K)/255 with its MULDIV255
- * rounding, after inverting Adobe-marked files (which store inverted CMYK).
+ * rounding. It reads every 4-channel JPEG as inverted CMYK (rawmode "CMYK;I"),
+ * Adobe marker or not, as Photoshop writes them and as files in the wild are.
  */
 static inline uint8_t nc_muldiv255(int a, int b) {
     int t = a * b + 128;
     return (uint8_t)(((t >> 8) + t) >> 8);
 }
 
-static void nc_cmyk_row_to_rgb(const uint8_t *in, uint8_t *out, int width, int adobe) {
+static void nc_cmyk_row_to_rgb(const uint8_t *in, uint8_t *out, int width) {
     for (int x = 0; x < width; x++) {
-        int c = in[4 * x], m = in[4 * x + 1], y = in[4 * x + 2], k = in[4 * x + 3];
-        if (adobe) { c = 255 - c; m = 255 - m; y = 255 - y; k = 255 - k; }
+        int c = 255 - in[4 * x], m = 255 - in[4 * x + 1], y = 255 - in[4 * x + 2], k = 255 - in[4 * x + 3];
         int nk = 255 - k;
         out[3 * x] = (uint8_t)(nk - nc_muldiv255(c, nk));
         out[3 * x + 1] = (uint8_t)(nk - nc_muldiv255(m, nk));
@@ -159,6 +175,7 @@ int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt
     }
     const int cropping = opt->crop_w > 0;
     const int cmyk = cinfo.out_color_space == JCS_CMYK;
+    jerr.stage = "entropy data";
     jpeg_start_decompress(&cinfo);
 
     /* Region decode: libjpeg-turbo widens the column range to iMCU boundaries. */
@@ -197,7 +214,7 @@ int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt
         jpeg_read_scanlines(&cinfo, scratch, 1);
         const uint8_t *src = scratch[0] + (size_t)row_x * (size_t)in_ch;
         if (cmyk) {
-            nc_cmyk_row_to_rgb(src, dst, plan->out_width, cinfo.saw_Adobe_marker);
+            nc_cmyk_row_to_rgb(src, dst, plan->out_width);
         } else {
             memcpy(dst, src, out_stride);
         }
@@ -206,8 +223,10 @@ int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt
         /* The rows below the crop are not needed: stop here. */
         jpeg_abort_decompress(&cinfo);
     } else {
+        jerr.stage = "trailer";
         jpeg_finish_decompress(&cinfo);
     }
+    plan->info.warnings = jerr.benign;
     jpeg_destroy_decompress(&cinfo);
     return NC_OK;
 }
@@ -227,6 +246,8 @@ int nc_jpeg_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t
     jerr.pub.emit_message = nc_jpeg_emit_message;
     jerr.pub.output_message = nc_jpeg_output_message;
     jerr.err = err;
+    jerr.stage = "encode";
+    jerr.benign = 0;
     unsigned char *volatile buffer = NULL;
     unsigned long size = 0;
     if (setjmp(jerr.jump)) {

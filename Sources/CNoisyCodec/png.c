@@ -3,7 +3,8 @@
  * so that a truncated or corrupt file returns an error instead of longjmp'ing
  * through Swift frames. Transforms follow Pillow's decode followed by
  * convert("L") / convert("RGB"): palettes expand to RGB, alpha is dropped (not
- * composited, a palette's tRNS included), 16-bit samples keep their high byte.
+ * composited, a palette's tRNS included), 16-bit colour samples keep their high
+ * byte, and 16-bit gray values are clipped to 255 (Pillow's I;16 -> L).
  */
 #include <png.h>
 #include <setjmp.h>
@@ -19,11 +20,13 @@ typedef struct {
     const uint8_t *data;
     size_t len;
     size_t pos;
+    /* What was being read when libpng failed: it prefixes the reason. */
+    const char *stage;
 } nc_png_ctx;
 
 static void nc_png_error(png_structp png, png_const_charp msg) {
     nc_png_ctx *ctx = (nc_png_ctx *)png_get_error_ptr(png);
-    nc_set_error(ctx->err, "%s", msg);
+    nc_set_error(ctx->err, "PNG %s: %s", ctx->stage ? ctx->stage : "data", msg);
     longjmp(ctx->jump, 1);
 }
 
@@ -56,7 +59,9 @@ static int nc_png_prepare(png_structp png, png_infop info, const nc_decode_optio
     }
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-    if (depth == 16) png_set_strip_16(png);
+    /* 16-bit gray is clipped after the read (see gray16 below), not stripped. */
+    const int gray16 = depth == 16 && color == PNG_COLOR_TYPE_GRAY;
+    if (depth == 16 && !gray16) png_set_strip_16(png);
     /* Alpha is dropped, not composited (Pillow's convert("RGB")). A palette's tRNS
      * chunk becomes an alpha channel when the palette expands: drop that too. */
     if ((color & PNG_COLOR_MASK_ALPHA) ||
@@ -73,7 +78,8 @@ static int nc_png_prepare(png_structp png, png_infop info, const nc_decode_optio
     plan->info.bit_depth = depth;
     plan->info.progressive = interlace != PNG_INTERLACE_NONE;
     plan->out_channels = plan->info.channels;
-    if ((int)png_get_channels(png, info) != plan->out_channels) {
+    if ((int)png_get_channels(png, info) != plan->out_channels ||
+        png_get_rowbytes(png, info) != (size_t)w * (size_t)plan->out_channels * (gray16 ? 2 : 1)) {
         nc_set_error(err, "unexpected PNG channel layout after transforms");
         return NC_ERR_UNSUPPORTED;
     }
@@ -104,7 +110,7 @@ int nc_png_plan(const uint8_t *data, size_t len, const nc_decode_options *opt,
 /* With out == NULL only the header is read and the plan filled. */
 int nc_png_decode(const uint8_t *data, size_t len, const nc_decode_options *opt,
                   uint8_t *out, size_t cap, nc_plan *plan, char *err) {
-    nc_png_ctx ctx = {.err = err, .data = data, .len = len, .pos = 0};
+    nc_png_ctx ctx = {.err = err, .data = data, .len = len, .pos = 0, .stage = "chunk"};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, nc_png_error, nc_png_warning);
     if (!png) {
         nc_set_error(err, "out of memory");
@@ -118,11 +124,13 @@ int nc_png_decode(const uint8_t *data, size_t len, const nc_decode_options *opt,
     }
     /* The full-image buffer for cropped decodes, and the row table. */
     uint8_t *volatile full = NULL;
+    uint8_t *volatile wide = NULL;  /* 16-bit gray rows before clipping */
     png_bytep *volatile rows = NULL;
     /* setjmp must be the whole controlling expression (C11 7.13.1.1). */
     if (setjmp(ctx.jump)) {
         free(rows);
         free(full);
+        free(wide);
         png_destroy_read_struct(&png, &info, NULL);
         return NC_ERR_CORRUPT;
     }
@@ -144,6 +152,7 @@ int nc_png_decode(const uint8_t *data, size_t len, const nc_decode_options *opt,
     const size_t W = (size_t)plan->info.width, H = (size_t)plan->info.height;
     const size_t stride = W * (size_t)ch;
     const int cropping = opt->crop_w > 0 && (plan->out_width != (int)W || plan->out_height != (int)H);
+    const int gray16 = plan->info.bit_depth == 16 && plan->info.source_kind == PNG_COLOR_TYPE_GRAY;
     uint8_t *target = out;
     if (cropping) {
         full = (uint8_t *)malloc(stride * H);
@@ -152,9 +161,24 @@ int nc_png_decode(const uint8_t *data, size_t len, const nc_decode_options *opt,
     }
     rows = (png_bytep *)malloc(H * sizeof(png_bytep));
     if (!rows) png_error(png, "out of memory");
-    for (size_t y = 0; y < H; y++) rows[y] = target + y * stride;
+    if (gray16) {
+        wide = (uint8_t *)malloc(W * 2 * H);
+        if (!wide) png_error(png, "out of memory");
+        for (size_t y = 0; y < H; y++) rows[y] = wide + y * W * 2;
+    } else {
+        for (size_t y = 0; y < H; y++) rows[y] = target + y * stride;
+    }
+    ctx.stage = "image data";
     png_read_image(png, rows);
+    ctx.stage = "chunk after the image data";
     png_read_end(png, NULL);
+    if (gray16) {
+        /* Big-endian samples; values above 255 clip, as Pillow's I;16 -> L does. */
+        for (size_t i = 0; i < W * H; i++) {
+            unsigned v = ((unsigned)wide[2 * i] << 8) | wide[2 * i + 1];
+            target[i] = (uint8_t)(v > 255 ? 255 : v);
+        }
+    }
     if (cropping) {
         const size_t ostride = (size_t)plan->out_width * (size_t)ch;
         for (int y = 0; y < plan->out_height; y++) {
@@ -164,6 +188,7 @@ int nc_png_decode(const uint8_t *data, size_t len, const nc_decode_options *opt,
     }
     free(rows);
     free(full);
+    free(wide);
     png_destroy_read_struct(&png, &info, NULL);
     return NC_OK;
 }

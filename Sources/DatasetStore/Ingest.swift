@@ -33,11 +33,14 @@ public enum RefusalCategory: String, Codable, Sendable, CaseIterable {
     case brokenSymlink = "broken_symlink"
     case notInClassFolder = "not_in_class_folder"
     case notARegularFile = "not_a_regular_file"
+    /// Not a refusal: the file was added, and the decoder warned of something that
+    /// does not touch its pixels (JPEG junk between markers). Status `accepted`.
+    case benignWarning = "benign_warning"
 }
 
-/// One file that was not added, as written to `--report`.
+/// One file that was not added (or was added with a note), as written to `--report`.
 public struct IngestReportEntry: Codable, Sendable, Equatable {
-    public enum Status: String, Codable, Sendable { case skipped, duplicate }
+    public enum Status: String, Codable, Sendable { case skipped, duplicate, accepted }
     public var path: String
     public var split: Split
     public var status: Status
@@ -57,6 +60,9 @@ public struct IngestSummary: Codable, Sendable {
     public var leakage = 0
     public var skipped = 0
     public var skippedByReason: [String: Int] = [:]
+    /// Files added although the decoder warned, of things outside the pixels (each
+    /// is in the report with status `accepted` and the warning).
+    public var acceptedWithWarnings = 0
     public var newClasses: [String] = []
     public var bytesRead = 0
     public var bytesStored = 0
@@ -66,7 +72,7 @@ public struct IngestSummary: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case added, addedBySplit = "added_by_split", alreadyStored = "already_stored", duplicates, leakage, skipped
-        case skippedByReason = "skipped_by_reason", newClasses = "new_classes", bytesRead = "bytes_read"
+        case skippedByReason = "skipped_by_reason", acceptedWithWarnings = "accepted_with_warnings", newClasses = "new_classes", bytesRead = "bytes_read"
         case bytesStored = "bytes_stored", elapsedSeconds = "elapsed_seconds", imagesPerSecond = "images_per_second"
         case megabytesPerSecond = "megabytes_per_second"
     }
@@ -103,6 +109,8 @@ public final class Ingester {
     private struct Prepared {
         var record: SampleRecord
         var data: [UInt8]
+        /// Why the file was accepted despite a warning, for the report.
+        var note: String?
     }
 
     private enum Checked {
@@ -225,6 +233,7 @@ public final class Ingester {
             checked[j] = Self.check(batch[i], bytes: bytes, hash: hash, classIndex: classIndex, options: options)
         }
         var prepared: [Prepared] = []
+        var preparedFiles: [ScannedFile] = []
         var refusedByHash: [[UInt8]: (category: RefusalCategory, reason: String)] = [:]
         for (j, item) in fresh.enumerated() {
             switch checked[j] {
@@ -233,6 +242,7 @@ public final class Ingester {
                 refusedByHash[item.2] = (category, reason)
             case .prepared(let p)?:
                 prepared.append(p)
+                preparedFiles.append(batch[item.0])
             case nil:
                 break
             }
@@ -262,6 +272,10 @@ public final class Ingester {
                             value: withUnsafeBytes(of: &cls) { Array($0) })
                 next += 1
             }
+        }
+        for (p, file) in zip(prepared, preparedFiles) where p.note != nil {
+            summary.acceptedWithWarnings += 1
+            onRefused?(IngestReportEntry(path: file.path, split: file.split, status: .accepted, reason: p.note ?? "", category: .benignWarning))
         }
         for p in prepared {
             summary.added += 1
@@ -327,7 +341,10 @@ public final class Ingester {
             width: width, height: height, originalWidth: image.width, originalHeight: image.height,
             originalFormat: header.format, reencoded: reencoded, byteSize: data.count, originalByteSize: bytes.count,
             contentHash: hash, dataHash: reencoded ? SHA256.hash(data) : hash, source: file.source)
-        return .prepared(Prepared(record: record, data: data))
+        let note = header.benignWarnings > 0
+            ? "accepted: JPEG header: \(header.benignWarnings) run(s) of extraneous bytes between markers, outside the image data (libjpeg warns \"Corrupt JPEG data\"; Pillow decodes it too)"
+            : nil
+        return .prepared(Prepared(record: record, data: data, note: note))
     }
 }
 

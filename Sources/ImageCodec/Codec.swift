@@ -53,6 +53,9 @@ public struct ImageHeader: Sendable, Equatable {
     /// `allowWider`, the widened region's).
     public var outputX: Int = 0
     public var outputY: Int = 0
+    /// After a decode: warnings the decoder tolerated because they do not touch the
+    /// pixels (JPEG: junk bytes between markers). 0 from a header read.
+    public var benignWarnings: Int = 0
 }
 
 /// Decode, encode, resize and hash, over the C target. Stateless and thread-safe.
@@ -145,7 +148,9 @@ public enum Codec {
             } catch let error as CodecError { return error } catch { return CodecError(.corrupt, "\(error)") }
         }
         if let failure { throw failure }
-        return header
+        var decoded = header
+        decoded.benignWarnings = Int(plan.info.warnings)
+        return decoded
     }
 
     /// Decodes into caller-owned memory, which must hold the output that `header`
@@ -197,6 +202,6 @@ extension ImageHeader {
         self.init(format: format, width: Int(plan.info.width), height: Int(plan.info.height),
                   channels: Int(plan.out_channels), progressive: plan.info.progressive != 0,
                   outputWidth: Int(plan.out_width), outputHeight: Int(plan.out_height),
-                  outputX: Int(plan.out_x), outputY: Int(plan.out_y))
+                  outputX: Int(plan.out_x), outputY: Int(plan.out_y), benignWarnings: Int(plan.info.warnings))
     }
 }

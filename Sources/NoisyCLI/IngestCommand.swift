@@ -102,6 +102,9 @@ enum IngestRunner {
         if s.alreadyStored > 0 { lines.append("already stored \(s.alreadyStored)") }
         lines.append("duplicates \(s.duplicates)" + (s.leakage > 0 ? " (LEAKAGE: \(s.leakage) test image(s) also in a training split)" : ""))
         lines.append("skipped \(s.skipped)" + (s.skippedByReason.isEmpty ? "" : " (" + s.skippedByReason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"))
+        if s.acceptedWithWarnings > 0 {
+            lines.append("accepted with warnings \(s.acceptedWithWarnings) (junk between JPEG markers, outside the pixels; listed in --report)")
+        }
         if !s.newClasses.isEmpty { lines.append("new classes \(s.newClasses.count): \(s.newClasses.joined(separator: ", "))") }
         lines.append(String(format: "read %.1f MB, stored %.1f MB in %.1f s: %.0f images/s, %.1f MB/s",
                             Double(s.bytesRead) / 1e6, Double(s.bytesStored) / 1e6, s.elapsedSeconds, s.imagesPerSecond, s.megabytesPerSecond))

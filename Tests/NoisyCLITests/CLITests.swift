@@ -24,6 +24,9 @@ final class CLITests: XCTestCase {
             let p = Fixtures.png(width: 64, height: 64, seed: 8)
             Fixtures.write(Array(p.prefix(p.count / 2)), to: "\(root)/unlabeled/broken.png")
             Fixtures.write(Array("not a png".utf8), to: "\(root)/unlabeled/fake.png")
+            // Junk between two markers (broken metadata): libjpeg warns, the pixels are whole.
+            let dqt = (0..<(j.count - 1)).first { j[$0] == 0xFF && j[$0 + 1] == 0xDB } ?? 2
+            Fixtures.write(Array(j[..<dqt]) + [0x00, 0x11, 0x22] + Array(j[dqt...]), to: "\(root)/unlabeled/junk.jpg")
         }
     }
 
@@ -39,17 +42,28 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(r.stderr.lowercased().contains("libpng"), r.stderr)
         XCTAssertNil(try Processes.schemaViolation(schema: "ingest-summary.schema.json", json: r.stdoutData))
         let summary = try JSONDecoder().decode(IngestSummary.self, from: r.stdoutData)
-        XCTAssertEqual(summary.added, 13)
+        XCTAssertEqual(summary.added, 14)
         XCTAssertEqual(summary.skipped, 4)
+        XCTAssertEqual(summary.acceptedWithWarnings, 1)
         let report = try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/report.jsonl"))
-        XCTAssertEqual(String(decoding: report, as: UTF8.self).split(separator: "\n").count, 4)
+        XCTAssertEqual(String(decoding: report, as: UTF8.self).split(separator: "\n").count, 5)
         XCTAssertNil(try Processes.schemaViolation(schema: "ingest-report.schema.json", json: report, lines: true))
+        let entries = try String(decoding: report, as: UTF8.self).split(separator: "\n").map {
+            try JSONDecoder().decode(IngestReportEntry.self, from: Data($0.utf8))
+        }
+        let byName = Dictionary(uniqueKeysWithValues: entries.map { (($0.path as NSString).lastPathComponent, $0) })
+        XCTAssertEqual(byName["junk.jpg"]?.status, .accepted)
+        XCTAssertTrue(byName["junk.jpg"]?.reason.contains("extraneous bytes between markers") ?? false, "\(entries)")
+        // Decoder reasons name the format and the stage before the library's words.
+        XCTAssertTrue(byName["broken.jpg"]?.reason.hasPrefix("JPEG entropy data: ") ?? false, "\(String(describing: byName["broken.jpg"]))")
+        XCTAssertTrue(byName["broken.png"]?.reason.hasPrefix("PNG image data: ") ?? false, "\(String(describing: byName["broken.png"]))")
+        XCTAssertTrue(byName["garbled.jpg"]?.reason.hasPrefix("JPEG ") ?? false, "\(String(describing: byName["garbled.jpg"]))")
 
         let info = try Processes.noisy(["info", "--store", store, "--json"])
         XCTAssertEqual(info.status, 0, info.stderr)
         XCTAssertNil(try Processes.schemaViolation(schema: "info.schema.json", json: info.stdoutData))
         let parsed = try JSONDecoder().decode(StoreInfo.self, from: info.stdoutData)
-        XCTAssertEqual(parsed.splits, ["labeled": 6, "unlabeled": 6, "test": 1])
+        XCTAssertEqual(parsed.splits, ["labeled": 6, "unlabeled": 7, "test": 1])
         XCTAssertEqual(parsed.classes.map(\.name), ["ant", "bee"])
         XCTAssertEqual(parsed.classes.map(\.labeled), [3, 3])
         XCTAssertEqual(parsed.classes.map(\.test), [1, 0])

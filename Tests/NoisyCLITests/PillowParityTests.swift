@@ -47,17 +47,25 @@ final class PillowParityTests: XCTestCase {
         pal = src.convert("P", palette=Image.ADAPTIVE, colors=32)
         pal.save(d + "/palette-trns.png", transparency=3); emit("palette-trns.png", d + "/palette-trns.png")
         pal.save(d + "/palette-alpha.png", transparency=bytes(range(0, 256, 8))); emit("palette-alpha.png", d + "/palette-alpha.png")
-        # 16-bit gray: Pillow's convert("L") clips instead of scaling, so we compare with the high byte.
+        # 16-bit gray, compared with Pillow's own I;16 -> L (it clips): once spread over
+        # the whole 16-bit range, once with every value in 0-255 (a high byte would be black).
         g16 = (np.asarray(src.convert("L"), dtype=np.uint16) * 257 + 3).astype(np.uint16)
-        Image.fromarray(g16).save(d + "/gray16.png")
-        open(d + "/gray16.png.raw", "wb").write((g16 >> 8).astype(np.uint8).tobytes())
-        cases.append({"name": "gray16.png", "width": 123, "height": 77, "channels": 1, "compare": "exact"})
+        Image.fromarray(g16).save(d + "/gray16.png"); emit("gray16.png", d + "/gray16.png")
+        low = np.asarray(src.convert("L"), dtype=np.uint16)
+        Image.fromarray(low).save(d + "/gray16-low.png"); emit("gray16-low.png", d + "/gray16-low.png")
+        # CMYK without an Adobe marker (APP14 cut out by hand): Pillow still reads it as inverted CMYK.
+        b = open(d + "/cmyk.jpg", "rb").read(); i = b.index(b"\\xff\\xee"); n = int.from_bytes(b[i + 2:i + 4], "big")
+        open(d + "/cmyk-no-adobe.jpg", "wb").write(b[:i] + b[i + 2 + n:]); emit("cmyk-no-adobe.jpg", d + "/cmyk-no-adobe.jpg")
+        # Junk between markers (broken metadata): libjpeg warns of extraneous bytes, the pixels are whole.
+        b = open(d + "/baseline.jpg", "rb").read(); i = b.index(b"\\xff\\xdb")
+        open(d + "/junk-between-markers.jpg", "wb").write(b[:i] + b"\\x00\\x11\\x22\\x33\\x44" + b[i:])
+        emit("junk-between-markers.jpg", d + "/junk-between-markers.jpg")
         print(json.dumps(cases))
         """
         let r = try Processes.python(script, [root])
         XCTAssertEqual(r.status, 0, r.stderr)
         let cases = try JSONDecoder().decode([Case].self, from: r.stdoutData)
-        XCTAssertEqual(cases.count, 14)
+        XCTAssertEqual(cases.count, 17)
         for c in cases {
             let bytes = try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/\(c.name)"))
             let ours = try Codec.decode([UInt8](bytes))

@@ -54,6 +54,7 @@ typedef struct {
     int32_t source_kind;    /* JPEG: components (1,3,4); PNG: color type */
     int32_t bit_depth;      /* PNG bit depth; 8 for JPEG */
     int32_t progressive;    /* JPEG: 1 when progressive; PNG: 1 when interlaced */
+    int32_t warnings;       /* after a decode: benign warnings tolerated (JPEG extraneous bytes between markers) */
 } nc_info;
 
 /**
