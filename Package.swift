@@ -21,6 +21,7 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CWebP", pkgConfig: "libwebpdemux", providers: [.apt(["libwebp-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CMalloc"),
 
@@ -28,7 +29,7 @@ let package = Package(
         // target, which holds nothing else (no pixel loops, no hashing).
         .target(
             name: "CNoisyCodec",
-            dependencies: ["CJPEG", "CPNG"],
+            dependencies: ["CJPEG", "CPNG", "CWebP"],
             cSettings: [.unsafeFlags(["-O3"])]
         ),
         // Loops over 8-bit pixels (Pillow's resampling, PIL's enhance/transform

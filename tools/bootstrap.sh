@@ -9,7 +9,7 @@ set -euo pipefail
 PACKAGES=(
   pkg-config
   liblmdb-dev lmdb-utils
-  libpng-dev zlib1g-dev
+  libpng-dev zlib1g-dev libwebp-dev
   libjpeg-dev
   libopenblas-dev
   python3-numpy python3-pil python3-lmdb python3-jsonschema

@@ -43,8 +43,21 @@ public struct SampleRecord: Sendable, Equatable {
         self.source = source
     }
 
-    static func formatCode(_ f: ImageFormat) -> UInt8 { f == .jpeg ? 1 : 2 }
-    static func format(code: UInt8) -> ImageFormat? { code == 1 ? .jpeg : (code == 2 ? .png : nil) }
+    static func formatCode(_ f: ImageFormat) -> UInt8 {
+        switch f {
+        case .jpeg: 1
+        case .png: 2
+        case .webp: 3
+        }
+    }
+    static func format(code: UInt8) -> ImageFormat? {
+        switch code {
+        case 1: .jpeg
+        case 2: .png
+        case 3: .webp
+        default: nil
+        }
+    }
 
     public func encoded() -> [UInt8] {
         var out = [UInt8]()

@@ -66,7 +66,7 @@ public enum Codec {
         case NC_FORMAT_JPEG: return .supported(.jpeg)
         case NC_FORMAT_PNG: return .supported(.png)
         case NC_FORMAT_GIF: return .unsupported("GIF")
-        case NC_FORMAT_WEBP: return .unsupported("WebP")
+        case NC_FORMAT_WEBP: return .supported(.webp)
         case NC_FORMAT_TIFF: return .unsupported("TIFF")
         case NC_FORMAT_BMP: return .unsupported("BMP")
         default: return .unknown
@@ -78,8 +78,8 @@ public enum Codec {
         if bytes.isEmpty { throw CodecError(.corrupt, "empty file (0 bytes)") }
         switch sniff(bytes) {
         case .supported(let f): return f
-        case .unsupported(let name): throw CodecError(.unsupported, "\(name) is not supported (JPEG and PNG only)")
-        case .unknown: throw CodecError(.notAnImage, "not a JPEG or PNG file (unrecognised signature)")
+        case .unsupported(let name): throw CodecError(.unsupported, "\(name) is not supported (JPEG, PNG and WebP only)")
+        case .unknown: throw CodecError(.notAnImage, "not a JPEG, PNG or WebP file (unrecognised signature)")
         }
     }
 
@@ -90,8 +90,11 @@ public enum Codec {
         var opt = options.c
         let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         try checked { err in
-            format == .jpeg ? nc_jpeg_plan(base, bytes.count, &opt, &plan, err)
-                            : nc_png_plan(base, bytes.count, &opt, &plan, err)
+            switch format {
+            case .jpeg: nc_jpeg_plan(base, bytes.count, &opt, &plan, err)
+            case .png: nc_png_plan(base, bytes.count, &opt, &plan, err)
+            case .webp: nc_webp_plan(base, bytes.count, &opt, &plan, err)
+            }
         }
         return ImageHeader(plan: plan, format: format)
     }
@@ -139,11 +142,7 @@ public enum Codec {
         let format = header.format
         let failure = pixels.withUnsafeMutableBufferPointer { out -> CodecError? in
             do {
-                try checked { err in
-                    format == .jpeg
-                        ? nc_jpeg_decode(base, bytes.count, &opt, out.baseAddress, out.count, &plan, err)
-                        : nc_png_decode(base, bytes.count, &opt, out.baseAddress, out.count, &plan, err)
-                }
+                try checked { err in decodeC(format, base, bytes.count, &opt, out.baseAddress, out.count, &plan, err) }
                 return nil
             } catch let error as CodecError { return error } catch { return CodecError(.corrupt, "\(error)") }
         }
@@ -163,12 +162,19 @@ public enum Codec {
         }
         var opt = options.c
         var plan = nc_plan()
-        try checked { err in
-            format == .jpeg
-                ? nc_jpeg_decode(base, bytes.count, &opt, out.baseAddress, out.count, &plan, err)
-                : nc_png_decode(base, bytes.count, &opt, out.baseAddress, out.count, &plan, err)
-        }
+        try checked { err in decodeC(format, base, bytes.count, &opt, out.baseAddress, out.count, &plan, err) }
         return ImageHeader(plan: plan, format: format)
+    }
+
+    /// The C decoder of `format`.
+    private static func decodeC(_ format: ImageFormat, _ data: UnsafePointer<UInt8>, _ count: Int, _ opt: UnsafePointer<nc_decode_options>,
+                                _ out: UnsafeMutablePointer<UInt8>?, _ cap: Int, _ plan: UnsafeMutablePointer<nc_plan>,
+                                _ err: UnsafeMutablePointer<CChar>) -> Int32 {
+        switch format {
+        case .jpeg: nc_jpeg_decode(data, count, opt, out, cap, plan, err)
+        case .png: nc_png_decode(data, count, opt, out, cap, plan, err)
+        case .webp: nc_webp_decode(data, count, opt, out, cap, plan, err)
+        }
     }
 
     public static func encodePNG(_ image: Image) throws(CodecError) -> [UInt8] {

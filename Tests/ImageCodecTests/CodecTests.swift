@@ -75,9 +75,10 @@ final class CodecTests: XCTestCase {
             ("empty", [], "empty"),
             ("truncated jpeg", Array(jpeg.prefix(jpeg.count / 2)), "Premature end"),
             ("truncated png", Array(png.prefix(png.count / 2)), "truncated"),
-            ("text", Array("hello, I am not a PNG\n".utf8), "not a JPEG or PNG"),
+            ("text", Array("hello, I am not a PNG\n".utf8), "not a JPEG, PNG or WebP"),
             ("gif", Array("GIF89a".utf8) + [UInt8](repeating: 0, count: 20), "GIF is not supported"),
-            ("webp", Array("RIFF\0\0\0\0WEBPVP8 ".utf8), "WebP is not supported"),
+            ("damaged webp", Array("RIFF\0\0\0\0WEBPVP8 ".utf8), "WebP header: "),
+            ("tiff", Array("II*\0".utf8) + [UInt8](repeating: 0, count: 20), "TIFF is not supported (JPEG, PNG and WebP only)"),
             ("jpeg header only", Array(jpeg.prefix(2)) + [0xFF], "JPEG"),
         ]
         for (name, bytes, expected) in cases {

@@ -30,6 +30,39 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// WebP (lossy, lossless with alpha, animated) is ingested like JPEG and PNG,
+    /// kept as WebP, and re-encoded to JPEG by --max-side; a damaged one is refused
+    /// with a reason that names the format.
+    func testWebPFoldersIngestAndReencode() throws {
+        let made = try Processes.python("""
+        import sys, numpy as np
+        from PIL import Image
+        d = sys.argv[1]; rng = np.random.RandomState(3)
+        im = Image.fromarray(rng.randint(0, 255, (40, 56, 3), dtype=np.uint8))
+        import os; os.makedirs(d + "/w", exist_ok=True)
+        im.save(d + "/w/lossy.webp", quality=80)
+        im.convert("RGBA").save(d + "/w/alpha.webp", lossless=True)
+        im.save(d + "/w/anim.webp", save_all=True, append_images=[im.rotate(90)], duration=50)
+        b = open(d + "/w/lossy.webp", "rb").read(); open(d + "/w/cut.webp", "wb").write(b[:len(b) // 2])
+        """, [root])
+        XCTAssertEqual(made.status, 0, made.stderr)
+        let store = "\(root)/w.noisy"
+        let r = try Processes.noisy(["ingest", "--store", store, "--unlabeled", "\(root)/w", "--json", "--report", "\(root)/r.jsonl"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let summary = try JSONDecoder().decode(IngestSummary.self, from: r.stdoutData)
+        XCTAssertEqual(summary.added, 3)
+        XCTAssertEqual(summary.skipped, 1)
+        let report = String(decoding: try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/r.jsonl")), as: UTF8.self)
+        XCTAssertTrue(report.contains("cut.webp") && report.contains("WebP"), report)
+        let info = try JSONSerialization.jsonObject(with: Processes.noisy(["info", "--store", store, "--json"]).stdoutData) as? [String: Any]
+        XCTAssertEqual(info?["formats"] as? [String: Int], ["webp": 3])
+        XCTAssertEqual(try Processes.noisy(["verify", "--store", store]).status, 0)
+        let small = "\(root)/small.noisy"
+        XCTAssertEqual(try Processes.noisy(["ingest", "--store", small, "--unlabeled", "\(root)/w", "--max-side", "20", "--quiet"]).status, 0)
+        let smallInfo = try JSONSerialization.jsonObject(with: Processes.noisy(["info", "--store", small, "--json"]).stdoutData) as? [String: Any]
+        XCTAssertEqual(smallInfo?["formats"] as? [String: Int], ["jpeg": 3])
+    }
+
     func testIngestInfoVerifyOutputsMatchTheirSchemasAndCLibrariesStayQuiet() throws {
         makeFolders()
         let store = "\(root)/s.noisy"

@@ -60,12 +60,20 @@ final class PillowParityTests: XCTestCase {
         b = open(d + "/baseline.jpg", "rb").read(); i = b.index(b"\\xff\\xdb")
         open(d + "/junk-between-markers.jpg", "wb").write(b[:i] + b"\\x00\\x11\\x22\\x33\\x44" + b[i:])
         emit("junk-between-markers.jpg", d + "/junk-between-markers.jpg")
+        # WebP: lossy, lossless, with alpha (lossy and lossless), and an animation (its first frame).
+        src.save(d + "/lossy.webp", quality=80); emit("lossy.webp", d + "/lossy.webp")
+        src.save(d + "/lossless.webp", lossless=True); emit("lossless.webp", d + "/lossless.webp")
+        rgba.save(d + "/alpha-lossy.webp", quality=70); emit("alpha-lossy.webp", d + "/alpha-lossy.webp")
+        rgba.save(d + "/alpha-lossless.webp", lossless=True); emit("alpha-lossless.webp", d + "/alpha-lossless.webp")
+        frames = [src, src.transpose(Image.FLIP_LEFT_RIGHT), src.convert("L").convert("RGB")]
+        frames[0].save(d + "/animated.webp", save_all=True, append_images=frames[1:], duration=100, lossless=True)
+        emit("animated.webp", d + "/animated.webp")
         print(json.dumps(cases))
         """
         let r = try Processes.python(script, [root])
         XCTAssertEqual(r.status, 0, r.stderr)
         let cases = try JSONDecoder().decode([Case].self, from: r.stdoutData)
-        XCTAssertEqual(cases.count, 17)
+        XCTAssertEqual(cases.count, 22)
         for c in cases {
             let bytes = try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/\(c.name)"))
             let ours = try Codec.decode([UInt8](bytes))

@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness for the codec's decode paths (JPEG and PNG, every scale and a
+ * libFuzzer harness for the codec's decode paths (JPEG, PNG and WebP, every scale and a
  * crop region), through the same C functions the Swift side calls. Build and run
  * with tools/fuzz/run.sh; interesting inputs go to Tests/Fixtures/fuzz/decode,
  * which CodecTests replays on every test run.
@@ -12,7 +12,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
     char err[NC_ERROR_CAPACITY];
     nc_format f = nc_sniff(data, len);
-    if (f != NC_FORMAT_JPEG && f != NC_FORMAT_PNG) return 0;
+    if (f != NC_FORMAT_JPEG && f != NC_FORMAT_PNG && f != NC_FORMAT_WEBP) return 0;
     /* The last byte picks scale and crop, so one input explores several paths. */
     uint8_t knob = len ? data[len - 1] : 0;
     nc_decode_options opt;
@@ -22,9 +22,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
     opt.allow_wider = (knob >> 2) & 1;
     nc_plan plan;
     int (*plan_fn)(const uint8_t *, size_t, const nc_decode_options *, nc_plan *, char *) =
-        f == NC_FORMAT_JPEG ? nc_jpeg_plan : nc_png_plan;
+        f == NC_FORMAT_JPEG ? nc_jpeg_plan : (f == NC_FORMAT_PNG ? nc_png_plan : nc_webp_plan);
     int (*decode_fn)(const uint8_t *, size_t, const nc_decode_options *, uint8_t *, size_t, nc_plan *, char *) =
-        f == NC_FORMAT_JPEG ? nc_jpeg_decode : nc_png_decode;
+        f == NC_FORMAT_JPEG ? nc_jpeg_decode : (f == NC_FORMAT_PNG ? nc_png_decode : nc_webp_decode);
     if (plan_fn(data, len, &opt, &plan, err) != NC_OK) return 0;
     if ((knob >> 3) & 1 && plan.out_width > 2 && plan.out_height > 2) {
         opt.crop_x = plan.out_width / 3;

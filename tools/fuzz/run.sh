@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the JPEG/PNG decode paths with libFuzzer + AddressSanitizer for SECONDS
+# Fuzzes the JPEG/PNG/WebP decode paths with libFuzzer + AddressSanitizer for SECONDS
 # (default 600), starting from seeds made by our own encoder and the kept corpus.
 # New interesting inputs are merged into Tests/Fixtures/fuzz/decode (replayed by
 # the tests). Usage: tools/fuzz/run.sh [SECONDS]
@@ -9,9 +9,9 @@ seconds=${1:-600}
 work=$(mktemp -d /tmp/noisy-fuzz.XXXXXX)
 corpus=Tests/Fixtures/fuzz/decode
 mkdir -p "$corpus" "$work/new"
-clang -g -O1 -fsanitize=fuzzer,address -ISources/CNoisyCodec/include $(pkg-config --cflags libjpeg libpng zlib) \
-  tools/fuzz/decode_fuzzer.c Sources/CNoisyCodec/{jpeg,png,sniff}.c \
-  $(pkg-config --libs libjpeg libpng zlib) -lm -o "$work/decode_fuzzer" 2> >(grep -v "Cannot export local symbol" >&2)
+clang -g -O1 -fsanitize=fuzzer,address -ISources/CNoisyCodec/include $(pkg-config --cflags libjpeg libpng zlib libwebpdemux) \
+  tools/fuzz/decode_fuzzer.c Sources/CNoisyCodec/{jpeg,png,webp,sniff}.c \
+  $(pkg-config --libs libjpeg libpng zlib libwebpdemux) -lm -o "$work/decode_fuzzer" 2> >(grep -v "Cannot export local symbol" >&2)
 # Seeds: small valid files of every flavour, written with Pillow.
 /usr/bin/python3 - "$work/seeds" <<'PY'
 import io, os, sys, numpy as np
@@ -21,8 +21,11 @@ rng = np.random.RandomState(0)
 img = Image.fromarray(rng.randint(0, 255, (23, 31, 3), dtype=np.uint8))
 for i, (mode, fmt, kw) in enumerate([("RGB", "JPEG", {}), ("RGB", "JPEG", {"progressive": True}), ("L", "JPEG", {}),
                                       ("CMYK", "JPEG", {}), ("RGB", "PNG", {}), ("L", "PNG", {}), ("RGBA", "PNG", {}),
-                                      ("P", "PNG", {}), ("1", "PNG", {}), ("RGB", "PNG", {"interlace": 1})]):
+                                      ("P", "PNG", {}), ("1", "PNG", {}), ("RGB", "PNG", {"interlace": 1}),
+                                      ("RGB", "WEBP", {"quality": 60}), ("RGBA", "WEBP", {"lossless": True}),
+                                      ("RGBA", "WEBP", {"quality": 50})]):
     img.convert(mode).save(f"{d}/seed{i}.{fmt.lower()}", fmt, **kw)
+img.save(f"{d}/seed-anim.webp", "WEBP", save_all=True, append_images=[img.transpose(Image.FLIP_TOP_BOTTOM)], duration=50)
 PY
 "$work/decode_fuzzer" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
   "$work/new" "$work/seeds" "$corpus" 2>&1 | tail -15

@@ -101,6 +101,12 @@ int nc_png_plan(const uint8_t *data, size_t len, const nc_decode_options *opt,
 int nc_png_decode(const uint8_t *data, size_t len, const nc_decode_options *opt,
                   uint8_t *out, size_t cap, nc_plan *plan, char *err);
 
+/** WebP (lossy, lossless, alpha; an animation's first frame), full scale only. */
+int nc_webp_plan(const uint8_t *data, size_t len, const nc_decode_options *opt,
+                 nc_plan *plan, char *err);
+int nc_webp_decode(const uint8_t *data, size_t len, const nc_decode_options *opt,
+                   uint8_t *out, size_t cap, nc_plan *plan, char *err);
+
 /**
  * Encodes 8-bit pixels (components 1 = gray, 3 = RGB, 4 = CMYK as given) to JPEG.
  * *out is malloc'd; release it with nc_free.
