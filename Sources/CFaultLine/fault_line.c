@@ -45,4 +45,6 @@ void fl_install(void) {
     sigaction(SIGBUS, &sa, NULL);
     // liblmdb's assertions (a damaged page that breaks its invariants) abort.
     sigaction(SIGABRT, &sa, NULL);
+    /* A damaged page size can make liblmdb divide by zero. */
+    sigaction(SIGFPE, &sa, NULL);
 }

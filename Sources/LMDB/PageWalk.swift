@@ -10,6 +10,9 @@ public struct PageProblem: Sendable, Equatable, CustomStringConvertible {
     /// The keys the damaged part covers, when its parent says: [low, high), nil = open.
     public var lowKey: [UInt8]?
     public var highKey: [UInt8]?
+    /// Whether records were dropped because of it (a page or an entry that could not
+    /// be read), as opposed to an inconsistency read past (counts, unused bits, order).
+    public var losesRecords = true
 
     public var description: String {
         var s = database.isEmpty ? "" : "database \(database): "
@@ -61,6 +64,8 @@ public final class PageWalk {
     public private(set) var pagesInUse: UInt64 = 0
 
     public var isSound: Bool { problems.isEmpty }
+    /// Problems that dropped records.
+    var lostRecords: Int { problems.filter(\.losesRecords).count }
 
     // Page and node flags (mdb.c).
     static let pBranch: UInt16 = 0x01, pLeaf: UInt16 = 0x02, pOverflow: UInt16 = 0x04, pMeta: UInt16 = 0x08
@@ -159,7 +164,7 @@ public final class PageWalk {
             return
         }
         if candidates.count == 1 {
-            problems.append(PageProblem(database: "", page: UInt64(1 - candidates[0].index), problem: "meta page is damaged; using the other one"))
+            problems.append(PageProblem(database: "", page: UInt64(1 - candidates[0].index), problem: "meta page is damaged; using the other one", losesRecords: false))
         }
         // LMDB writes meta page (id & 1) at each commit, so the current meta's page
         // matches its id's parity and the other holds the commit before it. A flip
@@ -168,20 +173,22 @@ public final class PageWalk {
             let current = candidates.max { $0.txnid < $1.txnid }!, other = candidates.min { $0.txnid < $1.txnid }!
             if current.txnid & 1 != UInt64(current.index) || other.txnid &+ 1 != current.txnid {
                 problems.append(PageProblem(database: "", page: UInt64(current.index),
-                                            problem: "meta pages name transactions \(candidates[0].txnid) and \(candidates[1].txnid), which cannot follow each other"))
+                                            problem: "meta pages name transactions \(candidates[0].txnid) and \(candidates[1].txnid), which cannot follow each other", losesRecords: false))
             }
         }
         // LMDB uses the meta with the larger transaction id; when that one's trees
         // are damaged and the older one's are whole, the older snapshot is kept.
         candidates.sort { $0.txnid > $1.txnid }
+        // The newest snapshot is read unless damage cost it records that an older,
+        // whole one still has.
         var best: PageWalk?
         for m in candidates {
             let attempt = PageWalk(file: file)
             attempt.problems = problems
             attempt.walk(m)
-            if let b = best, b.problems.count <= attempt.problems.count { continue }
+            if let b = best, b.lostRecords <= attempt.lostRecords { continue }
             best = attempt
-            if attempt.problems.count == problems.count { break }
+            if attempt.lostRecords == 0 { break }
         }
         if let best, best.transactionID != candidates[0].txnid {
             // LMDB reads the newest snapshot; when only an older one is whole, the
@@ -210,12 +217,12 @@ public final class PageWalk {
         if m.lastPage >= filePages {
             // Cut short: what lies in the pages that are there can still be read.
             problems.append(PageProblem(database: "", page: UInt64(m.index),
-                                        problem: "meta page says \(m.lastPage &+ 1) pages are in use, the file holds \(filePages): the copy looks incomplete"))
+                                        problem: "meta page says \(m.lastPage &+ 1) pages are in use, the file holds \(filePages): the copy looks incomplete", losesRecords: false))
             lastPage = max(filePages, 2) - 1
         }
         visited[0] = "meta"; visited[1] = "meta"
         if m.main.flags != 0 || m.free.flags != Self.integerKey {
-            problems.append(PageProblem(database: "", page: UInt64(m.index), problem: "meta page's database flags are damaged"))
+            problems.append(PageProblem(database: "", page: UInt64(m.index), problem: "meta page's database flags are damaged", losesRecords: false))
         }
         // The list of named databases: main-tree leaves whose values are MDB_db records.
         var named: [(String, DBRecord)] = []
@@ -250,7 +257,7 @@ public final class PageWalk {
         walkFreeList(m.free)
         let accounted = UInt64(visited.count)
         if accounted != pagesInUse && problems.isEmpty {
-            problems.append(PageProblem(database: "", problem: "\(pagesInUse - min(accounted, pagesInUse)) pages are neither in a tree nor free (the free list or a tree lost track of them)"))
+            problems.append(PageProblem(database: "", problem: "\(pagesInUse - min(accounted, pagesInUse)) pages are neither in a tree nor free (the free list or a tree lost track of them)", losesRecords: false))
         }
     }
 
@@ -260,7 +267,7 @@ public final class PageWalk {
                                    leaf: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UInt16) -> String?) {
         guard r.root != Self.invalidPage else {
             if r.entries != 0 || r.depth != 0 {
-                problems.append(PageProblem(database: database, problem: "empty tree claims \(r.entries) entries"))
+                problems.append(PageProblem(database: database, problem: "empty tree claims \(r.entries) entries", losesRecords: false))
             }
             return
         }
@@ -272,10 +279,10 @@ public final class PageWalk {
         // Counts only mean something when every page was readable.
         if problems.count == before {
             if counts.branch != r.branchPages || counts.leaf != r.leafPages || counts.overflow != r.overflowPages {
-                problems.append(PageProblem(database: database, problem: "tree has \(counts.branch)/\(counts.leaf)/\(counts.overflow) branch/leaf/overflow pages, its record says \(r.branchPages)/\(r.leafPages)/\(r.overflowPages)"))
+                problems.append(PageProblem(database: database, problem: "tree has \(counts.branch)/\(counts.leaf)/\(counts.overflow) branch/leaf/overflow pages, its record says \(r.branchPages)/\(r.leafPages)/\(r.overflowPages)", losesRecords: false))
             }
             if counts.entries != r.entries {
-                problems.append(PageProblem(database: database, problem: "tree holds \(counts.entries) entries, its record says \(r.entries)"))
+                problems.append(PageProblem(database: database, problem: "tree holds \(counts.entries) entries, its record says \(r.entries)", losesRecords: false))
             }
         }
     }
@@ -305,7 +312,7 @@ public final class PageWalk {
             return nil
         }
         if let owner = visited[pgno] {
-            problems.append(PageProblem(database: database, page: pgno, problem: "page is used twice (also by \(owner))"))
+            problems.append(PageProblem(database: database, page: pgno, problem: "page is used twice (also by \(owner))", losesRecords: false))
             return false
         }
         visited[pgno] = label
@@ -316,8 +323,9 @@ public final class PageWalk {
                                 database: String, label: String, integerKeys: Bool,
                                 counts: inout (branch: UInt64, leaf: UInt64, overflow: UInt64, entries: UInt64),
                                 leaf: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UInt16) -> String?) {
-        func bad(_ s: String) {
-            problems.append(PageProblem(database: database, page: pgno, problem: s, lowKey: low.map { Array($0) }, highKey: high.map { Array($0) }))
+        func bad(_ s: String, loses: Bool = true) {
+            problems.append(PageProblem(database: database, page: pgno, problem: s, lowKey: low.map { Array($0) }, highKey: high.map { Array($0) },
+                                        losesRecords: loses))
         }
         guard depth <= maxDepth, depth <= 32 else { bad("tree is deeper than its record's depth \(maxDepth)"); return }
         guard let first = claim(pgno, database: database, label: label) else { return }
@@ -329,19 +337,19 @@ public final class PageWalk {
         // What LMDB itself relies on when it reads a page decides whether its records
         // are read; anything else that is wrong is reported and the records kept
         // (LMDB never reads a page's own number, its unused flag bits or `upper`).
-        if pageNumber != pgno { bad("page header names page \(pageNumber)") }
+        if pageNumber != pgno { bad("page header names page \(pageNumber)", loses: false) }
         let isLeaf = depth == maxDepth
         let expected = isLeaf ? Self.pLeaf : Self.pBranch
         let kinds = Self.pBranch | Self.pLeaf | Self.pOverflow | Self.pMeta
         guard flags & kinds == expected else {
             bad("page flags 0x\(String(flags, radix: 16)), expected a \(isLeaf ? "leaf" : "branch") page"); return
         }
-        if flags & ~(kinds | Self.pLeaf2) != 0 { bad("page flags 0x\(String(flags, radix: 16)) carry unknown bits") }
+        if flags & ~(kinds | Self.pLeaf2) != 0 { bad("page flags 0x\(String(flags, radix: 16)) carry unknown bits", loses: false) }
         let lo = Int(lower), up = Int(upper)
         guard lo >= Self.headerSize, lo <= pageSize, (lo - Self.headerSize) % 2 == 0 else {
             bad("entry table end \(lo) is impossible"); return
         }
-        if up < lo || up > pageSize { bad("free-space end \(up) is impossible") }
+        if up < lo || up > pageSize { bad("free-space end \(up) is impossible", loses: false) }
         let n = (lo - Self.headerSize) / 2
         guard n >= 1 else { bad("page holds no entries"); return }
         if isLeaf { counts.leaf += 1 } else { counts.branch += 1 }
@@ -352,7 +360,7 @@ public final class PageWalk {
         var children: [(UInt64, UnsafeRawBufferPointer?)] = []
         var orderReported = false
         func disorder(_ s: String) {
-            if !orderReported { bad(s) }
+            if !orderReported { bad(s, loses: false) }
             orderReported = true
         }
         for i in 0..<n {
@@ -360,8 +368,17 @@ public final class PageWalk {
             let off = Int(offset16)
             guard off >= lo, off + Self.nodeSize <= pageSize,
                   let mnLo = u16(base + off), let mnHi = u16(base + off + 2), let nf = u16(base + off + 4),
-                  let ksize = u16(base + off + 6), off + Self.nodeSize + Int(ksize) <= pageSize,
-                  let key = bytes(base + off + Self.nodeSize, Int(ksize)) else {
+                  let ksize = u16(base + off + 6) else {
+                bad("entry \(i) lies outside the page"); continue
+            }
+            guard off + Self.nodeSize + Int(ksize) <= pageSize, let key = bytes(base + off + Self.nodeSize, Int(ksize)) else {
+                // A branch entry's child number is whole even when its key is not: LMDB
+                // never reads the first key, and a damaged separator only widens the bounds.
+                if !isLeaf {
+                    if i > 0 { bad("entry \(i)'s key lies outside the page", loses: false) }
+                    children.append((UInt64(mnLo) | UInt64(mnHi) << 16 | UInt64(nf) << 32, nil))
+                    continue
+                }
                 bad("entry \(i) lies outside the page"); continue
             }
             // Key order: strictly increasing, inside the parent's bounds (a branch's
@@ -413,15 +430,17 @@ public final class PageWalk {
 
     private func readOverflow(_ pgno: UInt64, size: Int, database: String, label: String, key: UnsafeRawBufferPointer,
                                        counts: inout (branch: UInt64, leaf: UInt64, overflow: UInt64, entries: UInt64)) -> UnsafeRawBufferPointer? {
-        func bad(_ s: String) { problems.append(PageProblem(database: database, page: pgno, problem: s, lowKey: Array(key), highKey: Array(key))) }
+        func bad(_ s: String, loses: Bool = true) {
+            problems.append(PageProblem(database: database, page: pgno, problem: s, lowKey: Array(key), highKey: Array(key), losesRecords: loses))
+        }
         guard pgno >= 2, pgno <= lastPage else { bad("large value's page number is out of range"); return nil }
         let base = Int(pgno) * pageSize
         guard let header = u64(base), let flags = u16(base + 10), let pages = u32(base + 12) else { bad("large value lies past the end of the file"); return nil }
         // LMDB reads a large value by its node's size alone; the header is checked
         // and reported, but only the size decides which pages hold the value.
-        if header != pgno || flags != Self.pOverflow { bad("large value's page header is damaged") }
+        if header != pgno || flags != Self.pOverflow { bad("large value's page header is damaged", loses: false) }
         let needed = (Self.headerSize + size + pageSize - 1) / pageSize
-        if Int(pages) != needed { bad("large value of \(size) bytes claims \(pages) pages, needs \(needed)") }
+        if Int(pages) != needed { bad("large value of \(size) bytes claims \(pages) pages, needs \(needed)", loses: false) }
         guard pgno + UInt64(needed) - 1 <= lastPage, let value = bytes(base + Self.headerSize, size) else {
             bad("large value of \(size) bytes runs past the pages in use"); return nil
         }
@@ -489,9 +508,9 @@ public final class PageWalk {
         }
         for p in free {
             if p < 2 || p > lastPage {
-                problems.append(PageProblem(database: "free list", page: p, problem: "free page number out of range"))
+                problems.append(PageProblem(database: "free list", page: p, problem: "free page number out of range", losesRecords: false))
             } else if let owner = visited[p] {
-                problems.append(PageProblem(database: "free list", page: p, problem: "page is listed as free but used by \(owner)"))
+                problems.append(PageProblem(database: "free list", page: p, problem: "page is listed as free but used by \(owner)", losesRecords: false))
             } else {
                 visited[p] = "free list"
             }
