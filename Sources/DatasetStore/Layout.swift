@@ -39,15 +39,19 @@ public enum Layout {
         withUnsafeBytes(of: v.bigEndian) { Array($0) }
     }
 
+    /// Reads a big-endian u64. A key cut short by damage reads as if zero-padded
+    /// (never past the buffer): the wrong id that results is caught by the checks
+    /// that look the id up, instead of trapping in the middle of a read.
     @inlinable public static func readU64BE(_ b: UnsafeRawBufferPointer, at offset: Int = 0) -> UInt64 {
         var v: UInt64 = 0
-        for i in 0..<8 { v = v << 8 | UInt64(b[offset + i]) }
+        for i in 0..<8 { v = v << 8 | UInt64(offset + i < b.count && offset + i >= 0 ? b[offset + i] : 0) }
         return v
     }
 
+    /// A big-endian u32, zero-padded like `readU64BE`.
     @inlinable public static func readU32BE(_ b: UnsafeRawBufferPointer, at offset: Int = 0) -> UInt32 {
         var v: UInt32 = 0
-        for i in 0..<4 { v = v << 8 | UInt32(b[offset + i]) }
+        for i in 0..<4 { v = v << 8 | UInt32(offset + i < b.count && offset + i >= 0 ? b[offset + i] : 0) }
         return v
     }
 

@@ -292,6 +292,7 @@ public final class Store: Sendable {
             var out: [(UInt64, UInt32?)] = []
             try txn.scan(db.splitIndex, prefix: [split.code]) { k, v in
                 let id = Layout.readU64BE(k, at: 1)
+                guard v.count == 4 else { throw StoreError(.corrupt, "\(path): a split index entry of \(v.count) bytes: the store looks damaged; noisy verify --store \(path) tells more") }
                 let c = v.loadUnaligned(as: UInt32.self).littleEndian
                 out.append((id, c == SampleRecord.noClass ? nil : c))
                 return true

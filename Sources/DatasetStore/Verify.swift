@@ -137,7 +137,7 @@ extension Store {
                     bad(id, "content-hash index does not point at this sample")
                 }
                 if try !ids(forSource: r.source, txn).contains(id) { bad(id, "source index lacks this sample") }
-                let cls = try txn.withValue(db.splitIndex, key: Layout.splitKey(r.split, id)) { $0.map { $0.loadUnaligned(as: UInt32.self).littleEndian } }
+                let cls = try txn.withValue(db.splitIndex, key: Layout.splitKey(r.split, id)) { $0.map { $0.count == 4 ? $0.loadUnaligned(as: UInt32.self).littleEndian : SampleRecord.noClass - 1 } }
                 if cls != (r.classIndex ?? SampleRecord.noClass) { bad(id, "split index entry missing or wrong") }
                 return true
             }

@@ -248,7 +248,11 @@ public final class PageWalk {
                         out.append((key, $0))
                     }
                 }
-                if flags & Self.fSubData != 0 { return "nested database record in a data database" }
+                if flags & Self.fSubData != 0 {
+                    // LMDB reads such an entry as plain data (the flag matters only with duplicates).
+                    problems.append(PageProblem(database: name, problem: "an entry is flagged as a nested database",
+                                                lowKey: Array(key), highKey: Array(key), losesRecords: false))
+                }
                 out.append((key, value))
                 return nil
             }
@@ -327,7 +331,9 @@ public final class PageWalk {
             problems.append(PageProblem(database: database, page: pgno, problem: s, lowKey: low.map { Array($0) }, highKey: high.map { Array($0) },
                                         losesRecords: loses))
         }
-        guard depth <= maxDepth, depth <= 32 else { bad("tree is deeper than its record's depth \(maxDepth)"); return }
+        // LMDB follows branch pages down to a leaf and does not read the depth; a
+        // cursor holds at most 32 levels, which bounds the walk however pointers loop.
+        guard depth <= 32 else { bad("tree is deeper than 32 levels"); return }
         guard let first = claim(pgno, database: database, label: label) else { return }
         if !first && depth < maxDepth { return }
         let base = Int(pgno) * pageSize
@@ -338,11 +344,13 @@ public final class PageWalk {
         // are read; anything else that is wrong is reported and the records kept
         // (LMDB never reads a page's own number, its unused flag bits or `upper`).
         if pageNumber != pgno { bad("page header names page \(pageNumber)", loses: false) }
-        let isLeaf = depth == maxDepth
-        let expected = isLeaf ? Self.pLeaf : Self.pBranch
         let kinds = Self.pBranch | Self.pLeaf | Self.pOverflow | Self.pMeta
-        guard flags & kinds == expected else {
-            bad("page flags 0x\(String(flags, radix: 16)), expected a \(isLeaf ? "leaf" : "branch") page"); return
+        guard flags & kinds == Self.pLeaf || flags & kinds == Self.pBranch else {
+            bad("page flags 0x\(String(flags, radix: 16)), expected a branch or leaf page"); return
+        }
+        let isLeaf = flags & kinds == Self.pLeaf
+        if isLeaf != (depth == maxDepth) {
+            bad("a \(isLeaf ? "leaf" : "branch") page at depth \(depth) of a tree whose record says \(maxDepth)", loses: false)
         }
         if flags & ~(kinds | Self.pLeaf2) != 0 { bad("page flags 0x\(String(flags, radix: 16)) carry unknown bits", loses: false) }
         let lo = Int(lower), up = Int(upper)

@@ -76,8 +76,15 @@ struct Show: ParsableCommand {
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Re-hash and decode every sample and check every index; exit 0 only when all is consistent.",
+        abstract: "Check a store without trusting it: every page, sample, index, seal and label digest; exit 0 only when all is consistent.",
         discussion: """
+        First walks data.mdb itself and validates every page before LMDB may follow
+        it (damage is reported by database, page and the sample ids it covers); only a
+        sound file is then read through LMDB: every sample re-hashed and decoded, every
+        index checked both ways, every database's seal and every generation's and
+        selection's digest. Never crashes, whatever the store's state; when it finds
+        damage, noisy salvage saves what can be saved.
+
         Examples:
           noisy verify --store data.noisy
           noisy verify --store data.noisy --json
@@ -113,7 +120,7 @@ struct Salvage: ParsableCommand {
           every generation and selection whose digests hold; classes and tags whose
           record digests hold.
         Indexes are rebuilt. The report (schemas/salvage.schema.json) lists what was
-        lost by id and source; it is printed and written next to the new store.
+        lost by id and source; it is printed and written to <out>/salvage-report.json.
         Exit status 0 when the new store was written and passes verify.
 
         Examples:

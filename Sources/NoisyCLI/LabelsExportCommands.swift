@@ -74,7 +74,7 @@ struct LabelsSamples: ParsableCommand {
             var hist = [[Int]](repeating: [Int](repeating: 0, count: 101), count: g.classCount)
             try store.forEachLabel(g.generation) { id, v in
                 let (t, p) = LabelEncoding.top(v)
-                guard t < g.classCount else { return }
+                guard t >= 0, t < g.classCount, p.isFinite else { return }
                 perClass[t].append((id, p))
                 hist[t][min(100, max(0, Int(Double(p) * 100)))] += 1
             }

@@ -109,6 +109,7 @@ extension Store {
         let prefix = GenerationKeys.entryPrefix(k, name)
         try read { txn in
             try txn.scan(db.selections, prefix: prefix) { key, v in
+                guard v.count == 4 else { throw StoreError(.corrupt, "\(path): selection '\(name)' has an entry of \(v.count) bytes: the store looks damaged; noisy verify --store \(path) tells more") }
                 try body(Layout.readU64BE(key, at: prefix.count), Int(v.loadUnaligned(as: UInt32.self).littleEndian))
                 return true
             }

@@ -44,7 +44,7 @@ extension Store {
         var ids: [UInt64] = [], tops: [Int32] = [], confs: [Float] = []
         try forEachLabel(a) { id, v in
             let (t, p) = LabelEncoding.top(v)
-            ids.append(id); tops.append(Int32(t)); confs.append(p)
+            ids.append(id); tops.append(Int32(clamping: t)); confs.append(p)
         }
         var matrix = [[Int]](repeating: [Int](repeating: 0, count: c), count: c)
         var common = 0, changed = 0, onlyB = 0
@@ -55,7 +55,7 @@ extension Store {
             guard i < ids.count, ids[i] == id else { onlyB += 1; return }
             let (t, p) = LabelEncoding.top(v)
             let ta = Int(tops[i])
-            guard ta < c, t < c else { throw StoreError(.corrupt, "\(path): sample \(id): class out of range") }
+            guard ta >= 0, ta < c, t >= 0, t < c else { throw StoreError(.corrupt, "\(path): sample \(id): class out of range") }
             matrix[ta][t] += 1
             common += 1
             if ta != t { changed += 1 }

@@ -79,7 +79,9 @@ public enum LabelEncoding {
     /// Top class and probability from a stored value's header.
     @inline(__always)
     public static func top(_ v: UnsafeRawBufferPointer) -> (classIndex: Int, probability: Float) {
-        (Int(v.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian),
+        // A value cut short by damage reads as class -1 (callers skip classes out of range).
+        guard v.count >= 8 else { return (-1, 0) }
+        return (Int(v.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian),
          Float(bitPattern: v.loadUnaligned(fromByteOffset: 4, as: UInt32.self).littleEndian))
     }
 

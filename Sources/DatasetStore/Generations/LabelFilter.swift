@@ -33,6 +33,7 @@ extension Store {
         if try selection(r.generation, r.name) != nil {
             throw StoreError(.conflict, "\(path): generation \(r.generation) already has a selection '\(r.name)'; selections never change: choose another name", field: .selectionName)
         }
+        try requireIntact(generation: r.generation)
         try removeOrphanLabels()
         let c = g.classCount
         var hist = [[Int]](repeating: [Int](repeating: 0, count: 101), count: c)
@@ -40,7 +41,7 @@ extension Store {
         var kept = [[(id: UInt64, confidence: Float)]](repeating: [], count: c)
         try forEachLabel(r.generation) { id, v in
             let (top, p) = LabelEncoding.top(v)
-            guard top < c else { throw StoreError(.corrupt, "\(path): generation \(r.generation), sample \(id): class \(top) of \(c)") }
+            guard top >= 0, top < c, p.isFinite else { throw StoreError(.corrupt, "\(path): generation \(r.generation), sample \(id): class \(top) of \(c)") }
             hist[top][min(100, max(0, Int(Double(p) * 100)))] += 1
             before[top] += 1
             if Double(p) >= r.threshold { kept[top].append((id, p)) }
