@@ -94,6 +94,8 @@ public struct SampleRecord: Sendable, Equatable {
         let sourceLength = Int(le(26, UInt16.self))
         guard b.count == Self.fixedSize + sourceLength else { return nil }
         let cls = le(4, UInt32.self)
+        // Sizes beyond Int (only a damaged record holds them) make the record invalid.
+        guard le(28, UInt64.self) <= UInt64(Int.max), le(36, UInt64.self) <= UInt64(Int.max) else { return nil }
         self.init(id: id, split: split, format: format, channels: Int(b[3]),
                   classIndex: cls == Self.noClass ? nil : cls,
                   width: Int(le(8, UInt32.self)), height: Int(le(12, UInt32.self)),

@@ -170,7 +170,9 @@ extension Store {
             // every field of a sample record) are covered by their database's seal.
             for (name, check) in try sealChecks(txn) {
                 switch check {
-                case .holds, .absent: break
+                case .holds: break
+                // Every database is sealed when the store is created: a missing seal is a damaged one.
+                case .absent: bad(nil, "database \(name): its seal is missing")
                 case .unreadable: bad(nil, "database \(name): its seal is unreadable")
                 case .broken(let stored, let computed):
                     bad(nil, "database \(name): its records do not match their seal (\(computed.count) records, sealed with \(stored.count)): a record changed after it was written")

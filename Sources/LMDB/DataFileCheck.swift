@@ -39,7 +39,8 @@ public enum DataFileCheck {
         guard pageSize >= 512, pageSize <= 1 << 16, pageSize & (pageSize - 1) == 0 else { return .unknown }
         // Both meta pages must exist; then the current one says how far the file reaches.
         guard size >= 2 * pageSize, let second = meta(fd, at: pageSize) else {
-            return .truncated(size: size, needed: max(2 * pageSize, (Int(clamping: first.lastPage) + 1) * pageSize))
+            let (claimed, overflow) = Int(clamping: first.lastPage).addingReportingOverflow(1).partialValue.multipliedReportingOverflow(by: pageSize)
+            return .truncated(size: size, needed: overflow ? Int.max : max(2 * pageSize, claimed))
         }
         let current = second.txnid > first.txnid ? second : first
         let (pages, overflow) = Int(clamping: current.lastPage).addingReportingOverflow(1)

@@ -171,7 +171,8 @@ public final class PageWalk {
         // in an id would make LMDB read an older snapshot as current.
         if candidates.count == 2 {
             let current = candidates.max { $0.txnid < $1.txnid }!, other = candidates.min { $0.txnid < $1.txnid }!
-            if current.txnid & 1 != UInt64(current.index) || other.txnid &+ 1 != current.txnid {
+            // The file only grows: an older snapshot cannot use more pages than a newer one.
+            if current.txnid & 1 != UInt64(current.index) || other.txnid &+ 1 != current.txnid || other.lastPage > current.lastPage {
                 problems.append(PageProblem(database: "", page: UInt64(current.index),
                                             problem: "meta pages name transactions \(candidates[0].txnid) and \(candidates[1].txnid), which cannot follow each other", losesRecords: false))
             }
