@@ -509,7 +509,8 @@ public final class PageWalk {
     private func walkFreeList(_ r: DBRecord) {
         var free: [UInt64] = []
         walkTree(r, database: "free list", label: "free list", integerKeys: true) { key, value, flags in
-            guard key.count == 8, flags == 0, value.count >= 8, value.count % 8 == 0 else { return "free-list record is damaged" }
+            // A long list of free pages lives in overflow pages (already resolved here).
+            guard key.count == 8, flags & ~Self.fBigData == 0, value.count >= 8, value.count % 8 == 0 else { return "free-list record is damaged" }
             let n = UInt64(littleEndian: value.loadUnaligned(as: UInt64.self))
             guard n == UInt64(value.count / 8 - 1) else { return "free-list record's count disagrees with its length" }
             for i in 0..<Int(n) { free.append(UInt64(littleEndian: value.loadUnaligned(fromByteOffset: 8 * (i + 1), as: UInt64.self))) }

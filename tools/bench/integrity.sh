@@ -20,14 +20,22 @@ w = sys.argv[1]
 def idx(name):
     with gzip.open(f"/usr/share/datasets/fashion-mnist/{name}") as f:
         return np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+def idx_labels(name):
+    with gzip.open(f"/usr/share/datasets/fashion-mnist/{name}") as f:
+        return np.frombuffer(f.read(), np.uint8, offset=8)
 imgs = np.concatenate([idx("train-images-idx3-ubyte.gz"), idx("t10k-images-idx3-ubyte.gz")])
 imgs = np.concatenate([imgs, imgs[:30000, :, ::-1]])
+labels = np.concatenate([idx_labels("train-labels-idx1-ubyte.gz"), idx_labels("t10k-labels-idx1-ubyte.gz")])
 for i, a in enumerate(imgs):
-    d = f"{w}/png/{i // 1000:03d}"
-    if i % 1000 == 0: os.makedirs(d, exist_ok=True)
-    Image.fromarray(a).save(f"{d}/{i % 1000:03d}.png")
+    # The 10,000 test images are the labeled split (in class folders), the rest unlabeled.
+    if 60000 <= i < 70000:
+        d = f"{w}/labeled/c{labels[i]}"
+    else:
+        d = f"{w}/png/{i // 1000:03d}"
+    os.makedirs(d, exist_ok=True)
+    Image.fromarray(a).save(f"{d}/{i:06d}.png")
 PY
-  "$noisy" ingest --store "$store" --unlabeled "$work/png" --quiet >/dev/null
+  "$noisy" ingest --store "$store" --labeled "$work/labeled" --unlabeled "$work/png" --quiet >/dev/null
   /usr/bin/python3 - "$store" "$work" <<'PY'
 import lmdb, sys, numpy as np
 e = lmdb.open(sys.argv[1], readonly=True, lock=False, max_dbs=32)
@@ -42,7 +50,7 @@ samples=$(/usr/bin/python3 -c "import lmdb,sys; e=lmdb.open(sys.argv[1],readonly
 mb=$(du -m "$store/data.mdb" | cut -f1)
 echo "store: $samples samples, $mb MB"
 # Wall seconds of a command (output discarded).
-t() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s%N); echo "$(( (e - s) / 1000000 ))e-3"; }
+t() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; e=$(date +%s%N); echo "$(( (e - s) / 1000000 ))e-3"; }
 v=(); vb=(); s=(); sb=()
 for run in 1 2 3; do
   v+=("$(t "$noisy" verify --store "$store")")
@@ -66,7 +74,12 @@ print(f"verify / re-hash time ratio  : {med[0] / med[1]:.2f}x   salvage / mdb_co
 PY
 # The label digest: its share of an import, and its check per open.
 "$noisy" labels delete --store "$store" --generation latest >/dev/null 2>&1 || true
-"$noisy" labels import --store "$store" --predictions "$work/p.npy" --ids "$work/ids.npy" --teacher bench --json --quiet \
-  | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"labels import f16: {d[\"elapsed_seconds\"]:.2f} s for {d[\"samples\"]} samples, of which the digest {d[\"digest_seconds\"]:.3f} s ({100*d[\"digest_seconds\"]/d[\"elapsed_seconds\"]:.1f}%)")'
-"$noisy" bench labels --store "$store" --generation latest --lookups 100000 --json \
-  | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"digest check per open: {d[\"digest_check_seconds\"]:.3f} s for {d[\"samples\"]} labels; random lookups {d[\"lookups_per_second\"]:.0f}/s")'
+"$noisy" labels import --store "$store" --predictions "$work/p.npy" --ids "$work/ids.npy" --teacher bench --json --quiet > "$work/import.json"
+"$noisy" bench labels --store "$store" --generation latest --lookups 100000 --json > "$work/lookups.json"
+/usr/bin/python3 - "$work" <<'PY'
+import json, sys
+w = sys.argv[1]
+i = json.load(open(w + "/import.json")); b = json.load(open(w + "/lookups.json"))
+print(f"labels import f16: {i['elapsed_seconds']:.2f} s for {i['samples']} samples, of which the digest {i['digest_seconds']:.3f} s ({100 * i['digest_seconds'] / i['elapsed_seconds']:.1f}%)")
+print(f"digest check per open: {b['digest_check_seconds']:.3f} s for {b['samples']} labels; random lookups {b['lookups_per_second']:.0f}/s")
+PY
