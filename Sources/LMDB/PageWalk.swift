@@ -65,7 +65,10 @@ public final class PageWalk {
 
     public var isSound: Bool { problems.isEmpty }
     /// Problems that dropped records.
-    var lostRecords: Int { problems.filter(\.losesRecords).count }
+    /// (The free list holds no records of ours: its damage costs none.)
+    var lostRecords: Int { problems.filter { $0.losesRecords && $0.database != "free list" }.count }
+    /// Records handed out, over every named database.
+    var recordCount: Int { records.values.reduce(0) { $0 + $1.count } }
 
     // Page and node flags (mdb.c).
     static let pBranch: UInt16 = 0x01, pLeaf: UInt16 = 0x02, pOverflow: UInt16 = 0x04, pMeta: UInt16 = 0x08
@@ -187,9 +190,10 @@ public final class PageWalk {
             let attempt = PageWalk(file: file)
             attempt.problems = problems
             attempt.walk(m)
-            if let b = best, b.lostRecords <= attempt.lostRecords { continue }
+            if attempt.lostRecords == 0 && best == nil { best = attempt; break }
+            // Both damaged: keep the one that still hands out more records.
+            if let b = best, b.recordCount >= attempt.recordCount { continue }
             best = attempt
-            if attempt.lostRecords == 0 { break }
         }
         if let best, best.transactionID != candidates[0].txnid {
             // LMDB reads the newest snapshot; when only an older one is whole, the
