@@ -92,22 +92,7 @@ static int nc_jpeg_prepare(struct jpeg_decompress_struct *cinfo, const uint8_t *
     plan->info.progressive = jpeg_has_multiple_scans(cinfo) ? 1 : 0;
     plan->out_channels = plan->info.channels;
     int ow = (int)cinfo->output_width, oh = (int)cinfo->output_height;
-    if (opt->crop_w > 0) {
-        if (opt->crop_x < 0 || opt->crop_y < 0 || opt->crop_h <= 0 ||
-            opt->crop_x + opt->crop_w > ow || opt->crop_y + opt->crop_h > oh) {
-            nc_set_error(err, "crop %d,%d %dx%d is outside the %dx%d output",
-                         opt->crop_x, opt->crop_y, opt->crop_w, opt->crop_h, ow, oh);
-            return NC_ERR_ARGUMENT;
-        }
-        plan->out_width = opt->crop_w;
-        plan->out_height = opt->crop_h;
-        plan->out_x = opt->crop_x;
-        plan->out_y = opt->crop_y;
-    } else {
-        plan->out_width = ow;
-        plan->out_height = oh;
-    }
-    return NC_OK;
+    return nc_plan_output(opt, ow, oh, "output", plan, err);
 }
 
 int nc_jpeg_plan(const uint8_t *data, size_t len, const nc_decode_options *opt,

@@ -83,23 +83,7 @@ static int nc_png_prepare(png_structp png, png_infop info, const nc_decode_optio
         nc_set_error(err, "unexpected PNG channel layout after transforms");
         return NC_ERR_UNSUPPORTED;
     }
-    if (opt->crop_w > 0) {
-        if (opt->crop_x < 0 || opt->crop_y < 0 || opt->crop_h <= 0 ||
-            (int64_t)opt->crop_x + opt->crop_w > (int64_t)w ||
-            (int64_t)opt->crop_y + opt->crop_h > (int64_t)h) {
-            nc_set_error(err, "crop %d,%d %dx%d is outside the %ux%u image",
-                         opt->crop_x, opt->crop_y, opt->crop_w, opt->crop_h, w, h);
-            return NC_ERR_ARGUMENT;
-        }
-        plan->out_width = opt->crop_w;
-        plan->out_height = opt->crop_h;
-        plan->out_x = opt->crop_x;
-        plan->out_y = opt->crop_y;
-    } else {
-        plan->out_width = (int32_t)w;
-        plan->out_height = (int32_t)h;
-    }
-    return NC_OK;
+    return nc_plan_output(opt, w, h, "image", plan, err);
 }
 
 int nc_png_plan(const uint8_t *data, size_t len, const nc_decode_options *opt,

@@ -65,21 +65,8 @@ int nc_webp_decode(const uint8_t *data, size_t len, const nc_decode_options *opt
     plan->info.bit_depth = 8;
     plan->info.progressive = f.has_animation;
     plan->out_channels = 3;
-    if (opt->crop_w > 0) {
-        if (opt->crop_x < 0 || opt->crop_y < 0 || opt->crop_h <= 0 ||
-            (int64_t)opt->crop_x + opt->crop_w > (int64_t)w || (int64_t)opt->crop_y + opt->crop_h > (int64_t)h) {
-            nc_set_error(err, "crop %d,%d %dx%d is outside the %ux%u image",
-                         opt->crop_x, opt->crop_y, opt->crop_w, opt->crop_h, w, h);
-            return NC_ERR_ARGUMENT;
-        }
-        plan->out_width = opt->crop_w;
-        plan->out_height = opt->crop_h;
-        plan->out_x = opt->crop_x;
-        plan->out_y = opt->crop_y;
-    } else {
-        plan->out_width = (int32_t)w;
-        plan->out_height = (int32_t)h;
-    }
+    int status = nc_plan_output(opt, w, h, "image", plan, err);
+    if (status != NC_OK) return status;
     if (out == NULL) return NC_OK;
     const size_t need = (size_t)plan->out_width * (size_t)plan->out_height * 3;
     if (cap < need) {

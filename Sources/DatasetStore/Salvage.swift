@@ -317,9 +317,7 @@ extension LabelDigest {
     fileprivate static func over(_ records: [SalvagePlan.KeyValue]) -> String {
         var stream = SHA256Stream()
         for r in records {
-            stream.update(r.key)
-            withUnsafeBytes(of: UInt32(truncatingIfNeeded: r.value.count).littleEndian) { stream.update($0) }
-            stream.update(r.value)
+            r.key.withUnsafeBytes { k in r.value.withUnsafeBytes { v in add(key: k, value: v, to: &stream) } }
         }
         return stream.finish().hexString
     }

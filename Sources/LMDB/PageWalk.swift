@@ -185,22 +185,21 @@ public final class PageWalk {
         candidates.sort { $0.txnid > $1.txnid }
         // The newest snapshot is read unless damage cost it records that an older,
         // whole one still has.
-        var best: PageWalk?
+        var best: PageWalk?, newest: PageWalk?
         for m in candidates {
             let attempt = PageWalk(file: file)
             attempt.problems = problems
             attempt.walk(m)
+            if newest == nil { newest = attempt }
             if attempt.lostRecords == 0 && best == nil { best = attempt; break }
             // Both damaged: keep the one that still hands out more records.
             if let b = best, b.recordCount >= attempt.recordCount { continue }
             best = attempt
         }
-        if let best, best.transactionID != candidates[0].txnid {
+        if let best, let newest, best !== newest {
             // LMDB reads the newest snapshot; when only an older one is whole, the
             // records come from it, and the newest one's damage is what gets reported.
-            let current = PageWalk(file: file)
-            current.walk(candidates[0])
-            best.problems.insert(contentsOf: current.problems.prefix(20), at: problems.count)
+            best.problems.insert(contentsOf: newest.problems.dropFirst(problems.count).prefix(20), at: problems.count)
             best.problems.insert(PageProblem(database: "", page: UInt64(candidates[0].index),
                                              problem: "the newest snapshot (transaction \(candidates[0].txnid)) is damaged; the previous one (transaction \(best.transactionID)) is whole and is what was read"),
                                  at: problems.count)

@@ -15,12 +15,17 @@ enum LabelDigest {
     static func over(_ txn: ReadTransaction, _ database: Database, prefix: [UInt8]) throws -> String {
         var stream = SHA256Stream()
         try txn.scan(database, prefix: prefix) { k, v in
-            stream.update(k)
-            withUnsafeBytes(of: UInt32(truncatingIfNeeded: v.count).littleEndian) { stream.update($0) }
-            stream.update(v)
+            add(key: k, value: v, to: &stream)
             return true
         }
         return stream.finish().hexString
+    }
+
+    /// One record's contribution: key, value length (u32le), value.
+    static func add(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, to stream: inout SHA256Stream) {
+        stream.update(key)
+        withUnsafeBytes(of: UInt32(truncatingIfNeeded: value.count).littleEndian) { stream.update($0) }
+        stream.update(value)
     }
 }
 
