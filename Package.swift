@@ -70,7 +70,7 @@ let package = Package(
         // CPU training on OpenBLAS; consumes batch values only (no store, no codec).
         .target(name: "Trainer", dependencies: ["Batches", "KeyedRandom", "Parallelism", "COpenBLAS", "CTensorKernels"]),
         // The Noisy Student loop over a store: train, evaluate, label, iterate.
-        .target(name: "SelfTraining", dependencies: ["Trainer", "Pipeline", "Augment", "Batches", "DatasetStore", "Digest", "KeyedRandom"]),
+        .target(name: "SelfTraining", dependencies: ["Trainer", "Pipeline", "Augment", "Batches", "DatasetStore", "ImageCodec", "Digest", "KeyedRandom"]),
         // `noisy serve`: batches and label sessions over a socket (schemas/wire-protocol.md).
         .target(name: "StreamServer", dependencies: ["Pipeline", "Batches", "Augment", "DatasetStore"]),
         // Example data for `noisy demo`: Fashion-MNIST IDX files written out as image folders.
@@ -94,8 +94,8 @@ let package = Package(
         .testTarget(name: "LMDBTests", dependencies: ["LMDB", "TestSupport"]),
         .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Batches", "KeyedRandom", "Parallelism"]),
         .testTarget(name: "ImageCodecTests", dependencies: ["ImageCodec", "Pixels", "Digest", "Gzip", "TestSupport"]),
-        .testTarget(name: "DatasetStoreTests", dependencies: ["DatasetStore", "ImageCodec", "Pixels", "Digest", "KeyedRandom", "Datasets", "TestSupport", "NoisyFuzz"]),
+        .testTarget(name: "DatasetStoreTests", dependencies: ["DatasetStore", "LMDB", "ImageCodec", "Pixels", "Digest", "KeyedRandom", "Datasets", "TestSupport", "NoisyFuzz"]),
         // Depends on the executable so that `swift test` builds the `noisy` binary it runs.
-        .testTarget(name: "NoisyCLITests", dependencies: ["NoisyCLI", "DatasetStore", "ImageCodec", "Pixels", "Digest", "KeyedRandom", "Datasets", "TestSupport"]),
+        .testTarget(name: "NoisyCLITests", dependencies: ["NoisyCLI", "DatasetStore", "Pipeline", "Augment", "Batches", "ImageCodec", "Pixels", "Digest", "KeyedRandom", "Datasets", "TestSupport"]),
     ]
 )

@@ -1,4 +1,3 @@
-import Batches
 import Foundation
 import ImageCodec
 import Gzip
