@@ -269,7 +269,12 @@ private struct SalvagePlan {
         for r in records(Layout.generations) where r.key.count == 4 {
             let k = Int(Layout.readU32BE(r.key))
             func lose(_ why: String) { generationItems.append(SalvagedItem(generation: k, saved: false, reason: why)) }
-            guard digestHolds(Layout.generations, r.key, r.value) else { lose("its record does not match its digest"); continue }
+            guard digestHolds(Layout.generations, r.key, r.value) else {
+                lose(sealStore[Seal.recordDigestKey(database: Layout.generations, key: r.key)] == nil
+                     ? "its record's digest was lost with a damaged page, so nothing vouches for it"
+                     : "its record does not match its digest")
+                continue
+            }
             guard let g = try? GenerationJSON.decoder.decode(GenerationRecord.self, from: Data(r.value)) else { lose("its record is unreadable"); continue }
             let labels = labelsByGeneration[k] ?? []
             guard let want = g.labelsSha256 else { lose("it predates label digests, so its labels cannot be vouched for"); continue }

@@ -222,7 +222,10 @@ public final class PageWalk {
             // Cut short: what lies in the pages that are there can still be read.
             problems.append(PageProblem(database: "", page: UInt64(m.index),
                                         problem: "meta page says \(m.lastPage &+ 1) pages are in use, the file holds \(filePages): the copy looks incomplete", losesRecords: false))
-            lastPage = max(filePages, 2) - 1
+            // A page cut part way still holds the entries before the cut (LMDB's own
+            // mapping reads them too); those past it are reported as lost one by one.
+            let partial = UInt64((file.count + m.pageSize - 1) / m.pageSize)
+            lastPage = max(partial, 2) - 1
         }
         visited[0] = "meta"; visited[1] = "meta"
         if m.main.flags != 0 || m.free.flags != Self.integerKey {
@@ -381,7 +384,8 @@ public final class PageWalk {
             guard off >= lo, off + Self.nodeSize <= pageSize,
                   let mnLo = u16(base + off), let mnHi = u16(base + off + 2), let nf = u16(base + off + 4),
                   let ksize = u16(base + off + 6) else {
-                bad("entry \(i) lies outside the page"); continue
+                bad(base + off + Self.nodeSize > file.count ? "entry \(i) lies past the end of the file" : "entry \(i) lies outside the page")
+                continue
             }
             guard off + Self.nodeSize + Int(ksize) <= pageSize, let key = bytes(base + off + Self.nodeSize, Int(ksize)) else {
                 // A branch entry's child number is whole even when its key is not: LMDB
@@ -412,6 +416,13 @@ public final class PageWalk {
                     guard let v = readOverflow(overflow, size: dsize, database: database, label: label, key: key, counts: &counts) else {
                         continue  // problem recorded; the record is lost, the rest of the page is not
                     }
+                    value = v
+                } else if nf & Self.fSubData != 0 && dsize != Self.dbRecordSize {
+                    // A database record is always an MDB_db, which LMDB copies by its own
+                    // size and never by the node's: a damaged size field loses nothing.
+                    guard off + Self.nodeSize + Int(ksize) + Self.dbRecordSize <= pageSize,
+                          let v = bytes(dataAt, Self.dbRecordSize) else { bad("entry \(i)'s value lies outside the page"); continue }
+                    bad("entry \(i)'s size field says \(dsize) bytes; a database record is \(Self.dbRecordSize)", loses: false)
                     value = v
                 } else {
                     guard off + Self.nodeSize + Int(ksize) + dsize <= pageSize,

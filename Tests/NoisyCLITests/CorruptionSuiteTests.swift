@@ -302,6 +302,12 @@ final class CorruptionSuiteTests: XCTestCase {
         }
     }
 
+    /// (seed, copy) pairs from `tools/fuzz/stores.sh` rounds that found a bug:
+    /// 424-leaf-1 damaged the size field of the `seals` record in the list of
+    /// databases (LMDB reads that record by its fixed size); 440-cut-3 cut the file
+    /// part way through the page holding the record digests.
+    static let fuzzRegressions: [(UInt64, String)] = [(424, "424-leaf-1"), (440, "440-cut-3")]
+
     func testEveryDamagedCopyEndsWithoutASignalAndSalvageKeepsWhatIsWhole() throws {
         let fixture = try makeFixture()
         let kinds = pages(fixture.data)
@@ -322,7 +328,12 @@ final class CorruptionSuiteTests: XCTestCase {
         } else {
             let copies = Self.copies(of: fixture, kinds: kinds, seed: 0x5EED_C0DE, perKind: 60, maxFlips: 3, cuts: 10, zeroed: 12)
             XCTAssertGreaterThanOrEqual(copies.count, 200 + 10 + 10)
-            run(fixture, copies, tally: tally)
+            // Copies the longer fuzz runs (FUZZING.md) once got wrong, kept as regressions.
+            let regressions = Self.fuzzRegressions.flatMap { seed, label in
+                Self.copies(of: fixture, kinds: kinds, seed: seed, perKind: 10, maxFlips: 12, cuts: 3, zeroed: 3).filter { $0.0 == label }
+            }
+            XCTAssertEqual(regressions.count, Self.fuzzRegressions.count, "each fuzz regression names a copy its seed makes")
+            run(fixture, copies + regressions, tally: tally)
             print("corruption suite: " + tally.summary)
         }
         let failures = tally.all
