@@ -72,13 +72,25 @@ public final class ViewRenderer {
     /// Renders `view` of `bytes` into `out` (layout.bytesPerSample bytes).
     public func render(_ bytes: UnsafeRawBufferPointer, view: View, key: SampleKey,
                        into out: UnsafeMutableRawBufferPointer) throws(CodecError) {
-        try renderPixels(bytes, view: view, key: key)
-        write(into: out)
+        let elements = view.size * view.size * channels
+        precondition(out.count >= (layout.normalization == nil ? elements : 4 * elements), "the batch slot is too small")
+        guard let base = out.baseAddress else { return }
+        let target = PixelOutput(base: base, layout: pixelLayout, scale: scale, offset: offset)
+        if try renderPixels(bytes, view: view, key: key, direct: target) { return }
+        a.withBuffer { $0.write(to: target) }
+    }
+
+    private var pixelLayout: PixelOutput.Layout {
+        switch layout {
+        case .uint8NHWC: .uint8HWC
+        case .float32NCHW: .float32CHW
+        case .float32NHWC: .float32HWC
+        }
     }
 
     /// Renders `view` of `bytes` as an image (for previews and `noisy augment`).
     public func renderImage(_ bytes: UnsafeRawBufferPointer, view: View, key: SampleKey) throws(CodecError) -> Image {
-        try renderPixels(bytes, view: view, key: key)
+        _ = try renderPixels(bytes, view: view, key: key, direct: nil)
         return a.image
     }
 
@@ -89,19 +101,28 @@ public final class ViewRenderer {
         return a.image
     }
 
-    private func renderPixels(_ bytes: UnsafeRawBufferPointer, view: View, key: SampleKey) throws(CodecError) {
+    /// Renders into `a`, or, when the resize is the view's last step and `direct` is
+    /// given, straight into `direct` (mirrored there when the view flips); true then.
+    private func renderPixels(_ bytes: UnsafeRawBufferPointer, view: View, key: SampleKey,
+                              direct: PixelOutput?) throws(CodecError) -> Bool {
         let header = try Codec.header(bytes)
         switch view {
         case .teacher(let v):
             let box = ViewGeometry.centreCropBox(width: header.width, height: header.height, size: v.size,
                                                  cropFraction: v.cropFraction)
-            try decodeAndResize(bytes, header: header, box: box, size: v.size, fast: v.fastDecode, exactRegion: false)
+            return try decodeAndResize(bytes, header: header, box: box, size: v.size, fast: v.fastDecode,
+                                       exactRegion: false, direct: direct)
         case .train(let v):
-            try trainGeometry(bytes, header: header, view: v, key: key)
-            if v.flip {
-                var rng = key.random(.flip)
-                if rng.unit() < 0.5 { a.withBuffer { $0.flipHorizontally() } }
+            var flipRandom = key.random(.flip)
+            let flip = v.flip && flipRandom.unit() < 0.5
+            // Crop and flip are the whole view: the resize writes the slot, mirrored.
+            if v.randAugment == nil, v.cutout == 0, var target = direct {
+                target.flip = flip
+                if try trainGeometry(bytes, header: header, view: v, key: key, direct: target) { return true }
+            } else {
+                _ = try trainGeometry(bytes, header: header, view: v, key: key, direct: nil)
             }
+            if flip { a.withBuffer { $0.flipHorizontally() } }
             if let ra = v.randAugment {
                 var rng = key.random(.randAugment)
                 a.withBuffer { ra.apply(to: $0, augmenter: augmenter, rng: &rng) }
@@ -112,31 +133,34 @@ public final class ViewRenderer {
                 let cy = Int(rng.next(upperBound: UInt64(a.height)))
                 a.withBuffer { augmenter.apply(.cutout, parameter: Double(v.cutout), to: $0, cutoutCenter: (cx, cy)) }
             }
+            return false
         }
     }
 
     /// The crop of the train view, leaving size x size pixels in `a`.
     private func trainGeometry(_ bytes: UnsafeRawBufferPointer, header: ImageHeader, view v: TrainView,
-                               key: SampleKey) throws(CodecError) {
+                               key: SampleKey, direct: PixelOutput?) throws(CodecError) -> Bool {
         switch v.crop {
         case .randomResized(let scale, let ratio):
             var rng = key.random(.crop)
             let r = ViewGeometry.randomResizedCrop(width: header.width, height: header.height,
                                                    scale: scale, ratio: ratio, rng: &rng)
             let box = SourceBox(x0: Double(r.x), y0: Double(r.y), x1: Double(r.x + r.width), y1: Double(r.y + r.height))
-            try decodeAndResize(bytes, header: header, box: box, size: v.size, fast: v.fastDecode, exactRegion: true)
+            return try decodeAndResize(bytes, header: header, box: box, size: v.size, fast: v.fastDecode,
+                                       exactRegion: true, direct: direct)
         case .padCrop(let padding):
             if header.width == v.size && header.height == v.size {
                 try decode(bytes, header: header, scale: 1, region: nil)
             } else {
                 let box = ViewGeometry.centreCropBox(width: header.width, height: header.height, size: v.size, cropFraction: 1)
-                try decodeAndResize(bytes, header: header, box: box, size: v.size, fast: v.fastDecode, exactRegion: false)
+                _ = try decodeAndResize(bytes, header: header, box: box, size: v.size, fast: v.fastDecode,
+                                        exactRegion: false, direct: nil)
             }
             var rng = key.random(.crop)
             let span = UInt64(2 * padding + 1)
             let dx = Int(rng.next(upperBound: span)) - padding
             let dy = Int(rng.next(upperBound: span)) - padding
-            guard dx != 0 || dy != 0 else { return }
+            guard dx != 0 || dy != 0 else { return false }
             b.shape(a.width, a.height, a.channels)
             a.withBuffer { src in
                 b.withBuffer { dst in
@@ -144,20 +168,22 @@ public final class ViewRenderer {
                 }
             }
             swap(&a, &b)
+            return false
         }
     }
 
     /// Decodes the part of the image the box needs, at the smallest sufficient DCT
-    /// scale, and resamples the box to size x size (bilinear, Pillow's maths).
+    /// scale, and resamples the box to size x size (bilinear, Pillow's maths): into
+    /// `direct` when given (true), else into `a`. False also when no resize was needed.
     private func decodeAndResize(_ bytes: UnsafeRawBufferPointer, header: ImageHeader, box: SourceBox,
-                                 size: Int, fast: Bool, exactRegion: Bool) throws(CodecError) {
+                                 size: Int, fast: Bool, exactRegion: Bool, direct: PixelOutput?) throws(CodecError) -> Bool {
         let plan = ViewGeometry.decodePlan(format: header.format, width: header.width, height: header.height, box: box,
                                            outWidth: size, outHeight: size, fast: fast, exactRegion: exactRegion)
         let shift = try decode(bytes, header: header, scale: plan.scaleDenominator, region: plan.region)
         var bx = plan.box
         bx.x0 += Double(shift); bx.x1 += Double(shift)
         if bx.x0 == 0, bx.y0 == 0, bx.x1 == Double(a.width), bx.y1 == Double(a.height), a.width == size, a.height == size {
-            return
+            return false
         }
         // With an exact region the integer box is resized as a crop of its own
         // (a strided view, no copy): its edges clamp as in torchvision's
@@ -167,15 +193,14 @@ public final class ViewRenderer {
         let (sw, sh) = cut ? (Int(bx.width), Int(bx.height)) : (a.width, a.height)
         let box: (Float, Float, Float, Float) = cut ? (0, 0, Float(sw), Float(sh))
             : (Float(bx.x0), Float(bx.y0), Float(bx.x1), Float(bx.y1))
-        b.shape(size, size, a.channels)
         let resampler = self.resampler
-        let result = a.withBuffer { src in
-            b.withBuffer { dst in
+        func resize(into target: PixelOutput) throws(CodecError) {
+            let result = a.withBuffer { src in
                 Result { () throws(CodecError) in
                     do {
                         try resampler.resize(src.base + (oy * src.width + ox) * src.channels, width: sw, height: sh,
                                              channels: src.channels, stride: src.width * src.channels, box: box,
-                                             into: dst.base, width: size, height: size)
+                                             into: target, width: size, height: size)
                     } catch {
                         // The box comes from the view geometry, inside the decoded image; what
                         // is left is running out of memory for the filter's coefficients.
@@ -183,9 +208,20 @@ public final class ViewRenderer {
                     }
                 }
             }
+            try result.get()
         }
-        try result.get()
+        if let direct {
+            try resize(into: direct)
+            return true
+        }
+        b.shape(size, size, a.channels)
+        let done: Result<Void, CodecError> = b.storage.withUnsafeMutableBytes { out in
+            guard let base = out.baseAddress else { return .success(()) }
+            return Result { () throws(CodecError) in try resize(into: PixelOutput(base: base, layout: .uint8HWC)) }
+        }
+        try done.get()
         swap(&a, &b)
+        return false
     }
 
     /// Decodes into `a`, then converts to the renderer's channel count. JPEG regions
@@ -213,19 +249,5 @@ public final class ViewRenderer {
         }
         swap(&a, &b)
         return shift
-    }
-
-    private func write(into out: UnsafeMutableRawBufferPointer) {
-        let layout = self.layout
-        a.withBuffer { img in
-            switch layout {
-            case .uint8NHWC:
-                out.baseAddress!.copyMemory(from: img.base, byteCount: min(img.count, out.count))
-            case .float32NCHW:
-                img.toFloatCHW(scale: scale, offset: offset, into: out.baseAddress!.assumingMemoryBound(to: Float.self))
-            case .float32NHWC:
-                img.toFloatHWC(scale: scale, offset: offset, into: out.baseAddress!.assumingMemoryBound(to: Float.self))
-            }
-        }
     }
 }

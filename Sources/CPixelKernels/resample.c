@@ -204,14 +204,86 @@ static void pk_resample_rows2_rgb_sse41(const uint8_t *in0, const uint8_t *in1, 
 }
 #endif
 
+#if defined(__x86_64__)
+/*
+ * Two RGB rows with AVX2 and 16-bit multiply-adds, still exact. Each 22-bit
+ * weight k is split as k = (k >> 11) * 2048 + (k & 2047), both halves fit 16
+ * bits, and px * k = (px * hi) * 2048 + px * lo in 32-bit integers: the same sum
+ * Pillow computes, so the same bytes. A step takes two taps of one row in a
+ * 128-bit lane, [R0 R1 G0 G1 B0 B1 0 0] against (k0, k1) pairs, and the other
+ * row in the other lane. A step reads 8 bytes from the first tap's pixel: the
+ * caller keeps the buffer's last row (where that would run off the end) away.
+ */
+__attribute__((target("avx2")))
+static void pk_resample_rows2_rgb_avx2(const uint8_t *in0, const uint8_t *in1, uint8_t *o0, uint8_t *o1,
+                                       int dw, const int *bx, const int32_t *khi, const int32_t *klo, int pairs) {
+    const __m256i pick = _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1,
+                                          0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1);
+    const __m256i init = _mm256_set1_epi32(1 << (PK_PRECISION_BITS - 1));
+    for (int xx = 0; xx < dw; xx++) {
+        const int xmin = bx[xx * 2], xmax = bx[xx * 2 + 1];
+        const int32_t *h = khi + (size_t)xx * pairs, *l = klo + (size_t)xx * pairs;
+        const uint8_t *p0 = in0 + (size_t)xmin * 3, *p1 = in1 + (size_t)xmin * 3;
+        __m256i ah = _mm256_setzero_si256(), al = _mm256_setzero_si256();
+        for (int j = 0; 2 * j < xmax; j++) {
+            int64_t w0, w1;
+            memcpy(&w0, p0 + 6 * j, 8);
+            memcpy(&w1, p1 + 6 * j, 8);
+            const __m256i px = _mm256_shuffle_epi8(
+                _mm256_set_m128i(_mm_cvtsi64_si128(w1), _mm_cvtsi64_si128(w0)), pick);
+            ah = _mm256_add_epi32(ah, _mm256_madd_epi16(px, _mm256_set1_epi32(h[j])));
+            al = _mm256_add_epi32(al, _mm256_madd_epi16(px, _mm256_set1_epi32(l[j])));
+        }
+        __m256i acc = _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(ah, 11), al), init);
+        acc = _mm256_srai_epi32(acc, PK_PRECISION_BITS);
+        /* Saturate to 0..255 like pk_clip8, then pack: row 0 in the low lane, row 1 in the high. */
+        const __m128i packed = _mm_packus_epi16(_mm_packs_epi32(_mm256_castsi256_si128(acc),
+                                                                _mm256_extracti128_si256(acc, 1)), _mm_setzero_si128());
+        int32_t lanes[2];
+        _mm_storel_epi64((__m128i *)lanes, packed);
+        memcpy(o0 + xx * 3, &lanes[0], 3);
+        memcpy(o1 + xx * 3, &lanes[1], 3);
+    }
+}
+#endif
+
+/* The split weights of pk_resample_rows2_rgb_avx2: per output pixel, `pairs` (hi, hi)
+ * and (lo, lo) int16 pairs; taps at or past the pixel's count weigh 0. */
+static void pk_split_weights(const int *bx, const int *kx, int ksx, int dw, int pairs, int32_t *khi, int32_t *klo) {
+    for (int xx = 0; xx < dw; xx++) {
+        const int xmax = bx[xx * 2 + 1];
+        for (int j = 0; j < pairs; j++) {
+            uint16_t h[2], l[2];
+            for (int t = 0; t < 2; t++) {
+                const int x = 2 * j + t;
+                const int k = x < xmax && x < ksx ? kx[xx * ksx + x] : 0;
+                h[t] = (uint16_t)(int16_t)(k >> 11);   /* arithmetic shift: floor, so lo >= 0 */
+                l[t] = (uint16_t)(k & 2047);
+            }
+            khi[(size_t)xx * pairs + j] = (int32_t)((uint32_t)h[0] | (uint32_t)h[1] << 16);
+            klo[(size_t)xx * pairs + j] = (int32_t)((uint32_t)l[0] | (uint32_t)l[1] << 16);
+        }
+    }
+}
+
 /* Rows [y0, y1) of the horizontal pass; the last source row is `last`. */
 static void pk_resample_rows(const uint8_t *src, size_t stride, uint8_t *tmp, int y0, int y1, int dw, int ch,
-                             const int *bx, const int *kx, int ksx, int sw, int sh) {
+                             const int *bx, const int *kx, int ksx, int sw, int sh,
+                             int32_t *khi, int32_t *klo) {
     const size_t ostride = (size_t)dw * ch;
 #if defined(__x86_64__)
     if (ch == 3 && __builtin_cpu_supports("sse4.1")) {
         int y = y0;
         /* Pairs never include the buffer's last row, whose final pixel must not be over-read. */
+        if (__builtin_cpu_supports("avx2")) {
+            const int pairs = (ksx + 1) / 2;
+            pk_split_weights(bx, kx, ksx, dw, pairs, khi, klo);
+            for (; y + 1 < y1 && y + 1 < sh - 1; y += 2) {
+                pk_resample_rows2_rgb_avx2(src + (size_t)y * stride, src + (size_t)(y + 1) * stride,
+                                           tmp + (size_t)(y - y0) * ostride, tmp + (size_t)(y + 1 - y0) * ostride,
+                                           dw, bx, khi, klo, pairs);
+            }
+        }
         for (; y + 1 < y1 && y + 1 < sh - 1; y += 2) {
             pk_resample_rows2_rgb_sse41(src + (size_t)y * stride, src + (size_t)(y + 1) * stride,
                                         tmp + (size_t)(y - y0) * ostride, tmp + (size_t)(y + 1 - y0) * ostride,
@@ -224,7 +296,7 @@ static void pk_resample_rows(const uint8_t *src, size_t stride, uint8_t *tmp, in
         return;
     }
 #endif
-    (void)sw; (void)sh;
+    (void)sw; (void)sh; (void)khi; (void)klo;
     for (int y = y0; y < y1; y++) {
         pk_resample_row_scalar(src + (size_t)y * stride, tmp + (size_t)(y - y0) * ostride, dw, ch, bx, kx, ksx);
     }
@@ -239,6 +311,13 @@ int pk_resample(const uint8_t *src, int32_t sw, int32_t sh, int32_t ch,
 int pk_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_stride, int32_t ch,
                         float x0, float y0, float x1, float y1,
                         uint8_t *dst, int32_t dw, int32_t dh, int32_t filter, pk_scratch *scratch) {
+    const pk_output o = {PK_OUT_U8_HWC, 0, NULL, NULL, dst};
+    return pk_resample_to(src, sw, sh, src_stride, ch, x0, y0, x1, y1, dw, dh, filter, scratch, &o);
+}
+
+int pk_resample_to(const uint8_t *src, int32_t sw, int32_t sh, size_t src_stride, int32_t ch,
+                   float x0, float y0, float x1, float y1, int32_t dw, int32_t dh, int32_t filter,
+                   pk_scratch *scratch, const pk_output *output) {
     double (*fn)(double);
     double support;
     switch (filter) {
@@ -257,18 +336,21 @@ int pk_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_s
     size_t n_bx = (size_t)dw * 2, n_by = (size_t)dh * 2;
     size_t n_kx = (size_t)dw * ksx, n_ky = (size_t)dh * ksy;
     size_t pre = (n_kx > n_ky ? n_kx : n_ky) * sizeof(double);
-    size_t ints = (n_bx + n_by + n_kx + n_ky) * sizeof(int);
+    size_t n_split = (size_t)dw * (size_t)((ksx + 1) / 2);   /* hi and lo 16-bit weight pairs */
+    size_t ints = (n_bx + n_by + n_kx + n_ky + 2 * n_split) * sizeof(int);
     ints = (ints + 15) & ~(size_t)15;
     pre = (pre + 15) & ~(size_t)15;
     size_t tmp_bytes = (size_t)dw * (size_t)sh * (size_t)ch;
     size_t tmp_bytes_aligned = (tmp_bytes + 15) & ~(size_t)15;
     size_t acc_bytes = (size_t)dw * (size_t)ch * sizeof(int);
-    uint8_t *base = (uint8_t *)pk_scratch_reserve(scratch, ints + pre + tmp_bytes_aligned + acc_bytes);
+    size_t row_bytes = (size_t)dw * (size_t)ch;
+    uint8_t *base = (uint8_t *)pk_scratch_reserve(scratch, ints + pre + tmp_bytes_aligned + acc_bytes + row_bytes);
     if (!base) return PK_ERR_NO_MEMORY;
     int *bx = (int *)base;
     int *by = bx + n_bx;
     int *kx = by + n_by;
     int *ky = kx + n_kx;
+    int32_t *khi = ky + n_ky, *klo = khi + n_split;
     double *prekk = (double *)(base + ints);
     uint8_t *tmp = base + ints + pre;
     pk_precompute(sw, x0, x1, dw, fn, support, ksx, bx, kx, prekk);
@@ -283,24 +365,27 @@ int pk_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_s
     const uint8_t *hsrc = src;
     size_t hstride = src_stride;
     if (need_h) {
-        pk_resample_rows(src, src_stride, tmp, yfirst, ylast, dw, ch, bx, kx, ksx, sw, sh);
+        pk_resample_rows(src, src_stride, tmp, yfirst, ylast, dw, ch, bx, kx, ksx, sw, sh, khi, klo);
         hsrc = tmp;
         hstride = (size_t)dw * ch;
     } else {
         hsrc = src + (size_t)yfirst * src_stride;
     }
+    /* Plain bytes go straight into place; anything else goes through one row. */
+    const int direct = output->kind == PK_OUT_U8_HWC && !output->flip;
+    uint8_t *row = tmp + tmp_bytes_aligned + acc_bytes;
     if (need_v) {
         /* Row-major accumulation: each input row is read once per output row, in order. */
         const size_t n = (size_t)dw * ch;
         int *acc = (int *)(tmp + tmp_bytes_aligned);
         for (int yy = 0; yy < dh; yy++) {
-            pk_resample_column_pass(hsrc, hstride, by[yy * 2] - yfirst, by[yy * 2 + 1],
-                                    &ky[yy * ksy], acc, dst + (size_t)yy * n, n);
+            uint8_t *o = direct ? (uint8_t *)output->out + (size_t)yy * n : row;
+            pk_resample_column_pass(hsrc, hstride, by[yy * 2] - yfirst, by[yy * 2 + 1], &ky[yy * ksy], acc, o, n);
+            if (!direct) pk_write_row(row, dw, dh, ch, yy, output);
         }
     } else {
-        for (int y = 0; y < dh; y++) {
-            memcpy(dst + (size_t)y * dw * ch, hsrc + (size_t)y * hstride, (size_t)dw * ch);
-        }
+        for (int y = 0; y < dh; y++) pk_write_row(hsrc + (size_t)y * hstride, dw, dh, ch, y, output);
     }
+    pk_output_done();
     return PK_OK;
 }

@@ -351,15 +351,19 @@ public final class PageWalk {
         // are read; anything else that is wrong is reported and the records kept
         // (LMDB never reads a page's own number, its unused flag bits or `upper`).
         if pageNumber != pgno { bad("page header names page \(pageNumber)", loses: false) }
-        let kinds = Self.pBranch | Self.pLeaf | Self.pOverflow | Self.pMeta
-        guard flags & kinds == Self.pLeaf || flags & kinds == Self.pBranch else {
+        // LMDB tells the kinds apart by the branch and leaf bits alone (a meta or
+        // overflow bit on a tree page is never read there). With both bits set the
+        // tree's depth, which LMDB does not read either, decides.
+        let isBranch = flags & Self.pBranch != 0, isLeafBit = flags & Self.pLeaf != 0
+        guard isBranch || isLeafBit else {
             bad("page flags 0x\(String(flags, radix: 16)), expected a branch or leaf page"); return
         }
-        let isLeaf = flags & kinds == Self.pLeaf
+        let isLeaf = isBranch && isLeafBit ? depth == maxDepth : isLeafBit
         if isLeaf != (depth == maxDepth) {
             bad("a \(isLeaf ? "leaf" : "branch") page at depth \(depth) of a tree whose record says \(maxDepth)", loses: false)
         }
-        if flags & ~(kinds | Self.pLeaf2) != 0 { bad("page flags 0x\(String(flags, radix: 16)) carry unknown bits", loses: false) }
+        let expected = (isLeaf ? Self.pLeaf : Self.pBranch) | Self.pLeaf2
+        if flags & ~expected != 0 { bad("page flags 0x\(String(flags, radix: 16)) carry bits a \(isLeaf ? "leaf" : "branch") page does not", loses: false) }
         let lo = Int(lower), up = Int(upper)
         guard lo >= Self.headerSize, lo <= pageSize, (lo - Self.headerSize) % 2 == 0 else {
             bad("entry table end \(lo) is impossible"); return
@@ -417,9 +421,11 @@ public final class PageWalk {
                         continue  // problem recorded; the record is lost, the rest of the page is not
                     }
                     value = v
-                } else if nf & Self.fSubData != 0 && dsize != Self.dbRecordSize {
-                    // A database record is always an MDB_db, which LMDB copies by its own
-                    // size and never by the node's: a damaged size field loses nothing.
+                } else if nf & Self.fSubData != 0 && (database.isEmpty || nf & Self.fDupData != 0) && dsize != Self.dbRecordSize {
+                    // A database record (in the list of databases, or a nested tree of
+                    // duplicates) is an MDB_db, which LMDB copies by its own size and never
+                    // by the node's: a damaged size field loses nothing. Elsewhere the flag
+                    // is itself the damage, and LMDB reads the entry as data by its size.
                     guard off + Self.nodeSize + Int(ksize) + Self.dbRecordSize <= pageSize,
                           let v = bytes(dataAt, Self.dbRecordSize) else { bad("entry \(i)'s value lies outside the page"); continue }
                     bad("entry \(i)'s size field says \(dsize) bytes; a database record is \(Self.dbRecordSize)", loses: false)

@@ -94,18 +94,6 @@ public struct PixelBuffer {
         default: target.base.update(from: base, count: count)
         }
     }
-
-    /// HWC bytes to CHW floats, `v * scale[c] + offset[c]` (multiply, then add; never fused).
-    public func toFloatCHW(scale: [Float], offset: [Float], into out: UnsafeMutablePointer<Float>) {
-        precondition(scale.count >= channels && offset.count >= channels, "one scale and offset per channel")
-        pk_to_float_chw(base, w, h, ch, scale, offset, out)
-    }
-
-    /// HWC bytes to HWC floats, `v * scale[c] + offset[c]` (multiply, then add; never fused).
-    public func toFloatHWC(scale: [Float], offset: [Float], into out: UnsafeMutablePointer<Float>) {
-        precondition(scale.count >= channels && offset.count >= channels, "one scale and offset per channel")
-        pk_to_float_hwc(base, w, h, ch, scale, offset, out)
-    }
 }
 
 extension Image {

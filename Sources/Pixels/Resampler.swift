@@ -58,6 +58,20 @@ public final class Resampler {
             throw PixelError("cannot resize \(sw)x\(sh) box \(b) to \(dw)x\(dh)")
         }
     }
+
+    /// As the raw-buffer `resize`, handing each finished row to `output` (bytes or
+    /// floats, mirrored or not): the same values as resizing then writing, in one pass.
+    public func resize(_ src: UnsafePointer<UInt8>, width sw: Int, height sh: Int, channels ch: Int, stride: Int? = nil,
+                       box b: (Float, Float, Float, Float), into output: PixelOutput,
+                       width dw: Int, height dh: Int, filter: ResampleFilter = .bilinear) throws(PixelError) {
+        let status = output.withC(channels: ch) { o in
+            pk_resample_to(src, Int32(sw), Int32(sh), stride ?? sw * ch, Int32(ch), b.0, b.1, b.2, b.3,
+                           Int32(dw), Int32(dh), filter.c, &scratch, o)
+        }
+        if status != 0 {
+            throw PixelError("cannot resize \(sw)x\(sh) box \(b) to \(dw)x\(dh)")
+        }
+    }
 }
 
 /// A pixel loop refused its arguments (a box outside the image, an output too

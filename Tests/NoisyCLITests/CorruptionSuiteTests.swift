@@ -305,8 +305,11 @@ final class CorruptionSuiteTests: XCTestCase {
     /// (seed, copy) pairs from `tools/fuzz/stores.sh` rounds that found a bug:
     /// 424-leaf-1 damaged the size field of the `seals` record in the list of
     /// databases (LMDB reads that record by its fixed size); 440-cut-3 cut the file
-    /// part way through the page holding the record digests.
-    static let fuzzRegressions: [(UInt64, String)] = [(424, "424-leaf-1"), (440, "440-cut-3")]
+    /// part way through the page holding the record digests; 517-branch-7 set the
+    /// meta bit on a branch page (LMDB goes by the branch bit alone); 526-leaf-3 set
+    /// the nested-database bit and changed the size of an image entry (LMDB reads it
+    /// as data, by its size).
+    static let fuzzRegressions: [(UInt64, String)] = [(424, "424-leaf-1"), (440, "440-cut-3"), (517, "517-branch-7"), (526, "526-leaf-3")]
 
     func testEveryDamagedCopyEndsWithoutASignalAndSalvageKeepsWhatIsWhole() throws {
         let fixture = try makeFixture()

@@ -91,6 +91,8 @@ final class PillowParityTests: XCTestCase {
         let jobs: [(String, Int, Int, [Float]?)] = [
             ("bilinear", 224, 224, nil), ("bilinear", 40, 30, nil), ("bicubic", 50, 20, nil), ("lanczos", 33, 64, nil),
             ("bilinear", 32, 32, [10.5, 3.25, 70.0, 50.75]), ("lanczos", 128, 96, [0, 0, 97, 61]), ("bicubic", 97, 30, nil),
+            // Many taps per pixel, odd and even counts (the split 16-bit weights of the AVX2 pass).
+            ("lanczos", 12, 9, nil), ("bicubic", 23, 61, nil), ("bilinear", 31, 17, [1.5, 2.5, 96.0, 60.0]),
         ]
         let spec = jobs.map { j in ["filter": j.0, "w": j.1, "h": j.2, "box": j.3 as Any? ?? NSNull()] as [String: Any] }
         let specData = try JSONSerialization.data(withJSONObject: spec)

@@ -275,6 +275,59 @@ final class BatchLoaderTests: XCTestCase {
         XCTAssertEqual(g.channels, 1)
     }
 
+    /// The batch path writes the resize's rows straight into the slot (mirrored when
+    /// the view flips, converted to floats there). It must give exactly what the
+    /// step-by-step path gives: the rendered image (flipped in place, the path the
+    /// Pillow and torchvision parity tests check) converted element by element.
+    func testDirectSlotWritesEqualTheStepByStepImage() throws {
+        var checked = 0, flipped = 0
+        for channels in [3, 1] {
+            let sources: [[UInt8]] = [Fixtures.jpeg(width: 203, height: 157, channels: channels, seed: 21),
+                                      Fixtures.png(width: 90, height: 61, channels: channels, seed: 22)]
+            let norm = channels == 3 ? Normalization.imageNet(channels: 3) : Normalization.centred
+            for layout in [OutputLayout.uint8NHWC, .float32NCHW(norm), .float32NHWC(norm)] {
+                let fused = ViewRenderer(channels: channels, layout: layout)
+                let steps = ViewRenderer(channels: channels, layout: .uint8NHWC)
+                for (k, src) in sources.enumerated() {
+                    for s in 0..<12 as Range<UInt64> {
+                        let size = [37, 64][Int(s % 2)]
+                        let view: View = s % 3 == 2 ? .teacher(TeacherView(size: size)) : .train(TrainView(size: size))
+                        let key = SampleKey(seed: 9, epoch: 1, sample: s + 100 * UInt64(k))
+                        let image = try src.withUnsafeBytes { try steps.renderImage($0, view: view, key: key) }
+                        var flip = key.random(.flip)
+                        if case .train = view, flip.unit() < 0.5 { flipped += 1 }
+                        let n = size * size * channels
+                        switch layout {
+                        case .uint8NHWC:
+                            var out = [UInt8](repeating: 0, count: n)
+                            try src.withUnsafeBytes { b in try out.withUnsafeMutableBytes { try fused.render(b, view: view, key: key, into: $0) } }
+                            XCTAssertEqual(out.count, image.pixels.count)
+                            XCTAssertEqual(zip(out, image.pixels).filter { $0 != $1 }.count, 0,
+                                           "bytes, \(channels) channels, source \(k), sample \(s)")
+                        case .float32NCHW(let nm), .float32NHWC(let nm):
+                            var out = [Float](repeating: .nan, count: n)
+                            try src.withUnsafeBytes { b in try out.withUnsafeMutableBytes { try fused.render(b, view: view, key: key, into: $0) } }
+                            let chw: Bool = if case .float32NCHW = layout { true } else { false }
+                            var differing = 0
+                            for p in 0..<(size * size) {
+                                for c in 0..<channels {
+                                    let scale: Float = 1 / (255 * nm.std[c % nm.std.count])
+                                    let offset: Float = -nm.mean[c % nm.mean.count] / nm.std[c % nm.std.count]
+                                    let want = Float(image.pixels[p * channels + c]) * scale + offset
+                                    if out[chw ? c * size * size + p : p * channels + c] != want { differing += 1 }
+                                }
+                            }
+                            XCTAssertEqual(differing, 0, "\(layout.name), \(channels) channels, source \(k), sample \(s)")
+                        }
+                        checked += 1
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(checked, 2 * 3 * 2 * 12)
+        XCTAssertGreaterThan(flipped, 20, "the flipped rows must be exercised")
+    }
+
     /// Region decode at full scale equals full decode + crop + resize byte for
     /// byte; DCT-scaled decodes differ by a small, bounded amount.
     func testFastDecodeBound() throws {

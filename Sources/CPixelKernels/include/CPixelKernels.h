@@ -51,6 +51,37 @@ int pk_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_s
                         float x0, float y0, float x1, float y1,
                         uint8_t *dst, int32_t dw, int32_t dh, int32_t filter, pk_scratch *scratch);
 
+/** Where a view's finished rows go: a batch slot in one of the batch layouts. */
+typedef enum {
+    PK_OUT_U8_HWC = 0,
+    PK_OUT_F32_CHW = 1,
+    PK_OUT_F32_HWC = 2
+} pk_out_kind;
+
+typedef struct {
+    int32_t kind;          /* a pk_out_kind */
+    int32_t flip;          /* mirror every row: a horizontal flip of the image */
+    const float *scale;    /* float kinds: v * scale[c] + offset[c], one per channel */
+    const float *offset;
+    void *out;             /* w x h x ch elements in the kind's layout */
+} pk_output;
+
+/** Row y (w x ch bytes, HWC) of a w x h image into the output. */
+void pk_write_row(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t y, const pk_output *output);
+/** Orders the streaming stores pk_write_row may use before what follows (a hand-off to another thread). */
+void pk_output_done(void);
+/** A whole packed w x h x ch image into the output. */
+void pk_write_output(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const pk_output *output);
+
+/**
+ * As pk_resample_strided, handing each finished row to the output (bytes or
+ * floats, mirrored or not) instead of writing a dw x dh byte image: the same
+ * bytes as pk_resample then pk_write_output, in one pass.
+ */
+int pk_resample_to(const uint8_t *src, int32_t sw, int32_t sh, size_t src_stride, int32_t ch,
+                   float x0, float y0, float x1, float y1, int32_t dw, int32_t dh, int32_t filter,
+                   pk_scratch *scratch, const pk_output *output);
+
 /* ---- Augmentation loops (PIL arithmetic; HWC, 1 or 3 channels) ---- */
 
 /** Per-channel histograms: hist holds 256 * ch counts. */
@@ -76,13 +107,7 @@ void pk_fill_rect(uint8_t *px, int32_t w, int32_t h, int32_t ch, int32_t x0, int
 /** Copies an ow x oh window at (x0, y0) that may reach past the edges (filled there). */
 void pk_window(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t x0, int32_t y0,
                uint8_t *out, int32_t ow, int32_t oh, uint8_t fill);
-/** HWC bytes to CHW floats: v * scale[c] + offset[c] (multiply, then add; never fused). */
-void pk_to_float_chw(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const float *scale,
-                     const float *offset, float *out);
 
-/** HWC bytes to HWC floats, the same arithmetic as pk_to_float_chw. */
-void pk_to_float_hwc(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const float *scale,
-                     const float *offset, float *out);
 
 #ifdef __cplusplus
 }

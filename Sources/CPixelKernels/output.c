@@ -1,0 +1,144 @@
+/*
+ * The last step of a view: 8-bit HWC rows written into a batch slot, as bytes or
+ * as normalised floats (CHW or HWC), optionally mirrored left to right.
+ *
+ * Floats are v * scale[c] + offset[c] with scale = 1 / (255 std) and offset =
+ * -mean / std: a multiply then an add, never fused, so every path (SIMD or
+ * scalar, mirrored or not) gives the same floats for the same byte.
+ *
+ * Working a row at a time lets the resampler hand each finished row over while
+ * it is still in cache, and lets the horizontal flip cost nothing: the mirrored
+ * row is written, never a flipped copy of the image.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "CPixelKernels.h"
+
+#pragma STDC FP_CONTRACT OFF
+
+/* Row elements [from, w) the SIMD loops left, in plain C. */
+static void pk_row_scalar(const uint8_t *in, int32_t w, int32_t from, int32_t ch, const pk_output *o,
+                          size_t plane, size_t row_start) {
+    const int flip = o->flip;
+    for (int32_t x = from; x < w; x++) {
+        const int32_t d = flip ? w - 1 - x : x;
+        for (int c = 0; c < ch; c++) {
+            const uint8_t v = in[(size_t)x * ch + c];
+            switch (o->kind) {
+            case PK_OUT_U8_HWC:
+                ((uint8_t *)o->out)[(row_start + (size_t)d) * ch + c] = v;
+                break;
+            case PK_OUT_F32_CHW:
+                ((float *)o->out)[c * plane + row_start + (size_t)d] = (float)v * o->scale[c] + o->offset[c];
+                break;
+            default:
+                ((float *)o->out)[(row_start + (size_t)d) * ch + c] = (float)v * o->scale[c] + o->offset[c];
+                break;
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* 16 bytes of one channel to 16 floats at out (or mirrored: ending at out + 16). */
+__attribute__((target("sse4.1")))
+static inline void pk_store_plane16(__m128i v, __m128 s, __m128 o, float *out, int flip) {
+    __m128 q[4];
+    q[0] = _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepu8_epi32(v)), s), o);
+    q[1] = _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_srli_si128(v, 4))), s), o);
+    q[2] = _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_srli_si128(v, 8))), s), o);
+    q[3] = _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_srli_si128(v, 12))), s), o);
+    if (flip) {
+        for (int k = 0; k < 2; k++) {
+            const __m128 t = _mm_shuffle_ps(q[k], q[k], 0x1B);
+            q[k] = _mm_shuffle_ps(q[3 - k], q[3 - k], 0x1B);
+            q[3 - k] = t;
+        }
+    }
+    /* A batch slot is written once and read by another thread later: streaming
+     * stores skip reading its lines into the cache first (pk_output_done fences them). */
+    if (((uintptr_t)out & 15) == 0) {
+        for (int k = 0; k < 4; k++) _mm_stream_ps(out + 4 * k, q[k]);
+    } else {
+        for (int k = 0; k < 4; k++) _mm_storeu_ps(out + 4 * k, q[k]);
+    }
+}
+
+/* Where the 16 elements starting at x go in a row of w (mirrored: the 16 ending at w - x). */
+static inline size_t pk_dest16(int32_t x, int32_t w, int flip) {
+    return flip ? (size_t)(w - 16 - x) : (size_t)x;
+}
+
+/* One RGB row to three float planes, 16 pixels (48 bytes) per step: pshufb splits them. */
+__attribute__((target("sse4.1")))
+static int32_t pk_row_chw_rgb_sse41(const uint8_t *in, int32_t w, float *r, size_t plane, const pk_output *o) {
+    const __m128i r0 = _mm_setr_epi8(0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i r1 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14, -1, -1, -1, -1, -1);
+    const __m128i r2 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 1, 4, 7, 10, 13);
+    const __m128i g0 = _mm_setr_epi8(1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i g1 = _mm_setr_epi8(-1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1);
+    const __m128i g2 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14);
+    const __m128i b0 = _mm_setr_epi8(2, 5, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i b1 = _mm_setr_epi8(-1, -1, -1, -1, -1, 1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1);
+    const __m128i b2 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15);
+    const __m128 s0 = _mm_set1_ps(o->scale[0]), s1 = _mm_set1_ps(o->scale[1]), s2 = _mm_set1_ps(o->scale[2]);
+    const __m128 o0 = _mm_set1_ps(o->offset[0]), o1 = _mm_set1_ps(o->offset[1]), o2 = _mm_set1_ps(o->offset[2]);
+    int32_t x = 0;
+    for (; x + 16 <= w; x += 16) {
+        const __m128i a = _mm_loadu_si128((const __m128i *)(in + 3 * x));
+        const __m128i b = _mm_loadu_si128((const __m128i *)(in + 3 * x + 16));
+        const __m128i c = _mm_loadu_si128((const __m128i *)(in + 3 * x + 32));
+        __m128i R = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a, r0), _mm_shuffle_epi8(b, r1)), _mm_shuffle_epi8(c, r2));
+        __m128i G = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a, g0), _mm_shuffle_epi8(b, g1)), _mm_shuffle_epi8(c, g2));
+        __m128i B = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a, b0), _mm_shuffle_epi8(b, b1)), _mm_shuffle_epi8(c, b2));
+        const size_t d = pk_dest16(x, w, o->flip);
+        pk_store_plane16(R, s0, o0, r + d, o->flip);
+        pk_store_plane16(G, s1, o1, r + plane + d, o->flip);
+        pk_store_plane16(B, s2, o2, r + 2 * plane + d, o->flip);
+    }
+    return x;
+}
+
+__attribute__((target("sse4.1")))
+static int32_t pk_row_gray_sse41(const uint8_t *in, int32_t w, float *r, const pk_output *o) {
+    const __m128 s = _mm_set1_ps(o->scale[0]), off = _mm_set1_ps(o->offset[0]);
+    int32_t x = 0;
+    for (; x + 16 <= w; x += 16) {
+        pk_store_plane16(_mm_loadu_si128((const __m128i *)(in + x)), s, off, r + pk_dest16(x, w, o->flip), o->flip);
+    }
+    return x;
+}
+#endif
+
+void pk_write_row(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t y, const pk_output *o) {
+    const size_t row_start = (size_t)y * (size_t)w;
+    if (o->kind == PK_OUT_U8_HWC && !o->flip) {
+        memcpy((uint8_t *)o->out + row_start * ch, in, (size_t)w * ch);
+        return;
+    }
+    int32_t done = 0;
+#if defined(__x86_64__)
+    if (o->kind == PK_OUT_F32_CHW && __builtin_cpu_supports("sse4.1")) {
+        float *r = (float *)o->out + row_start;
+        if (ch == 3) done = pk_row_chw_rgb_sse41(in, w, r, (size_t)w * (size_t)h, o);
+        else if (ch == 1) done = pk_row_gray_sse41(in, w, r, o);
+    } else if (o->kind == PK_OUT_F32_HWC && ch == 1 && __builtin_cpu_supports("sse4.1")) {
+        done = pk_row_gray_sse41(in, w, (float *)o->out + row_start, o);
+    }
+#endif
+    pk_row_scalar(in, w, done, ch, o, (size_t)w * (size_t)h, row_start);
+}
+
+void pk_output_done(void) {
+#if defined(__x86_64__)
+    _mm_sfence();
+#endif
+}
+
+void pk_write_output(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const pk_output *o) {
+    for (int32_t y = 0; y < h; y++) pk_write_row(in + (size_t)y * w * ch, w, h, ch, y, o);
+    pk_output_done();
+}
