@@ -101,6 +101,13 @@ public final class ViewRenderer {
         return a.image
     }
 
+    /// Where a resize writes: the batch slot (when it is the view's last step), or
+    /// the next plane; either way mirrored when the view flips.
+    private enum ResizeTarget {
+        case slot(PixelOutput)
+        case plane(flip: Bool)
+    }
+
     /// Renders into `a`, or, when the resize is the view's last step and `direct` is
     /// given, straight into `direct` (mirrored there when the view flips); true then.
     private func renderPixels(_ bytes: UnsafeRawBufferPointer, view: View, key: SampleKey,
@@ -110,19 +117,25 @@ public final class ViewRenderer {
         case .teacher(let v):
             let box = ViewGeometry.centreCropBox(width: header.width, height: header.height, size: v.size,
                                                  cropFraction: v.cropFraction)
-            return try decodeAndResize(bytes, header: header, box: box, size: v.size, fast: v.fastDecode,
-                                       exactRegion: false, direct: direct)
+            let target = direct.map(ResizeTarget.slot) ?? .plane(flip: false)
+            let resized = try decodeAndResize(bytes, header: header, box: box, size: v.size, fast: v.fastDecode,
+                                              exactRegion: false, target: target)
+            return resized && direct != nil
         case .train(let v):
             var flipRandom = key.random(.flip)
             let flip = v.flip && flipRandom.unit() < 0.5
             // Crop and flip are the whole view: the resize writes the slot, mirrored.
-            if v.randAugment == nil, v.cutout == 0, var target = direct {
-                target.flip = flip
-                if try trainGeometry(bytes, header: header, view: v, key: key, direct: target) { return true }
+            // Otherwise it writes the next plane, mirrored, for the ops that follow.
+            let target: ResizeTarget
+            if v.randAugment == nil, v.cutout == 0, var slot = direct {
+                slot.flip = flip
+                target = .slot(slot)
             } else {
-                _ = try trainGeometry(bytes, header: header, view: v, key: key, direct: nil)
+                target = .plane(flip: flip)
             }
-            if flip { a.withBuffer { $0.flipHorizontally() } }
+            let mirrored = try trainGeometry(bytes, header: header, view: v, key: key, target: target)
+            if mirrored, case .slot = target { return true }
+            if flip && !mirrored { a.withBuffer { $0.flipHorizontally() } }
             if let ra = v.randAugment {
                 var rng = key.random(.randAugment)
                 a.withBuffer { ra.apply(to: $0, augmenter: augmenter, rng: &rng) }
@@ -138,8 +151,9 @@ public final class ViewRenderer {
     }
 
     /// The crop of the train view, leaving size x size pixels in `a`.
+    /// True when the resize ran (and so wrote the target, mirrored as it asks).
     private func trainGeometry(_ bytes: UnsafeRawBufferPointer, header: ImageHeader, view v: TrainView,
-                               key: SampleKey, direct: PixelOutput?) throws(CodecError) -> Bool {
+                               key: SampleKey, target: ResizeTarget) throws(CodecError) -> Bool {
         switch v.crop {
         case .randomResized(let scale, let ratio):
             var rng = key.random(.crop)
@@ -147,14 +161,14 @@ public final class ViewRenderer {
                                                    scale: scale, ratio: ratio, rng: &rng)
             let box = SourceBox(x0: Double(r.x), y0: Double(r.y), x1: Double(r.x + r.width), y1: Double(r.y + r.height))
             return try decodeAndResize(bytes, header: header, box: box, size: v.size, fast: v.fastDecode,
-                                       exactRegion: true, direct: direct)
+                                       exactRegion: true, target: target)
         case .padCrop(let padding):
             if header.width == v.size && header.height == v.size {
                 try decode(bytes, header: header, scale: 1, region: nil)
             } else {
                 let box = ViewGeometry.centreCropBox(width: header.width, height: header.height, size: v.size, cropFraction: 1)
                 _ = try decodeAndResize(bytes, header: header, box: box, size: v.size, fast: v.fastDecode,
-                                        exactRegion: false, direct: nil)
+                                        exactRegion: false, target: .plane(flip: false))
             }
             var rng = key.random(.crop)
             let span = UInt64(2 * padding + 1)
@@ -174,9 +188,10 @@ public final class ViewRenderer {
 
     /// Decodes the part of the image the box needs, at the smallest sufficient DCT
     /// scale, and resamples the box to size x size (bilinear, Pillow's maths): into
-    /// `direct` when given (true), else into `a`. False also when no resize was needed.
+    /// the target (the slot, or the next plane, which becomes `a`), mirrored as it asks.
+    /// False when no resize was needed: `a` then holds the pixels, unmirrored.
     private func decodeAndResize(_ bytes: UnsafeRawBufferPointer, header: ImageHeader, box: SourceBox,
-                                 size: Int, fast: Bool, exactRegion: Bool, direct: PixelOutput?) throws(CodecError) -> Bool {
+                                 size: Int, fast: Bool, exactRegion: Bool, target: ResizeTarget) throws(CodecError) -> Bool {
         let plan = ViewGeometry.decodePlan(format: header.format, width: header.width, height: header.height, box: box,
                                            outWidth: size, outHeight: size, fast: fast, exactRegion: exactRegion)
         let shift = try decode(bytes, header: header, scale: plan.scaleDenominator, region: plan.region)
@@ -210,18 +225,22 @@ public final class ViewRenderer {
             }
             try result.get()
         }
-        if let direct {
-            try resize(into: direct)
+        let flip: Bool
+        switch target {
+        case .slot(let slot):
+            try resize(into: slot)
             return true
+        case .plane(let f):
+            flip = f
         }
         b.shape(size, size, a.channels)
         let done: Result<Void, CodecError> = b.storage.withUnsafeMutableBytes { out in
             guard let base = out.baseAddress else { return .success(()) }
-            return Result { () throws(CodecError) in try resize(into: PixelOutput(base: base, layout: .uint8HWC)) }
+            return Result { () throws(CodecError) in try resize(into: PixelOutput(base: base, layout: .uint8HWC, flip: flip)) }
         }
         try done.get()
         swap(&a, &b)
-        return false
+        return true
     }
 
     /// Decodes into `a`, then converts to the renderer's channel count. JPEG regions

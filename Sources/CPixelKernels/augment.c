@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 #include "CPixelKernels.h"
+#include "hot.h"
 
 void pk_histogram(const uint8_t *px, size_t pixels, int32_t ch, uint32_t *hist) {
     memset(hist, 0, sizeof(uint32_t) * 256 * (size_t)ch);
@@ -78,7 +79,7 @@ void pk_blend_gray(uint8_t *rgb, size_t pixels, float alpha) {
  * Pillow's ImagingFilter3x3 computes it: float taps, +0.5 rounding, border rows
  * and columns copied from the input.
  */
-void pk_smooth(const uint8_t *in, uint8_t *out, int32_t w, int32_t h, int32_t ch) {
+PK_HOT void pk_smooth(const uint8_t *in, uint8_t *out, int32_t w, int32_t h, int32_t ch) {
     const size_t stride = (size_t)w * (size_t)ch;
     if (w < 3 || h < 3) {
         memcpy(out, in, stride * (size_t)h);
@@ -114,9 +115,25 @@ void pk_smooth(const uint8_t *in, uint8_t *out, int32_t w, int32_t h, int32_t ch
  * centre (x+.5, y+.5) maps through m to an input point, sampled bilinearly
  * with edge clamping; points outside the input take the fill.
  */
-void pk_affine_bilinear(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const double m[6],
-                        uint8_t fill, uint8_t *out) {
+PK_HOT void pk_affine_bilinear(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const double m[6],
+                               uint8_t fill, uint8_t *out) {
     const size_t stride = (size_t)w * (size_t)ch;
+    /* A whole-pixel translation samples every point at a pixel centre, weights 1 and 0:
+     * rows are copies, and the points outside take the fill (the same bytes). */
+    if (m[0] == 1.0 && m[1] == 0.0 && m[3] == 0.0 && m[4] == 1.0 && m[2] == floor(m[2]) && m[5] == floor(m[5]) &&
+        fabs(m[2]) < 1e9 && fabs(m[5]) < 1e9) {
+        const long tx = (long)m[2], ty = (long)m[5];
+        for (long y = 0; y < h; y++) {
+            uint8_t *o = out + stride * (size_t)y;
+            const long sy = y + ty;
+            long lo = -tx < 0 ? 0 : -tx, hi = w - tx > w ? w : w - tx;  /* x with 0 <= x + tx < w */
+            if (sy < 0 || sy >= h || lo >= hi) { memset(o, fill, stride); continue; }
+            if (lo > 0) memset(o, fill, (size_t)lo * ch);
+            memcpy(o + (size_t)lo * ch, in + stride * (size_t)sy + (size_t)(lo + tx) * ch, (size_t)(hi - lo) * ch);
+            if (hi < w) memset(o + (size_t)hi * ch, fill, (size_t)(w - hi) * ch);
+        }
+        return;
+    }
     for (int y = 0; y < h; y++) {
         uint8_t *o = out + stride * (size_t)y;
         for (int x = 0; x < w; x++, o += ch) {

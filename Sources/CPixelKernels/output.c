@@ -115,8 +115,19 @@ static int32_t pk_row_gray_sse41(const uint8_t *in, int32_t w, float *r, const p
 
 void pk_write_row(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t y, const pk_output *o) {
     const size_t row_start = (size_t)y * (size_t)w;
-    if (o->kind == PK_OUT_U8_HWC && !o->flip) {
-        memcpy((uint8_t *)o->out + row_start * ch, in, (size_t)w * ch);
+    if (o->kind == PK_OUT_U8_HWC) {
+        uint8_t *dst = (uint8_t *)o->out + row_start * ch;
+        if (!o->flip) {
+            memcpy(dst, in, (size_t)w * ch);
+        } else if (ch == 3) {
+            for (int32_t x = 0; x < w; x++) {
+                const uint8_t *p = in + 3 * (size_t)x;
+                uint8_t *q = dst + 3 * (size_t)(w - 1 - x);
+                q[0] = p[0]; q[1] = p[1]; q[2] = p[2];
+            }
+        } else {
+            pk_row_scalar(in, w, 0, ch, o, (size_t)w * (size_t)h, row_start);
+        }
         return;
     }
     int32_t done = 0;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "CPixelKernels.h"
+#include "hot.h"
 
 #define PK_PRECISION_BITS (32 - 8 - 2)
 
@@ -99,27 +100,17 @@ static inline uint8_t pk_clip8(int in) {
     return (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
 }
 
-/*
- * The hot loops are built twice, for AVX2 and for baseline x86-64, and the loader
- * picks one at start-up (ifunc): one binary that is fast where AVX2 exists and
- * still runs where it does not.
- */
-#if defined(__x86_64__) && defined(__linux__)
-#define PK_HOT __attribute__((target_clones("avx2", "default")))
-#else
-#define PK_HOT
-#endif
 
 /* One output row of the vertical pass: acc += row * k over the contributing rows. */
 PK_HOT static void pk_resample_column_pass(const uint8_t *hsrc, size_t stride, int ymin, int ymax,
-                                           const int *k, int *acc, uint8_t *o, size_t n) {
-    for (size_t i = 0; i < n; i++) acc[i] = 1 << (PK_PRECISION_BITS - 1);
+                                           const int *k, int *acc, uint8_t *o, size_t from, size_t n) {
+    for (size_t i = from; i < n; i++) acc[i] = 1 << (PK_PRECISION_BITS - 1);
     for (int y = 0; y < ymax; y++) {
         const uint8_t *row = hsrc + (size_t)(y + ymin) * stride;
         const int kv = k[y];
-        for (size_t i = 0; i < n; i++) acc[i] += row[i] * kv;
+        for (size_t i = from; i < n; i++) acc[i] += row[i] * kv;
     }
-    for (size_t i = 0; i < n; i++) o[i] = pk_clip8(acc[i]);
+    for (size_t i = from; i < n; i++) o[i] = pk_clip8(acc[i]);
 }
 
 /* One row of the horizontal pass: the portable version. */
@@ -266,6 +257,44 @@ static void pk_split_weights(const int *bx, const int *kx, int ksx, int dw, int 
     }
 }
 
+#if defined(__x86_64__)
+/*
+ * One output row of the vertical pass with AVX2, exact by the same split weights as
+ * the horizontal pass: two input rows at a time, their bytes interleaved as 16-bit
+ * pairs against (k_y, k_y+1). 16 bytes per step; the caller finishes the tail.
+ * Returns how many bytes it wrote.
+ */
+__attribute__((target("avx2")))
+static size_t pk_column_avx2(const uint8_t *hsrc, size_t stride, int ymin, int ymax,
+                             const int32_t *khi, const int32_t *klo, uint8_t *o, size_t n) {
+    const __m256i init = _mm256_set1_epi32(1 << (PK_PRECISION_BITS - 1));
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i ha = _mm256_setzero_si256(), hb = ha, la = ha, lb = ha;
+        for (int j = 0; 2 * j < ymax; j++) {
+            const uint8_t *r0 = hsrc + (size_t)(ymin + 2 * j) * stride;
+            const uint8_t *r1 = 2 * j + 1 < ymax ? r0 + stride : r0;  /* weight 0 when past the last row */
+            const __m256i a = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(r0 + i)));
+            const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(r1 + i)));
+            /* Per 128-bit lane: elements [0-3 | 8-11] and [4-7 | 12-15], as (row0, row1) pairs. */
+            const __m256i lo = _mm256_unpacklo_epi16(a, b), hi = _mm256_unpackhi_epi16(a, b);
+            const __m256i kh = _mm256_set1_epi32(khi[j]), kl = _mm256_set1_epi32(klo[j]);
+            ha = _mm256_add_epi32(ha, _mm256_madd_epi16(lo, kh));
+            hb = _mm256_add_epi32(hb, _mm256_madd_epi16(hi, kh));
+            la = _mm256_add_epi32(la, _mm256_madd_epi16(lo, kl));
+            lb = _mm256_add_epi32(lb, _mm256_madd_epi16(hi, kl));
+        }
+        const __m256i va = _mm256_srai_epi32(_mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(ha, 11), la), init), PK_PRECISION_BITS);
+        const __m256i vb = _mm256_srai_epi32(_mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(hb, 11), lb), init), PK_PRECISION_BITS);
+        /* packs puts elements 0-7 in the low lane and 8-15 in the high; packus saturates like pk_clip8. */
+        const __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(va, vb), _mm256_setzero_si256());
+        _mm_storeu_si128((__m128i *)(o + i), _mm_unpacklo_epi64(_mm256_castsi256_si128(bytes),
+                                                                 _mm256_extracti128_si256(bytes, 1)));
+    }
+    return i;
+}
+#endif
+
 /* Rows [y0, y1) of the horizontal pass; the last source row is `last`. */
 static void pk_resample_rows(const uint8_t *src, size_t stride, uint8_t *tmp, int y0, int y1, int dw, int ch,
                              const int *bx, const int *kx, int ksx, int sw, int sh,
@@ -337,7 +366,8 @@ int pk_resample_to(const uint8_t *src, int32_t sw, int32_t sh, size_t src_stride
     size_t n_kx = (size_t)dw * ksx, n_ky = (size_t)dh * ksy;
     size_t pre = (n_kx > n_ky ? n_kx : n_ky) * sizeof(double);
     size_t n_split = (size_t)dw * (size_t)((ksx + 1) / 2);   /* hi and lo 16-bit weight pairs */
-    size_t ints = (n_bx + n_by + n_kx + n_ky + 2 * n_split) * sizeof(int);
+    size_t n_split_y = (size_t)dh * (size_t)((ksy + 1) / 2);
+    size_t ints = (n_bx + n_by + n_kx + n_ky + 2 * n_split + 2 * n_split_y) * sizeof(int);
     ints = (ints + 15) & ~(size_t)15;
     pre = (pre + 15) & ~(size_t)15;
     size_t tmp_bytes = (size_t)dw * (size_t)sh * (size_t)ch;
@@ -351,6 +381,7 @@ int pk_resample_to(const uint8_t *src, int32_t sw, int32_t sh, size_t src_stride
     int *kx = by + n_by;
     int *ky = kx + n_kx;
     int32_t *khi = ky + n_ky, *klo = khi + n_split;
+    int32_t *kyhi = klo + n_split, *kylo = kyhi + n_split_y;
     double *prekk = (double *)(base + ints);
     uint8_t *tmp = base + ints + pre;
     pk_precompute(sw, x0, x1, dw, fn, support, ksx, bx, kx, prekk);
@@ -378,9 +409,24 @@ int pk_resample_to(const uint8_t *src, int32_t sw, int32_t sh, size_t src_stride
         /* Row-major accumulation: each input row is read once per output row, in order. */
         const size_t n = (size_t)dw * ch;
         int *acc = (int *)(tmp + tmp_bytes_aligned);
+        const int pairs_y = (ksy + 1) / 2;
+#if defined(__x86_64__)
+        const int wide = n >= 16 && __builtin_cpu_supports("avx2");
+        if (wide) pk_split_weights(by, ky, ksy, dh, pairs_y, kyhi, kylo);
+#else
+        const int wide = 0;
+        (void)kyhi; (void)kylo;
+#endif
         for (int yy = 0; yy < dh; yy++) {
             uint8_t *o = direct ? (uint8_t *)output->out + (size_t)yy * n : row;
-            pk_resample_column_pass(hsrc, hstride, by[yy * 2] - yfirst, by[yy * 2 + 1], &ky[yy * ksy], acc, o, n);
+            size_t done = 0;
+#if defined(__x86_64__)
+            if (wide) {
+                done = pk_column_avx2(hsrc, hstride, by[yy * 2] - yfirst, by[yy * 2 + 1],
+                                      kyhi + (size_t)yy * pairs_y, kylo + (size_t)yy * pairs_y, o, n);
+            }
+#endif
+            pk_resample_column_pass(hsrc, hstride, by[yy * 2] - yfirst, by[yy * 2 + 1], &ky[yy * ksy], acc, o, done, n);
             if (!direct) pk_write_row(row, dw, dh, ch, yy, output);
         }
     } else {

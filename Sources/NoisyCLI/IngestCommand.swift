@@ -4,7 +4,7 @@ import Foundation
 
 struct Ingest: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Add image folders (JPEG, PNG) to a store, validating every file.",
+        abstract: "Add image folders (JPEG, PNG, WebP) to a store, validating every file.",
         discussion: """
         --labeled and --test folders hold one subfolder per class (DIR/<class>/**/*.jpg|png);
         --unlabeled is any tree of images. Each is optional and may be repeated; running

@@ -22,6 +22,7 @@ final class AugmentParityTests: XCTestCase {
         ("color", 0.3), ("color", 4.96), ("contrast", 0.1), ("contrast", 1.9), ("contrast", 4.96),
         ("brightness", 0.4), ("brightness", 1.6), ("sharpness", 0.2), ("sharpness", 4.96),
         ("shear_x", 0.3), ("shear_x", -0.81), ("shear_y", 0.17), ("translate_x", 27.3), ("translate_y", -12),
+        ("translate_x", 90), ("translate_x", -300), ("translate_y", 7),  // whole pixels: the row-copy path
         ("cutout", 20),
     ]
 
