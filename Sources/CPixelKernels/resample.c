@@ -432,6 +432,5 @@ int pk_resample_to(const uint8_t *src, int32_t sw, int32_t sh, size_t src_stride
     } else {
         for (int y = 0; y < dh; y++) pk_write_row(hsrc + (size_t)y * hstride, dw, dh, ch, y, output);
     }
-    pk_output_done();
     return PK_OK;
 }

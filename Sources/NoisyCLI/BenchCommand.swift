@@ -67,7 +67,7 @@ struct BenchPipeline: ParsableCommand {
         """
     )
     @OptionGroup var storeOption: StoreOption
-    @Option(help: "Batches per run (after one warm-up batch).") var batches: Int = 20
+    @Option(help: "Batches per run (after warm-up batches that bring every reused batch buffer into use).") var batches: Int = 20
     @Option(help: "Runs; the median is reported.") var `repeat`: Int = 3
     @Option(help: "Instead of --batches: run this many epochs once and report memory after each.") var epochs: Int?
     @Flag(help: "Print one JSON object (schemas/bench-pipeline.schema.json).") var json = false
@@ -97,7 +97,10 @@ struct BenchPipeline: ParsableCommand {
             } else {
                 for r in 0..<max(1, self.repeat) {
                     let loader = try BatchLoader(store: store, config: config, pseudoLabels: try pipeline.softLabels(store: store), log: { Terminal.warn($0) })
-                    loader.recycle(try loader.next())
+                    // Warm-up: as many batches as can be in flight at once (ready, being
+                    // rendered, being consumed), so that the timed batches reuse buffers
+                    // the way a long run does instead of faulting in fresh ones.
+                    for _ in 0..<(max(config.prefetch, config.threads) + config.threads + 1) { loader.recycle(try loader.next()) }
                     let start = Date()
                     for _ in 0..<batches { loader.recycle(try loader.next()) }
                     let rate = Double(batches * config.batchSize) / Date().timeIntervalSince(start)

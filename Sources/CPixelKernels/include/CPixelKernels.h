@@ -68,8 +68,6 @@ typedef struct {
 
 /** Row y (w x ch bytes, HWC) of a w x h image into the output. */
 void pk_write_row(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t y, const pk_output *output);
-/** Orders the streaming stores pk_write_row may use before what follows (a hand-off to another thread). */
-void pk_output_done(void);
 /** A whole packed w x h x ch image into the output. */
 void pk_write_output(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const pk_output *output);
 
