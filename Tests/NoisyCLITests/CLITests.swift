@@ -153,6 +153,13 @@ final class CLITests: XCTestCase {
 
     func testPythonReaderSeesEveryByteTheSwiftStoreWrote() throws {
         makeFolders(bad: false)
+        // A WebP too (format code 3), written by Pillow.
+        let webp = try Processes.python("""
+        import sys
+        from PIL import Image
+        Image.new("RGB", (40, 30), (200, 30, 90)).save(sys.argv[1] + "/unlabeled/pillow.webp", quality=80)
+        """, [root])
+        XCTAssertEqual(webp.status, 0, webp.stderr)
         let store = "\(root)/s.noisy"
         XCTAssertEqual(try Processes.noisy(["ingest", "--store", store, "--labeled", "\(root)/labeled", "--unlabeled",
                                             "\(root)/unlabeled", "--test", "\(root)/test", "--quiet"]).status, 0)
@@ -190,6 +197,7 @@ final class CLITests: XCTestCase {
             XCTAssertEqual([row.width, row.height], [rec.width, rec.height])
             XCTAssertEqual(row.sha256, SHA256.hash(try s.imageBytes(row.id)).hexString)
         }
+        XCTAssertEqual(rows.filter { $0.format == "webp" }.map(\.source), ["pillow.webp"])
     }
 
     func testKilledIngestLeavesWholeSamplesAndReRunFinishes() throws {

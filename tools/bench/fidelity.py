@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Decode fidelity: every format and mode noisy reads, against Pillow's decode.
 
 Writes one file per flavour with Pillow (from a photograph when one is given, else

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """torchvision's fastest CPU train transform, one process, one thread.
 
 torchvision.io.decode_jpeg (libjpeg-turbo, uint8 CHW tensor) -> transforms.v2
@@ -16,12 +16,17 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
-import torch
-import torchvision
-from torchvision.io import decode_jpeg
-from torchvision.transforms import v2
+try:
+    import torch
+    import torchvision
+    from torchvision.io import decode_jpeg
+    from torchvision.transforms import v2
+except ImportError as e:  # Debian's python3 has no torch: the benchmark environment does
+    sys.exit(f"torchvision_baseline.py: {e}; run it with the benchmark environment: "
+             f"tools/python-env.sh && .venv/bin/python tools/bench/torchvision_baseline.py ...")
 
 
 def main():

@@ -16,7 +16,7 @@ from typing import Iterator, Optional
 import lmdb
 
 SPLITS = {0: "labeled", 1: "unlabeled", 2: "test"}
-FORMATS = {1: "jpeg", 2: "png"}
+FORMATS = {1: "jpeg", 2: "png", 3: "webp"}  # schemas/store-layout.md, "format code"
 NO_CLASS = 0xFFFFFFFF
 _HEADER = struct.Struct("<BBBBIIIIIBBHQQ32s32s")  # 108 bytes
 assert _HEADER.size == 108
