@@ -14,11 +14,12 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "python"))
+# The `noisy` package (python/ in this repository; or `pip install ./python`).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from noisy_torch import NoisyIterableDataset
+from noisy.torch import NoisyIterableDataset
 
 
 def small_cnn(channels, classes):
@@ -39,10 +40,13 @@ def main():
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
     saved = torch.load(args.checkpoint) if args.resume else None
-    data = NoisyIterableDataset(args.address, steps=args.steps, state=saved["stream"] if saved else None)
+    data = NoisyIterableDataset(args.address, steps=args.steps)
+    if saved:
+        data.load_state_dict(saved["stream"])
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0, pin_memory=device == "cuda")
     model = opt = None
-    for step, (images, targets, weights) in enumerate(loader):
+    for step, batch in enumerate(loader):
+        images, targets, weights = batch["images"], batch["targets"], batch["weights"]
         if model is None:  # the first batch tells the input channels and the class count
             model = small_cnn(images.shape[1], targets.shape[1]).to(device)
             opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
@@ -57,8 +61,8 @@ def main():
         loss.backward()
         opt.step()
         print(f"step {step} loss {loss.item():.4f} images {tuple(images.shape)} {images.dtype}", flush=True)
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "stream": data.last_state}, args.checkpoint)
-    print(f"saved {args.checkpoint} at batch {data.last_state['batches']}", flush=True)
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "stream": data.state_dict()}, args.checkpoint)
+    print(f"saved {args.checkpoint} at batch {data.state_dict()['stream']['batches']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ PACKAGES=(
   libopenblas-dev
   python3-numpy python3-pil python3-lmdb python3-jsonschema
   python3-venv             # for .venv (tools/python-env.sh)
+  python3-setuptools python3-pip   # pip install ./python, offline (PyTorchExampleTests)
   dataset-fashion-mnist
   python-matplotlib-data   # grace_hopper.jpg: a photograph for the augmentation parity tests
 )

@@ -10,7 +10,7 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Stream batches to external trainers (PyTorch, JAX) and take their predictions back.",
         discussion: """
-        Clients (tools/python/noisy_client.py) open train sessions (noised batches of
+        Clients (the `noisy` Python package: python/noisy/client.py) open train sessions (noised batches of
         their rank, from their resume state) or label sessions (clean teacher-view
         batches of a split; they answer with float32 [n, C]; commit creates a
         generation). The wire format is in schemas/wire-protocol.md. Listens on

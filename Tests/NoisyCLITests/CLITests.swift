@@ -166,10 +166,10 @@ final class CLITests: XCTestCase {
         let script = """
         import hashlib, json, os, sys
         sys.path.insert(0, sys.argv[1])
-        from noisy_store import open_store
+        import noisy
         root = sys.argv[3]
         out = []
-        with open_store(sys.argv[2]) as st:
+        with noisy.open_store(sys.argv[2]) as st:
             for s in st.samples():
                 folder = os.path.join(root, s["split"])
                 with open(os.path.join(folder, s["source"]), "rb") as f:
@@ -180,7 +180,7 @@ final class CLITests: XCTestCase {
                             "sha256": hashlib.sha256(s["data"]).hexdigest()})
         print(json.dumps(out))
         """
-        let r = try Processes.python(script, [Processes.repositoryRoot + "/tools/python", store, root])
+        let r = try Processes.python(script, [Processes.repositoryRoot + "/python", store, root])
         XCTAssertEqual(r.status, 0, r.stderr)
         struct Row: Decodable { let id: UInt64; let split: String; let label: String?; let source: String
                                 let format: String; let width: Int; let height: Int; let sha256: String }

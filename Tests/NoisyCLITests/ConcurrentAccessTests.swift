@@ -22,7 +22,7 @@ final class ConcurrentAccessTests: ServerTestCase {
     /// runs (at least once each). Returns the sample counts `info` saw, in order.
     func readWhile(_ writer: Process, store: String, sock: String) throws -> [Int] {
         let box = ReaderLog()
-        let python = Processes.repositoryRoot + "/tools/python"
+        let python = Processes.repositoryRoot + "/python"
         let root = self.root
         let readers: [@Sendable () throws -> String?] = [
             {
@@ -43,7 +43,7 @@ final class ConcurrentAccessTests: ServerTestCase {
             {
                 let client = try Processes.python("""
                 import sys; sys.path.insert(0, sys.argv[2])
-                import numpy as np, noisy_client
+                import numpy as np, noisy.client as noisy_client
                 c = noisy_client.connect("unix:" + sys.argv[1], rank=0, world_size=1)
                 for b in c.batches(3):
                     assert b["images"].shape == (8, 16, 16, 3) and np.isfinite(b["targets"]).all(), b["images"].shape

@@ -58,25 +58,75 @@ final class PyTorchExampleTests: ServerTestCase {
         XCTAssertLessThan(resumed.losses.prefix(5).reduce(0, +) / 5, early, "resumed weights, not a fresh model")
     }
 
-    /// `noisy_torch` turns uint8 NHWC batches into float NCHW in [0, 1], and equals the
-    /// numpy client's bytes.
-    func testNoisyTorchConvertsUint8Batches() throws {
+    /// `noisy.torch.NoisyIterableDataset` yields one dict per batch (uint8 NHWC images
+    /// become float NCHW in [0, 1], equal to the numpy client's bytes; ids and source
+    /// per sample), resumes from `state_dict()`, and takes its rank and world size from
+    /// torchrun's environment unless given.
+    func testNoisyTorchDatasetBatchesStateAndRanks() throws {
         let store = try makeStore()
         let sock = "\(root)/s.sock"
         try startServer(["--store", store, "--socket", sock, "--size", "16", "--batch-size", "8", "--threads", "1", "--seed", "2"])
         let r = try Processes.torchScript("""
-        import sys; sys.path.insert(0, sys.argv[2])
-        import numpy as np, torch, noisy_client
-        from noisy_torch import NoisyIterableDataset
-        raw = [b["images"].copy() for b in noisy_client.connect("unix:" + sys.argv[1]).batches(3)]
-        got = list(NoisyIterableDataset("unix:" + sys.argv[1], steps=3))
-        for (images, targets, weights), ref in zip(got, raw):
+        import os, sys; sys.path.insert(0, sys.argv[2])
+        import numpy as np, torch, noisy
+        from noisy.torch import NoisyIterableDataset
+        addr = "unix:" + sys.argv[1]
+        with noisy.connect(addr) as c:
+            raw = [{k: v.copy() for k, v in b.items() if k != "index"} for b in c.batches(5)]
+        ds = NoisyIterableDataset(addr, steps=3)
+        got = list(ds)
+        for b, ref in zip(got, raw):
+            images = b["images"]
             assert images.dtype == torch.float32 and tuple(images.shape) == (8, 3, 16, 16), (images.dtype, images.shape)
-            assert torch.equal(images, torch.from_numpy(ref).permute(0, 3, 1, 2).float() / 255)
-            assert torch.allclose(targets.sum(1), torch.ones(8)) and tuple(weights.shape) == (8,)
+            assert torch.equal(images, torch.from_numpy(ref["images"]).permute(0, 3, 1, 2).float() / 255)
+            assert torch.allclose(b["targets"].sum(1), torch.ones(8)) and tuple(b["weights"].shape) == (8,)
+            assert b["ids"].tolist() == ref["ids"].astype(np.int64).tolist()
+            assert b["source"].tolist() == ref["source"].tolist() == [0] * 8   # labeled only
+        # The state after batch 3 resumes at batch 3 of the same stream.
+        resumed = NoisyIterableDataset(addr, steps=2)
+        resumed.load_state_dict(ds.state_dict())
+        assert [b["ids"].tolist() for b in resumed] == [r["ids"].astype(np.int64).tolist() for r in raw[3:5]]
+        # Rank and world: explicit arguments win, else torchrun's RANK / WORLD_SIZE.
+        os.environ["RANK"], os.environ["WORLD_SIZE"] = "1", "2"
+        from_env = NoisyIterableDataset(addr, steps=1)
+        assert (from_env.rank, from_env.world_size) == (1, 2), (from_env.rank, from_env.world_size)
+        explicit = NoisyIterableDataset(addr, rank=0, world_size=2, steps=1)
+        assert (explicit.rank, explicit.world_size) == (0, 2)
+        one = set(next(iter(from_env))["ids"].tolist()); zero = set(next(iter(explicit))["ids"].tolist())
+        assert len(one) == len(zero) == 8 and not one & zero, (one, zero)
         print("ok", len(got))
-        """, [sock, Processes.repositoryRoot + "/tools/python"])
+        """, [sock, Processes.repositoryRoot + "/python"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "ok 3\n")
+    }
+
+    /// The README shows examples/train_torch.py as the tests run it, character for character.
+    func testTheReadmeShowsTheExampleAsTheTestsRunIt() throws {
+        let readme = try String(contentsOfFile: Processes.repositoryRoot + "/README.md", encoding: .utf8)
+        let example = try String(contentsOfFile: Processes.repositoryRoot + "/examples/train_torch.py", encoding: .utf8)
+        XCTAssertTrue(readme.contains("```python\n" + example + "```"), "README.md's copy of examples/train_torch.py is stale")
+    }
+
+    /// `pip install ./python` works offline with Debian's setuptools, and the result
+    /// imports as `noisy` with numpy as its only dependency.
+    func testThePythonPackageInstallsWithPip() throws {
+        let venv = "\(root)/venv"
+        let made = try Processes.run("/usr/bin/python3", ["-m", "venv", "--system-site-packages", venv])
+        XCTAssertEqual(made.status, 0, made.stderr)
+        let pip = try Processes.run(venv + "/bin/python", ["-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                                                          "--no-index", "--disable-pip-version-check", "--target", "\(root)/site",
+                                                          Processes.repositoryRoot + "/python"])
+        XCTAssertEqual(pip.status, 0, pip.stderr)
+        let check = try Processes.run(venv + "/bin/python", ["-c", """
+        import importlib.util, sys
+        sys.path.insert(0, sys.argv[1])
+        import noisy
+        assert noisy.__file__.startswith(sys.argv[1]), noisy.__file__
+        assert callable(noisy.connect) and callable(noisy.open_store) and noisy.__version__
+        assert importlib.util.find_spec("noisy.torch") is not None and "torch" not in sys.modules
+        print("noisy", noisy.__version__)
+        """, "\(root)/site"])
+        XCTAssertEqual(check.status, 0, check.stderr)
+        XCTAssertEqual(check.stdout, "noisy 0.1.0\n")
     }
 }

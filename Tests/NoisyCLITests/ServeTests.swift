@@ -8,7 +8,7 @@ import TestSupport
 /// `noisy serve` against the real Python client (numpy only) in a real process.
 final class ServeTests: ServerTestCase {
 
-    static let clientPath = Processes.repositoryRoot + "/tools/python"
+    static let clientPath = Processes.repositoryRoot + "/python"
 
     func makeStore() throws -> String {
         for c in 0..<3 {
@@ -46,7 +46,7 @@ final class ServeTests: ServerTestCase {
         try targets.write(to: URL(fileURLWithPath: "\(root)/targets.bin"))
         try ids.write(to: URL(fileURLWithPath: "\(root)/ids.bin"))
         let r = try client("""
-        import json, numpy as np, noisy_client
+        import json, numpy as np, noisy.client as noisy_client
         d, sock = sys.argv[1], sys.argv[2]
         want_img = np.fromfile(d + "/images.bin", np.uint8).reshape(6, 8, 32, 32, 3)
         want_t = np.fromfile(d + "/targets.bin", np.float32).reshape(6, 8, 3)
@@ -88,7 +88,7 @@ final class ServeTests: ServerTestCase {
             return XCTFail("no port in \(serverLog)")
         }
         let r = try client("""
-        import os, socket, struct, numpy as np, noisy_client
+        import os, socket, struct, numpy as np, noisy.client as noisy_client
         addr = "127.0.0.1:" + sys.argv[1]
         # Garbage, a wrong version, an oversized header and a silent client first: each is refused alone.
         s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); s.sendall(os.urandom(64)); s.close()
@@ -130,7 +130,7 @@ final class ServeTests: ServerTestCase {
         let sock = "\(root)/s.sock"
         try startServer(["--store", store, "--socket", sock, "--size", "24", "--batch-size", "6", "--crop-fraction", "1"], ready: "serving")
         let script = """
-        import os, numpy as np, noisy_client
+        import os, numpy as np, noisy.client as noisy_client
         d, sock, mode = sys.argv[1], sys.argv[2], sys.argv[3]
         def probs(ids):
             rng = np.random.RandomState(0)
@@ -179,7 +179,7 @@ final class ServeTests: ServerTestCase {
         let waiter = Process()
         waiter.executableURL = URL(fileURLWithPath: Processes.python)
         waiter.arguments = ["-c", """
-        import sys, time; sys.path.insert(0, '\(Self.clientPath)'); import noisy_client
+        import sys, time; sys.path.insert(0, '\(Self.clientPath)'); import noisy.client as noisy_client
         s = noisy_client.connect("unix:" + sys.argv[1]).label_session("unlabeled", teacher="interrupted")
         for ids, images in s:
             print("first", flush=True); time.sleep(30)
@@ -211,7 +211,7 @@ final class ServeTests: ServerTestCase {
         try startServer(["--store", store, "--socket", sock, "--size", "16", "--batch-size", "4", "--token-file", "\(root)/token.txt"],
                         ready: "serving")
         let r = try client("""
-        import noisy_client
+        import noisy.client as noisy_client
         addr = "unix:" + sys.argv[1]
         for token in (None, "wrong"):
             try:

@@ -23,7 +23,7 @@ import time
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(3, 1, 1)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(3, 1, 1)
@@ -103,8 +103,8 @@ def transform(data, size, rng, ra):
 
 def load(args):
     if args.store:
-        import noisy_store
-        store = noisy_store.open_store(args.store)
+        import noisy
+        store = noisy.open_store(args.store)
         out = []
         for s in store.samples("labeled"):
             out.append(bytes(s["data"]))

@@ -4,8 +4,8 @@ and the client's own CPU time per batch (what the Python side costs).
 Usage: serve_client.py ADDRESS BATCHES"""
 import json, os, sys, time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
-import noisy_client
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
+import noisy.client as noisy_client
 
 address, n = sys.argv[1], int(sys.argv[2])
 c = noisy_client.connect(address, rank=0, world_size=1)

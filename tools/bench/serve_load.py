@@ -13,7 +13,7 @@ import argparse, json, os, statistics, subprocess, sys, tempfile, time
 CLIENT = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
-import noisy_client
+import noisy.client as noisy_client
 address, rank, world, seconds = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 c = noisy_client.connect(address, rank=rank, world_size=world)
 it = c.batches()
@@ -57,7 +57,7 @@ def main():
             log.seek(0); sys.exit("server did not start: " + log.read())
         time.sleep(0.05)
     here = os.path.dirname(os.path.abspath(__file__))
-    py = os.path.join(here, "..", "python")
+    py = os.path.join(here, "..", "..", "python")
     clients = [subprocess.Popen(["/usr/bin/python3", "-c", CLIENT, py, "unix:" + sock, str(r), str(a.clients), str(a.seconds)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(a.clients)]
     samples, t0 = [], time.perf_counter()

@@ -1,7 +1,7 @@
 """Read-only access to a noisy store from Python: needs numpy and the `lmdb` package.
 
-    from noisy_store import open_store
-    store = open_store("data.noisy")
+    import noisy
+    store = noisy.open_store("data.noisy")
     for s in store.samples():          # dicts: id, split, label, source, format, width, height, data
         ...
 

@@ -1,13 +1,13 @@
 """Client for `noisy serve` (schemas/wire-protocol.md). Needs only numpy.
 
-    import noisy_client
-    c = noisy_client.connect("unix:/tmp/noisy.sock", rank=0, world_size=2)
+    import noisy
+    c = noisy.connect("unix:/tmp/noisy.sock", rank=0, world_size=2)
     for batch in c.batches():          # dicts of numpy arrays, zero copy
         images, targets = batch["images"], batch["targets"]
         ...
         saved = c.state()              # resume later: connect(..., state=saved)
 
-    s = noisy_client.connect("127.0.0.1:5555").label_session("unlabeled", teacher="resnet50 gen 1")
+    s = noisy.connect("127.0.0.1:5555").label_session("unlabeled", teacher="resnet50 gen 1")
     for ids, images in s:
         s.send(model(images))          # float32 [n, C] probabilities (logits=True for scores)
     generation = s.commit()
