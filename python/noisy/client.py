@@ -90,27 +90,27 @@ def _receive(sock):
     return header, arrays
 
 
+def _handshake(address, hello, **optional):
+    """Connects, sends `hello` plus the optional fields that are set, and returns the
+    socket and the server's welcome (checked for the protocol version)."""
+    sock = _open(address)
+    _send(sock, dict(hello, **{k: v for k, v in optional.items() if v is not None}))
+    info, _ = _receive(sock)
+    if info.get("version") != VERSION:
+        sock.close()
+        raise ProtocolError(f"server speaks protocol {info.get('version')}, this client {VERSION}")
+    return sock, info
+
+
 class Client:
     """A train session; `label_session` opens a separate connection for labelling."""
 
     def __init__(self, address, rank=None, world_size=None, state=None, token=None):
         self.address, self.token = address, token
-        self._state = state
-        self.sock = _open(address)
-        hello = {"type": "hello", "session": "train"}
-        if rank is not None:
-            hello["rank"] = rank
-            hello["world_size"] = 1 if world_size is None else world_size
-        elif world_size is not None:
-            hello["world_size"] = world_size
-        if state is not None:
-            hello["state"] = state
-        if token is not None:
-            hello["token"] = token
-        _send(self.sock, hello)
-        self.info, _ = _receive(self.sock)
-        if self.info.get("version") != VERSION:
-            raise ProtocolError(f"server speaks protocol {self.info.get('version')}, this client {VERSION}")
+        if rank is not None and world_size is None:
+            world_size = 1
+        self.sock, self.info = _handshake(address, {"type": "hello", "session": "train"},
+                                          rank=rank, world_size=world_size, state=state, token=token)
         self._state = self.info["state"]
 
     def batches(self, count=None):
@@ -150,17 +150,9 @@ class LabelSession:
     """Iterate for (ids, images); answer each batch with send(probs); then commit()."""
 
     def __init__(self, address, split, teacher, logits, parent, precision, model, token):
-        self.sock = _open(address)
         hello = {"type": "hello", "session": "label", "split": split, "teacher": teacher, "logits": bool(logits),
                  "precision": precision}
-        if parent is not None:
-            hello["parent"] = parent
-        if model is not None:
-            hello["model"] = model
-        if token is not None:
-            hello["token"] = token
-        _send(self.sock, hello)
-        self.info, _ = _receive(self.sock)
+        self.sock, self.info = _handshake(address, hello, parent=parent, model=model, token=token)
         self._index = None
         self._ended = False
 
