@@ -100,6 +100,34 @@ final class PyTorchExampleTests: ServerTestCase {
         XCTAssertEqual(r.stdout, "ok 3\n")
     }
 
+    /// examples/ddp_train.py under torchrun, two ranks on this machine (gloo on CPU), one
+    /// `noisy serve` for both: each rank's loss falls, both train the same number of
+    /// batches, and no sample of the first epoch reaches two ranks.
+    func testTheDDPExampleRunsUnderTorchrun() throws {
+        let store = try makeStore()
+        let sock = "\(root)/s.sock"
+        try startServer(["--store", store, "--socket", sock, "--size", "16", "--batch-size", "8", "--layout", "float32",
+                         "--threads", "2", "--seed", "7"])
+        let r = try Processes.run(try Processes.torchPython(),
+                                  ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                                   Processes.repositoryRoot + "/examples/ddp_train.py", "unix:" + sock, "--steps", "60"])
+        XCTAssertEqual(r.status, 0, "torchrun examples/ddp_train.py: \(r.stderr)")
+        var ranks: [Int: (batches: Int, first: Double, last: Double)] = [:]
+        for line in r.stdout.split(separator: "\n") {
+            let w = line.split(separator: " ").map(String.init)
+            if w.first == "rank", w.count >= 8, let k = Int(w[1]), let n = Int(w[3]), let a = Double(w[5]), let b = Double(w[7]) {
+                ranks[k] = (n, a, b)
+            }
+        }
+        XCTAssertEqual(ranks.keys.sorted(), [0, 1], r.stdout)
+        for (k, v) in ranks {
+            XCTAssertEqual(v.batches, 60, "rank \(k)")
+            XCTAssertLessThan(v.last, 0.7 * v.first, "rank \(k)'s loss falls: \(v.first) -> \(v.last)")
+        }
+        XCTAssertTrue(r.stdout.contains("world 2 batches per epoch 4 equal batches True samples shared in the first epoch 0 device cpu"),
+                      r.stdout)
+    }
+
     /// The README shows examples/train_torch.py as the tests run it, character for character.
     func testTheReadmeShowsTheExampleAsTheTestsRunIt() throws {
         let readme = try String(contentsOfFile: Processes.repositoryRoot + "/README.md", encoding: .utf8)

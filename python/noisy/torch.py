@@ -44,6 +44,7 @@ class NoisyIterableDataset(torch.utils.data.IterableDataset):
         self.address, self.token, self.steps = address, token, steps
         self.rank, self.world_size = _rank_and_world(rank, world_size)
         self.state = state
+        self.batches_per_epoch = None  # this rank's batches per epoch, once a stream has started
 
     def state_dict(self):
         return {"stream": self.state}
@@ -53,6 +54,7 @@ class NoisyIterableDataset(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         with _client.connect(self.address, self.rank, self.world_size, self.state, self.token) as c:
+            self.batches_per_epoch = c.info.get("batches_per_epoch")
             for b in c.batches(self.steps):
                 self.state = c.state()
                 images = torch.from_numpy(b["images"])
