@@ -86,15 +86,46 @@ public struct Batch: Sendable {
 }
 
 /// Where one source's sampler stands: enough to reproduce exactly the samples that come next.
+///
+/// The position is global: how many items of this epoch's permutation all ranks have
+/// taken together. Every rank holds the same state, and it means the same thing at
+/// any world size, so a job stopped at W ranks resumes at W' mid-epoch (elastic).
 public struct SamplerState: Codable, Sendable, Equatable {
     public var seed: UInt64
     public var epoch: UInt64
-    /// Position inside this rank's share of the epoch.
-    public var step: Int
-    public init(seed: UInt64, epoch: UInt64 = 0, step: Int = 0) {
+    /// Items of this epoch taken by all ranks together.
+    public var position: Int
+    /// A state written before positions were global (JSON `step`): that rank's items
+    /// this epoch, at the world size it was saved with. The sampler converts it
+    /// (`step * worldSize`) and then drops it; it only resumes at the same world size.
+    public var legacyStep: Int?
+
+    public init(seed: UInt64, epoch: UInt64 = 0, position: Int = 0) {
         self.seed = seed
         self.epoch = epoch
-        self.step = step
+        self.position = position
+    }
+
+    enum CodingKeys: String, CodingKey { case seed, epoch, position, legacyStep = "step" }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        seed = try c.decode(UInt64.self, forKey: .seed)
+        epoch = try c.decode(UInt64.self, forKey: .epoch)
+        legacyStep = try c.decodeIfPresent(Int.self, forKey: .legacyStep)
+        guard let p = try c.decodeIfPresent(Int.self, forKey: .position) ?? (legacyStep == nil ? nil : 0) else {
+            throw DecodingError.keyNotFound(CodingKeys.position, .init(codingPath: c.codingPath,
+                                                                       debugDescription: "a sampler state needs `position`"))
+        }
+        position = p
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(seed, forKey: .seed)
+        try c.encode(epoch, forKey: .epoch)
+        try c.encode(position, forKey: .position)
+        try c.encodeIfPresent(legacyStep, forKey: .legacyStep)
     }
 }
 

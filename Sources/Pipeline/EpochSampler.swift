@@ -3,10 +3,13 @@ import Batches
 import KeyedRandom
 
 /// Walks a source of `count` items epoch after epoch. Each epoch is a permutation
-/// derived from (seed, epoch) alone; rank r of w takes positions r, r+w, r+2w, ...
-/// of it, `count / w` of them, so ranks are disjoint and equal in length (up to
-/// w-1 items sit out each epoch, different ones every epoch). When a rank's share
-/// runs out the epoch counter advances and the order reshuffles.
+/// derived from (seed, epoch) alone. The ranks take it in rounds: from the global
+/// position g, rank r of w takes item g + r, and g advances by w. A round that would
+/// not fill every rank ends the epoch (fewer than w items sit out, different ones
+/// every epoch), so ranks are disjoint and equal in length. Because g counts what all
+/// ranks took together, the same state resumes at another world size: the new ranks
+/// continue the same epoch from g, and nothing is taken twice or skipped, save the
+/// last round's remainder.
 public struct EpochSampler: Sendable {
     public let count: Int
     public let rank: Int
@@ -15,7 +18,7 @@ public struct EpochSampler: Sendable {
     private var order: [Int] = []
     private var orderEpoch: UInt64 = .max
 
-    /// Items one rank takes per epoch.
+    /// Items one rank takes in a whole epoch.
     public var perRank: Int { count / worldSize }
 
     public init(count: Int, state: SamplerState, rank: Int = 0, worldSize: Int = 1) throws(SamplerError) {
@@ -25,13 +28,22 @@ public struct EpochSampler: Sendable {
         guard count >= worldSize else {
             throw SamplerError(.ranks, "\(count) items cannot be shared by \(worldSize) ranks")
         }
-        guard state.step >= 0, state.step < count / worldSize else {
-            throw SamplerError(.state, "step \(state.step) is outside an epoch of \(count / worldSize) items")
+        var state = state
+        if let step = state.legacyStep {
+            guard step >= 0, step < count / worldSize else {
+                throw SamplerError(.state, "step \(step) is outside an epoch of \(count / worldSize) items per rank")
+            }
+            state.position = step * worldSize
+            state.legacyStep = nil
+        }
+        guard state.position >= 0, state.position <= count else {
+            throw SamplerError(.state, "position \(state.position) is outside an epoch of \(count) items")
         }
         self.count = count
         self.rank = rank
         self.worldSize = worldSize
         self.state = state
+        advanceIfDone()
     }
 
     /// The permutation of epoch `epoch`: the same for every rank.
@@ -48,20 +60,25 @@ public struct EpochSampler: Sendable {
         return p
     }
 
+    /// Starts the next epoch when what is left cannot fill a round of every rank.
+    private mutating func advanceIfDone() {
+        if count - state.position < worldSize {
+            state.position = 0
+            state.epoch += 1
+        }
+    }
+
     /// The next item, the epoch it belongs to and its position in that epoch's permutation.
     public mutating func next() -> (item: Int, epoch: UInt64, position: Int) {
         if orderEpoch != state.epoch {
             order = Self.permutation(count: count, seed: state.seed, epoch: state.epoch)
             orderEpoch = state.epoch
         }
-        let position = rank + state.step * worldSize
+        let position = state.position + rank
         let item = order[position]
         let epoch = state.epoch
-        state.step += 1
-        if state.step == perRank {
-            state.step = 0
-            state.epoch += 1
-        }
+        state.position += worldSize
+        advanceIfDone()
         return (item, epoch, position)
     }
 }

@@ -24,6 +24,46 @@ final class ServeTests: ServerTestCase {
         try Processes.python("import sys; sys.path.insert(0, '\(Self.clientPath)')\n" + script, args)
     }
 
+    /// Elastic resumption through the server: a job at 2 ranks stops after 3 batches,
+    /// resumes at 3 ranks for 2 batches, then at 1 rank until the epoch ends. The state
+    /// every rank holds is the same, and over the epoch every sample comes exactly once.
+    func testAStreamResumesAtAnotherWorldSizeWithEverySampleOnce() throws {
+        for c in 0..<3 {
+            for i in 0..<20 { Fixtures.write(Fixtures.png(width: 10, height: 10, seed: UInt64(900 + 20 * c + i)), to: "\(root)/l/k\(c)/\(i).png") }
+        }
+        let store = "\(root)/s.noisy"
+        XCTAssertEqual(try Processes.noisy(["ingest", "--store", store, "--labeled", "\(root)/l", "--quiet"]).status, 0)
+        let sock = "\(root)/s.sock"
+        try startServer(["--store", store, "--socket", sock, "--size", "8", "--batch-size", "4", "--seed", "11", "--threads", "1"],
+                        ready: "serving")
+        let r = try client("""
+        import json, noisy.client as noisy_client
+        addr = "unix:" + sys.argv[1]
+        def run(world, steps, state):
+            conns = [noisy_client.connect(addr, rank=r, world_size=world, state=state) for r in range(world)]
+            ids = []
+            for batches in zip(*[c.batches(steps) for c in conns]):
+                for b in batches: ids += b["ids"].tolist()
+            states = [c.state() for c in conns]
+            for c in conns: c.close()
+            assert all(s == states[0] for s in states), states
+            return ids, json.loads(json.dumps(states[0]))
+        a, s1 = run(2, 3, None)     # 24 samples: 3 batches of 4 on each of 2 ranks
+        b, s2 = run(3, 2, s1)       # 24 more
+        c, s3 = run(1, 3, s2)       # the last 12
+        print(json.dumps({"ids": a + b + c, "after_two": s1["labeled"], "end": s3["labeled"]}))
+        """, [sock])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        struct Out: Decodable { let ids: [Int]; let after_two: [String: Int]; let end: [String: Int] }
+        let out = try JSONDecoder().decode(Out.self, from: r.stdoutData)
+        XCTAssertEqual(out.ids.count, 60)
+        XCTAssertEqual(out.ids.sorted(), Array(0..<60), "every sample of the epoch exactly once")
+        XCTAssertEqual(out.after_two["epoch"], 0)
+        XCTAssertEqual(out.after_two["position"], 24, "the position counts what both ranks took")
+        XCTAssertEqual(out.end["epoch"], 1)
+        XCTAssertEqual(out.end["position"], 0)
+    }
+
     func testTrainBatchesEqualTheInProcessPipelineAndResumeExactly() throws {
         let store = try makeStore()
         let sock = "\(root)/s.sock"

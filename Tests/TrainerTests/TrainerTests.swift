@@ -138,7 +138,7 @@ final class TrainerTests: XCTestCase {
                      images: .float32(px.map { Float($0) * (1 / 255) - 0.5 }), layout: Model.inputLayout, classCount: 2,
                      targets: targets, weights: [Float](repeating: 1, count: n), ids: (0..<n).map { UInt64($0) },
                      origins: [SampleOrigin](repeating: .labeled, count: n),
-                     stateAfter: StreamState(labeled: SamplerState(seed: 0, epoch: 0, step: index + 1), batches: index + 1))
+                     stateAfter: StreamState(labeled: SamplerState(seed: 0, epoch: 0, position: index + 1), batches: index + 1))
     }
 
     func architecture(_ kind: String = "cnn") -> Architecture {
