@@ -27,6 +27,14 @@ public final class BatchLoader: BatchStream {
             throw PipelineError(.invalidConfiguration, "the pseudo labels have \(p.classCount) classes, the store has \(classCount)")
         }
         let pseudo = try pseudoLabels?.entries()
+        // A state resumes only the stream it came from: the same seed, and pseudo labels
+        // (or none) as it had.
+        if let state, state.labeled.seed != config.seed {
+            throw PipelineError(.badState, "the resume state comes from a stream with seed \(state.labeled.seed); this stream's seed is \(config.seed)")
+        }
+        if let state, pseudo == nil, state.pseudoLabeled != nil {
+            throw PipelineError(.badState, "the resume state comes from a stream with pseudo labels; this stream has none (give the generation it was made with)")
+        }
         let start = state ?? StreamState.start(seed: config.seed, pseudoLabeled: pseudo != nil)
         let planner = try BatchPlanner(config: config, labeled: labeled, pseudo: pseudo, state: start)
         core = LoaderCore(config: config, source: source, classCount: classCount, plan: .stream(planner), state: start, log: log)

@@ -51,6 +51,12 @@ final class ServeTests: ServerTestCase {
         a, s1 = run(2, 3, None)     # 24 samples: 3 batches of 4 on each of 2 ranks
         b, s2 = run(3, 2, s1)       # 24 more
         c, s3 = run(1, 3, s2)       # the last 12
+        # A state from a stream with another seed is refused, with the reason.
+        try:
+            noisy_client.connect(addr, rank=0, world_size=1, state=dict(s3, labeled=dict(s3["labeled"], seed=999)))
+            raise SystemExit("a state with another seed was accepted")
+        except noisy_client.ProtocolError as e:
+            assert "seed 999" in str(e) and "seed is 11" in str(e), e
         print(json.dumps({"ids": a + b + c, "after_two": s1["labeled"], "end": s3["labeled"]}))
         """, [sock])
         XCTAssertEqual(r.status, 0, r.stderr)

@@ -87,6 +87,17 @@ final class BatchLoaderTests: XCTestCase {
             XCTAssertEqual(b.targets, batches[k].targets)
         }
         XCTAssertEqual(resumed.state, batches[8].stateAfter)
+        // A state resumes only its own stream: another seed, or no pseudo labels where it
+        // had them, is refused with a reason.
+        var otherSeed = config(threads: 1)
+        otherSeed.seed = 43
+        XCTAssertThrowsError(try loader(otherSeed, state: restored)) { e in
+            XCTAssertEqual((e as? PipelineError)?.kind, .badState)
+            XCTAssertTrue("\(e)".contains("seed 42") && "\(e)".contains("43"), "\(e)")
+        }
+        XCTAssertThrowsError(try loader(config(threads: 1), pseudo: false, state: restored)) { e in
+            XCTAssertTrue("\(e)".contains("pseudo labels"), "\(e)")
+        }
     }
 
     func testMixingRatioTargetsAndWeights() throws {
