@@ -66,7 +66,7 @@ let package = Package(
         // What a trainer consumes: batch values only, no store, no codec.
         .target(name: "Batches"),
         // Sampling, mixing, parallel rendering of batches from the store.
-        .target(name: "Pipeline", dependencies: ["Batches", "Augment", "DatasetStore", "ImageCodec", "KeyedRandom", "Parallelism"]),
+        .target(name: "Pipeline", dependencies: ["Batches", "Augment", "DatasetStore", "Digest", "ImageCodec", "KeyedRandom", "Parallelism"]),
         // CPU training on OpenBLAS; consumes batch values only (no store, no codec).
         .target(name: "Trainer", dependencies: ["Batches", "KeyedRandom", "Parallelism", "COpenBLAS", "CTensorKernels"]),
         // The Noisy Student loop over a store: train, evaluate, label, iterate.

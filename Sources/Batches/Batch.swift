@@ -136,9 +136,12 @@ public struct StreamState: Codable, Sendable, Equatable {
     public var pseudoLabeled: SamplerState?
     /// Batches delivered so far.
     public var batches: Int
+    /// What stream this is (the store it reads and the view it renders), when a store
+    /// backs it: a state resumes only the stream it came from.
+    public var origin: String?
 
-    public init(labeled: SamplerState, pseudoLabeled: SamplerState? = nil, batches: Int = 0) {
-        self.labeled = labeled; self.pseudoLabeled = pseudoLabeled; self.batches = batches
+    public init(labeled: SamplerState, pseudoLabeled: SamplerState? = nil, batches: Int = 0, origin: String? = nil) {
+        self.labeled = labeled; self.pseudoLabeled = pseudoLabeled; self.batches = batches; self.origin = origin
     }
 
     /// The state of a fresh stream: both sources at epoch 0; the pseudo-labeled

@@ -163,6 +163,16 @@ public final class Store: Sendable {
     @discardableResult
     public func clearStaleReaders() -> Int { environment.clearStaleReaders() }
 
+    /// When the store was created (its `format` record): copies of a store keep it, so
+    /// it tells the store apart from others wherever the copy lives.
+    public func createdAt() throws -> String {
+        let bytes = try read { try $0.get(db.meta, key: Array("format".utf8)) }
+        guard let bytes, let info = try? JSONDecoder().decode(FormatRecord.self, from: Data(bytes)) else {
+            throw StoreError(.corrupt, "\(path): the store's format record is unreadable")
+        }
+        return info.createdAt
+    }
+
     /// The `format` meta record says what wrote this store; a new store gets one.
     private func checkFormat(create: Bool) throws {
         let key = Array("format".utf8)
@@ -178,8 +188,11 @@ public final class Store: Sendable {
             return
         }
         guard create else { throw StoreError(.notAStore, "\(path): not a noisy store (no format record)") }
+        // Milliseconds: the creation time also tells stores apart (stream states name it).
+        let clock = ISO8601DateFormatter()
+        clock.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let record = FormatRecord(format: Layout.formatName, version: Layout.formatVersion,
-                                  createdAt: ISO8601DateFormatter().string(from: Date()))
+                                  createdAt: clock.string(from: Date()))
         let bytes = try JSONEncoder.sorted.encode(record)
         try write { txn in
             if try !txn.contains(db.meta, key: key) { try txn.put(db.meta, key: key, value: Array(bytes)) }

@@ -35,7 +35,11 @@ public final class BatchLoader: BatchStream {
         if let state, pseudo == nil, state.pseudoLabeled != nil {
             throw PipelineError(.badState, "the resume state comes from a stream with pseudo labels; this stream has none (give the generation it was made with)")
         }
-        let start = state ?? StreamState.start(seed: config.seed, pseudoLabeled: pseudo != nil)
+        if let theirs = state?.origin, let ours = config.origin, theirs != ours {
+            throw PipelineError(.badState, "the resume state comes from another stream (\(theirs)); this one is \(ours)")
+        }
+        var start = state ?? StreamState.start(seed: config.seed, pseudoLabeled: pseudo != nil)
+        start.origin = config.origin
         let planner = try BatchPlanner(config: config, labeled: labeled, pseudo: pseudo, state: start)
         core = LoaderCore(config: config, source: source, classCount: classCount, plan: .stream(planner), state: start, log: log)
     }

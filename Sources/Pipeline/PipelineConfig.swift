@@ -22,6 +22,9 @@ public struct PipelineConfig: Sendable {
     public var labelSmoothing: Float
     public var labeledWeight: Float
     public var pseudoWeight: Float
+    /// What stream this is, stamped on every state it emits; a state that names another
+    /// origin is refused. The store-backed loader sets it (the store and the view).
+    public var origin: String?
 
     public init(view: View, channels: Int = 3, layout: OutputLayout = .uint8NHWC, batchSize: Int = 64,
                 ratio: Double = 1, seed: UInt64 = 0, rank: Int = 0, worldSize: Int = 1, threads: Int = 2,
@@ -68,6 +71,7 @@ struct BatchPlanner: Sendable {
     var pseudo: EpochSampler?
     let perBatch: (labeled: Int, pseudo: Int)
     private(set) var batches: Int
+    let origin: String?
 
     init(config: PipelineConfig, labeled: [LabeledItem], pseudo: [UInt64]?, state: StreamState) throws {
         guard config.batchSize >= 1 else { throw PipelineError(.invalidConfiguration, "batch size must be at least 1") }
@@ -88,9 +92,10 @@ struct BatchPlanner: Sendable {
             throw PipelineError(e.kind == .state ? .badState : .invalidConfiguration, e.description)
         }
         batches = state.batches
+        origin = config.origin
     }
 
-    var state: StreamState { StreamState(labeled: labeled.state, pseudoLabeled: pseudo?.state, batches: batches) }
+    var state: StreamState { StreamState(labeled: labeled.state, pseudoLabeled: pseudo?.state, batches: batches, origin: origin) }
 
     /// Batches in one epoch of the main source (the pseudo-labeled one when there is one):
     /// the same number on every rank.

@@ -1,6 +1,7 @@
 import Augment
 import Batches
 import DatasetStore
+import Digest
 
 extension BatchLoader {
     /// A loader over a store's labeled split (and a pseudo-labeled source, if given).
@@ -9,8 +10,17 @@ extension BatchLoader {
         let labeled = try store.index(of: .labeled).compactMap { e in
             e.classIndex.map { LabeledItem(id: e.id, classIndex: Int($0)) }
         }
+        var config = config
+        config.origin = try Self.origin(store: store, config: config)
         try self.init(config: config, source: StoreSampleSource(store: store, pseudoLabels: pseudoLabels), labeled: labeled,
                       classCount: try store.classes().count, state: state, log: log)
+    }
+
+    /// The store (its creation time, which copies keep) and a fingerprint of the view,
+    /// layout and channels: what a resume state must match.
+    static func origin(store: Store, config: PipelineConfig) throws -> String {
+        let view = "\(config.view)|\(config.layout.name)|\(config.channels)"
+        return "store created \(try store.createdAt()), view \(SHA256.hash(Array(view.utf8)).hexString.prefix(12))"
     }
 }
 

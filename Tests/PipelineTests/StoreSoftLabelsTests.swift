@@ -11,6 +11,41 @@ final class StoreSoftLabelsTests: XCTestCase {
     override func setUp() { root = Fixtures.temporaryDirectory(name) }
     override func tearDown() { try? FileManager.default.removeItem(atPath: root) }
 
+    /// A stream state names its stream (the store's creation time and the view): it
+    /// resumes on the same store or a copy of it, and is refused on another store or
+    /// with another view.
+    func testAStateResumesOnlyItsOwnStoreAndView() throws {
+        for c in 0..<2 {
+            for i in 0..<6 { Fixtures.write(Fixtures.png(width: 12, height: 12, seed: UInt64(40 + 6 * c + i)), to: "\(root)/l/c\(c)/\(i).png") }
+        }
+        func make(_ name: String) throws -> Store {
+            let store = try Store.openOrCreate(path: "\(root)/\(name)")
+            var o = IngestOptions()
+            o.labeled = ["\(root)/l"]
+            _ = try Ingester(store: store, options: o).run()
+            return store
+        }
+        let a = try make("a.noisy"), b = try make("b.noisy")
+        let config = PipelineConfig(view: .train(TrainView(size: 8)), channels: 3, batchSize: 4, seed: 5, threads: 1)
+        let loader = try BatchLoader(store: a, config: config)
+        for _ in 0..<3 { _ = try loader.next() }
+        let saved = try JSONDecoder().decode(StreamState.self, from: JSONEncoder().encode(loader.state))
+        XCTAssertTrue(saved.origin?.hasPrefix("store created \(try a.createdAt()), view ") == true, "\(saved.origin ?? "nil")")
+        XCTAssertEqual(try BatchLoader(store: a, config: config, state: saved).next().index, 3)
+        // A copy of the store keeps its creation time, so it resumes there too.
+        try FileManager.default.copyItem(atPath: "\(root)/a.noisy", toPath: "\(root)/copy.noisy")
+        XCTAssertEqual(try BatchLoader(store: try Store(path: "\(root)/copy.noisy", readOnly: true), config: config, state: saved).next().index, 3)
+        XCTAssertThrowsError(try BatchLoader(store: b, config: config, state: saved)) { e in
+            XCTAssertEqual((e as? PipelineError)?.kind, .badState)
+            XCTAssertTrue("\(e)".contains("another stream"), "\(e)")
+        }
+        var other = config
+        other.view = .train(TrainView(size: 16))
+        XCTAssertThrowsError(try BatchLoader(store: a, config: other, state: saved)) { e in
+            XCTAssertTrue("\(e)".contains("another stream"), "\(e)")
+        }
+    }
+
     func testBatchesCarryTheSelectionWithItsCopiesAndTheStoredTargets() throws {
         for c in 0..<3 {
             for i in 0..<2 { Fixtures.write(Fixtures.jpeg(width: 20, height: 20, seed: UInt64(c * 2 + i)), to: "\(root)/l/c\(c)/\(i).jpg") }
