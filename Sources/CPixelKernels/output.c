@@ -104,37 +104,6 @@ static int32_t pk_row_chw_rgb_sse41(const uint8_t *in, int32_t w, float *r, size
     return x;
 }
 
-/* As pk_store_plane16, eight floats per instruction (the same multiply, then add). */
-__attribute__((target("avx2")))
-static inline void pk_store_plane16_avx2(__m128i v, __m256 s, __m256 o, float *out, int flip) {
-    __m256 lo = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), s), o);
-    __m256 hi = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8))), s), o);
-    if (flip) {
-        const __m256i rev = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
-        const __m256 t = _mm256_permutevar8x32_ps(lo, rev);
-        lo = _mm256_permutevar8x32_ps(hi, rev);
-        hi = t;
-    }
-    _mm256_storeu_ps(out, lo);
-    _mm256_storeu_ps(out + 8, hi);
-}
-
-__attribute__((target("avx2")))
-static int32_t pk_row_chw_rgb_avx2(const uint8_t *in, int32_t w, float *r, size_t plane, const pk_output *o) {
-    const __m256 s0 = _mm256_set1_ps(o->scale[0]), s1 = _mm256_set1_ps(o->scale[1]), s2 = _mm256_set1_ps(o->scale[2]);
-    const __m256 o0 = _mm256_set1_ps(o->offset[0]), o1 = _mm256_set1_ps(o->offset[1]), o2 = _mm256_set1_ps(o->offset[2]);
-    int32_t x = 0;
-    for (; x + 16 <= w; x += 16) {
-        __m128i R, G, B;
-        pk_split_rgb16(in + 3 * x, &R, &G, &B);
-        const size_t d = pk_dest16(x, w, o->flip);
-        pk_store_plane16_avx2(R, s0, o0, r + d, o->flip);
-        pk_store_plane16_avx2(G, s1, o1, r + plane + d, o->flip);
-        pk_store_plane16_avx2(B, s2, o2, r + 2 * plane + d, o->flip);
-    }
-    return x;
-}
-
 __attribute__((target("sse4.1")))
 static int32_t pk_row_gray_sse41(const uint8_t *in, int32_t w, float *r, const pk_output *o) {
     const __m128 s = _mm_set1_ps(o->scale[0]), off = _mm_set1_ps(o->offset[0]);
@@ -167,8 +136,7 @@ void pk_write_row(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t y
 #if defined(__x86_64__)
     if (o->kind == PK_OUT_F32_CHW && __builtin_cpu_supports("sse4.1")) {
         float *r = (float *)o->out + row_start;
-        if (ch == 3 && __builtin_cpu_supports("avx2")) done = pk_row_chw_rgb_avx2(in, w, r, (size_t)w * (size_t)h, o);
-        else if (ch == 3) done = pk_row_chw_rgb_sse41(in, w, r, (size_t)w * (size_t)h, o);
+        if (ch == 3) done = pk_row_chw_rgb_sse41(in, w, r, (size_t)w * (size_t)h, o);
         else if (ch == 1) done = pk_row_gray_sse41(in, w, r, o);
     } else if (o->kind == PK_OUT_F32_HWC && ch == 1 && __builtin_cpu_supports("sse4.1")) {
         done = pk_row_gray_sse41(in, w, (float *)o->out + row_start, o);

@@ -101,6 +101,14 @@ def transform(data, size, rng, ra):
     return (arr - MEAN) / STD
 
 
+def image_files(folder, suffixes=(".jpg", ".jpeg", ".png")):
+    """The images under `folder`, sorted: the order every benchmark script reads them in."""
+    names = []
+    for root, _, files in os.walk(folder):
+        names += [os.path.join(root, f) for f in files if f.lower().endswith(suffixes)]
+    return sorted(names)
+
+
 def load(args):
     if args.store:
         import noisy
@@ -111,11 +119,7 @@ def load(args):
             if len(out) >= args.limit:
                 break
         return out
-    names = []
-    for root, _, files in os.walk(args.folder):
-        names += [os.path.join(root, f) for f in files if f.lower().endswith((".jpg", ".jpeg", ".png"))]
-    names.sort()
-    return [open(n, "rb").read() for n in names[: args.limit]]
+    return [open(n, "rb").read() for n in image_files(args.folder)[: args.limit]]
 
 
 def main():

@@ -14,7 +14,6 @@ Run it with the benchmark virtual environment (tools/python-env.sh):
 """
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -28,6 +27,8 @@ except ImportError as e:  # Debian's python3 has no torch: the benchmark environ
     sys.exit(f"torchvision_baseline.py: {e}; run it with the benchmark environment: "
              f"tools/python-env.sh && .venv/bin/python tools/bench/torchvision_baseline.py ...")
 
+from pillow_baseline import image_files  # the same files, in the same order
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,11 +40,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    names = []
-    for root, _, files in os.walk(a.folder):
-        names += [os.path.join(root, f) for f in files if f.lower().endswith((".jpg", ".jpeg"))]
-    names.sort()
-    blobs = [torch.frombuffer(bytearray(open(n, "rb").read()), dtype=torch.uint8) for n in names[: a.limit]]
+    blobs = [torch.frombuffer(bytearray(open(n, "rb").read()), dtype=torch.uint8)
+             for n in image_files(a.folder, (".jpg", ".jpeg"))[: a.limit]]
     steps = [v2.RandomResizedCrop(a.size, antialias=True), v2.RandomHorizontalFlip()]
     if a.randaugment:
         n, m = (int(v) for v in a.randaugment.split(","))
