@@ -41,6 +41,8 @@ let package = Package(
         .target(name: "CTensorKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // The CLI's last line on a fault inside liblmdb (SIGSEGV/SIGBUS handlers).
         .target(name: "CFaultLine"),
+        // memfd_create and descriptor passing (SCM_RIGHTS) for `noisy serve`'s shared-memory batches.
+        .target(name: "CSharedMemory"),
 
         // Leaf Swift modules, one job each.
         // Seeded, counter-based randomness: the one home of every seeded choice.
@@ -72,7 +74,7 @@ let package = Package(
         // The Noisy Student loop over a store: train, evaluate, label, iterate.
         .target(name: "SelfTraining", dependencies: ["Trainer", "Pipeline", "Augment", "Batches", "DatasetStore", "ImageCodec", "Digest", "KeyedRandom"]),
         // `noisy serve`: batches and label sessions over a socket (schemas/wire-protocol.md).
-        .target(name: "StreamServer", dependencies: ["Pipeline", "Batches", "Augment", "DatasetStore"]),
+        .target(name: "StreamServer", dependencies: ["Pipeline", "Batches", "Augment", "DatasetStore", "CSharedMemory"]),
         // Example data for `noisy demo`: Fashion-MNIST IDX files written out as image folders.
         .target(name: "Datasets", dependencies: ["ImageCodec", "Pixels", "Gzip", "KeyedRandom"]),
 

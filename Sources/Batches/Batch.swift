@@ -39,10 +39,46 @@ public enum ImageLayout: Sendable, Equatable {
 public enum BatchImages: Sendable {
     case uint8([UInt8])
     case float32([Float])
+    /// Rendered into memory the loader does not own (a shared-memory slot that a
+    /// client process maps); `Batch.layout` says what the bytes are.
+    case external(ExternalImageBuffer)
 
     public var byteCount: Int {
-        switch self { case .uint8(let a): a.count; case .float32(let a): a.count * 4 }
+        switch self {
+        case .uint8(let a): a.count
+        case .float32(let a): a.count * 4
+        case .external(let b): b.used
+        }
     }
+}
+
+/// A region of memory that a loader renders one batch's images into, lent by an
+/// `ExternalImageStorage` (a slot of `noisy serve`'s shared memory).
+///
+/// `@unchecked Sendable`: the pointer is written by the one worker that renders the
+/// batch, and only read after the batch is handed over under the loader's lock
+/// (a happens-before edge); the storage keeps the memory mapped while it lives.
+public final class ExternalImageBuffer: @unchecked Sendable {
+    public let base: UnsafeMutableRawPointer
+    public let capacity: Int
+    /// Which slot of its storage this is.
+    public let slot: Int
+    /// Bytes of images written (set by the loader before the batch is handed over).
+    public private(set) var used = 0
+
+    public init(base: UnsafeMutableRawPointer, capacity: Int, slot: Int) {
+        self.base = base; self.capacity = capacity; self.slot = slot
+    }
+
+    /// Records how many bytes the batch's images take (at most `capacity`).
+    public func setUsed(_ bytes: Int) { used = min(bytes, capacity) }
+}
+
+/// Lends buffers for batch images that live outside the loader (shared memory).
+public protocol ExternalImageStorage: AnyObject, Sendable {
+    /// A free buffer of at least `bytes`. Throws when none is free: the lender sizes
+    /// its slots so that a loader within its prefetch bound always finds one.
+    func acquire(bytes: Int) throws -> ExternalImageBuffer
 }
 
 /// What a trainer consumes. A value: nothing in it points back at the store.

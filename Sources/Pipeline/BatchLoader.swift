@@ -19,8 +19,11 @@ public final class BatchLoader: BatchStream {
     ///   - classCount: C, the width of every target.
     ///   - state: where to resume (nil: from the start of `config.seed`).
     ///   - log: one line per sample replaced because it failed to decode.
+    ///   - storage: where batch images are rendered (shared memory a client maps);
+    ///     nil: buffers the loader owns and reuses.
     public init(config: PipelineConfig, source: any SampleSource, labeled: [LabeledItem], classCount: Int,
-                state: StreamState? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) throws {
+                state: StreamState? = nil, storage: (any ExternalImageStorage)? = nil,
+                log: @escaping @Sendable (String) -> Void = { _ in }) throws {
         try LoaderCore.check(config: config, classCount: classCount, labeled: labeled)
         let pseudoLabels = source.pseudoLabels
         if let p = pseudoLabels, p.classCount != classCount {
@@ -41,7 +44,8 @@ public final class BatchLoader: BatchStream {
         var start = state ?? StreamState.start(seed: config.seed, pseudoLabeled: pseudo != nil)
         start.origin = config.origin
         let planner = try BatchPlanner(config: config, labeled: labeled, pseudo: pseudo, state: start)
-        core = LoaderCore(config: config, source: source, classCount: classCount, plan: .stream(planner), state: start, log: log)
+        core = LoaderCore(config: config, source: source, classCount: classCount, plan: .stream(planner), state: start,
+                          storage: storage, log: log)
     }
 
     deinit { core.stop() }
@@ -84,7 +88,7 @@ public final class SequenceLoader {
         self.batchSize = batchSize
         let plan = SequencePlan(items: items, batchSize: batchSize)
         core = LoaderCore(config: config, source: source, classCount: classCount, plan: .sequence(plan),
-                          state: StreamState.start(seed: 0, pseudoLabeled: false), log: { _ in })
+                          state: StreamState.start(seed: 0, pseudoLabeled: false), storage: nil, log: { _ in })
     }
 
     deinit { core.stop() }
@@ -157,6 +161,7 @@ final class LoaderCore: @unchecked Sendable {
     private let labels: (any SoftLabelProvider)?
     private let catalog: BatchPlan  // immutable copy: items and seeds for replacements
     private let log: @Sendable (String) -> Void
+    private let storage: (any ExternalImageStorage)?
     private let bytesPerSample: Int
     private let prefetch: Int
 
@@ -188,16 +193,16 @@ final class LoaderCore: @unchecked Sendable {
     }
 
     init(config: PipelineConfig, source: any SampleSource, classCount: Int, plan: BatchPlan, state: StreamState,
-         log: @escaping @Sendable (String) -> Void) {
+         storage: (any ExternalImageStorage)?, log: @escaping @Sendable (String) -> Void) {
         self.config = config; self.source = source; self.classCount = classCount; labels = source.pseudoLabels
-        self.plan = plan; catalog = plan; self.state = state; self.log = log
+        self.plan = plan; catalog = plan; self.state = state; self.storage = storage; self.log = log
         nextIndex = state.batches
         switch plan {
         case .stream(let p): batchesPerEpoch = p.batchesPerEpoch
         case .sequence(let p): batchesPerEpoch = (p.items.count + p.batchSize - 1) / p.batchSize
         }
         bytesPerSample = config.layout.bytesPerSample(size: config.view.size, channels: config.channels)
-        prefetch = max(config.prefetch, config.threads)
+        prefetch = config.prefetchBound
     }
 
     var currentState: StreamState { cond.lock(); defer { cond.unlock() }; return state }
@@ -232,6 +237,7 @@ final class LoaderCore: @unchecked Sendable {
         switch images {
         case .uint8(let a): if byteBuffers.count < prefetch { byteBuffers.append(a) }
         case .float32(let a): if floatBuffers.count < prefetch { floatBuffers.append(a) }
+        case .external: break  // its storage takes it back (the client releases the slot)
         }
     }
 
@@ -281,9 +287,11 @@ final class LoaderCore: @unchecked Sendable {
         let n = samples.count
         let per = bytesPerSample
         let isFloat = config.layout.normalization != nil
-        if isFloat {
-            if floats.count * 4 != n * per { floats = [Float](repeating: 0, count: n * per / 4) }
-        } else if bytes.count != n * per {
+        // Lent memory (shared with a client), or our own buffers resized to fit.
+        let external = try storage?.acquire(bytes: n * per)
+        if external == nil && isFloat && floats.count * 4 != n * per {
+            floats = [Float](repeating: 0, count: n * per / 4)
+        } else if external == nil && !isFloat && bytes.count != n * per {
             bytes = [UInt8](repeating: 0, count: n * per)
         }
         var targets = [Float](repeating: 0, count: n * classCount)
@@ -304,7 +312,9 @@ final class LoaderCore: @unchecked Sendable {
                     return "\(error)"
                 }
             }
-            if let reason = isFloat ? floats.withUnsafeMutableBytes(into) : bytes.withUnsafeMutableBytes(into) { return reason }
+            let reason = if let external { into(UnsafeMutableRawBufferPointer(start: external.base, count: n * per)) }
+                         else if isFloat { floats.withUnsafeMutableBytes(into) } else { bytes.withUnsafeMutableBytes(into) }
+            if let reason { return reason }
             try target(i, s, label, &targets, &weights)
             return nil
         }
@@ -338,7 +348,10 @@ final class LoaderCore: @unchecked Sendable {
         }
 
         let images: BatchImages
-        if isFloat { images = .float32(floats); floats = [] } else { images = .uint8(bytes); bytes = [] }
+        if let external {
+            external.setUsed(n * per)
+            images = .external(external)
+        } else if isFloat { images = .float32(floats); floats = [] } else { images = .uint8(bytes); bytes = [] }
         return Batch(index: plan.index, count: n, channels: config.channels, height: config.view.size,
                      width: config.view.size, images: images, layout: config.layout.imageLayout, classCount: classCount,
                      targets: targets, weights: weights, ids: samples.map(\.id), origins: samples.map(\.origin),

@@ -18,6 +18,8 @@ public struct PipelineConfig: Sendable {
     public var threads: Int
     /// Finished batches allowed to wait for the consumer (memory bound).
     public var prefetch: Int
+    /// Batches a loader may have planned and not yet handed out: at least one per thread.
+    public var prefetchBound: Int { max(prefetch, threads) }
     /// Label smoothing for labeled targets: (1 - e) one-hot + e / C.
     public var labelSmoothing: Float
     public var labeledWeight: Float

@@ -6,14 +6,15 @@ import Digest
 extension BatchLoader {
     /// A loader over a store's labeled split (and a pseudo-labeled source, if given).
     public convenience init(store: Store, config: PipelineConfig, pseudoLabels: StoreSoftLabels? = nil,
-                            state: StreamState? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) throws {
+                            state: StreamState? = nil, storage: (any ExternalImageStorage)? = nil,
+                            log: @escaping @Sendable (String) -> Void = { _ in }) throws {
         let labeled = try store.index(of: .labeled).compactMap { e in
             e.classIndex.map { LabeledItem(id: e.id, classIndex: Int($0)) }
         }
         var config = config
         config.origin = try Self.origin(store: store, config: config)
         try self.init(config: config, source: StoreSampleSource(store: store, pseudoLabels: pseudoLabels), labeled: labeled,
-                      classCount: try store.classes().count, state: state, log: log)
+                      classCount: try store.classes().count, state: state, storage: storage, log: log)
     }
 
     /// The store (its creation time, which copies keep) and a fingerprint of the view,

@@ -176,6 +176,15 @@ public final class Connection: @unchecked Sendable {
         return out
     }
 
+    /// True when the peer has closed its end or the connection failed (data still
+    /// waiting to be read does not count).
+    public func peerClosed() -> Bool {
+        let rdhup: Int16 = 0x2000  // POLLRDHUP (Linux): the peer shut down its writing side
+        var p = pollfd(fd: fd, events: Int16(POLLIN) | rdhup, revents: 0)
+        guard poll(&p, 1, 0) > 0 else { return false }
+        return p.revents & (rdhup | Int16(POLLHUP) | Int16(POLLERR)) != 0
+    }
+
     /// True when the peer has sent something (or closed) that can be read now.
     public func hasIncoming() -> Bool {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)

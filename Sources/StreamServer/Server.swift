@@ -48,6 +48,8 @@ public final class Server: @unchecked Sendable {
     private var nextRank = 0
     private var stopping = false
     private var running = 0
+    /// Live train sessions: their rank and world size (every rank of a job must agree).
+    private var trainSessions: [Int: (rank: Int, worldSize: Int)] = [:]
 
     public init(store: Store, config: ServeConfig, log: @escaping @Sendable (String) -> Void) {
         self.store = store; self.config = config; self.log = log
@@ -143,7 +145,7 @@ public final class Server: @unchecked Sendable {
             running += 1
             lock.unlock()
             let t = Thread { [self] in
-                self.serve(conn)
+                self.serve(conn, client: id)
                 lock.lock()
                 clients[id] = nil
                 running -= 1
@@ -189,8 +191,29 @@ public final class Server: @unchecked Sendable {
         return r
     }
 
+    /// Registers a train session of rank `rank` in a job of `worldSize` ranks. Refused
+    /// when a live session of this server belongs to a job of another size: ranks that
+    /// disagree on the world size would get uneven shares and hang DDP, so the newcomer
+    /// gets one line instead. Sessions whose client has gone away do not count (an
+    /// elastic restart at another size may arrive before they notice).
+    func join(client: Int, rank: Int, worldSize: Int) throws {
+        lock.lock(); defer { lock.unlock() }
+        let others = trainSessions.filter { id, s in s.worldSize != worldSize && !(clients[id]?.peerClosed() ?? true) }
+        if let (_, other) = others.min(by: { $0.key < $1.key }) {
+            throw WireError("rank \(rank) says the world has \(worldSize) ranks, but rank \(other.rank) of this server's live "
+                            + "sessions says \(other.worldSize); every rank of a job must give the same world size "
+                            + "(check WORLD_SIZE, --nproc_per_node and --nnodes)")
+        }
+        trainSessions[client] = (rank, worldSize)
+    }
+
+    func leave(client: Int) {
+        lock.lock(); defer { lock.unlock() }
+        trainSessions[client] = nil
+    }
+
     /// One client: handshake, then its session; every failure ends only this client.
-    private func serve(_ conn: Connection) {
+    private func serve(_ conn: Connection, client: Int) {
         conn.setReadTimeout(config.handshakeTimeout)
         do {
             let hello = try conn.receive()
@@ -208,7 +231,7 @@ public final class Server: @unchecked Sendable {
                 guard diff == 0 else { throw WireError(.unauthorised, "wrong token") }
             }
             conn.setReadTimeout(0)
-            let context = SessionContext(server: self, conn: conn, hello: hello.header, log: log)
+            let context = SessionContext(server: self, client: client, conn: conn, hello: hello.header, log: log)
             switch hello.header["session"] as? String ?? "train" {
             case "train": try TrainSession(context: context).run()
             case "label": try LabelSession(context: context).run()

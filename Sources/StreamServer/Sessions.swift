@@ -7,6 +7,8 @@ import Pipeline
 /// What every session starts from: the server, the client's connection and hello, the log.
 struct SessionContext {
     let server: Server
+    /// The server's number for this client.
+    let client: Int
     let conn: Connection
     let hello: [String: Any]
     let log: @Sendable (String) -> Void
@@ -26,6 +28,11 @@ extension Session {
 /// A train session: noised batches of this client's rank, from its state, until it
 /// stops or goes away. The loader holds at most `prefetch` finished batches and
 /// the socket write blocks when the client is slow: memory per client is bounded.
+///
+/// With `shared_memory` in the hello (Unix sockets only), the loader renders each
+/// batch straight into a slot of memory the client maps; the frame then carries only
+/// the header, and the client releases a slot when it asks for a batch beyond the
+/// `hold` it keeps (schemas/wire-protocol.md).
 struct TrainSession: Session {
     let context: SessionContext
 
@@ -42,46 +49,84 @@ struct TrainSession: Session {
         guard config.worldSize >= 1, config.rank >= 0, config.rank < config.worldSize else {
             throw WireError("rank \(config.rank) is not in 0..<\(config.worldSize)")
         }
+        try server.join(client: context.client, rank: config.rank, worldSize: config.worldSize)
+        defer { server.leave(client: context.client) }
         var state: StreamState?
         if let s = hello["state"], !(s is NSNull) {
             do { state = try WireJSON.decode(StreamState.self, from: s) } catch {
                 throw WireError("state is not a stream state: \(error)")
             }
         }
+        let hold = hello["hold"] as? Int ?? 2
+        guard (1...64).contains(hold) else { throw WireError("hold must be 1 to 64 batches (got \(hold))") }
         let pseudo = try server.config.generation.map {
             try StoreSoftLabels(store: store, generation: $0, selection: server.config.selection, options: server.config.labelOptions)
         }
+        let classes = try store.classes()
+        // Shared memory when asked for and the socket can carry the descriptor (not TCP).
+        let slots: SharedSlots? = (hello["shared_memory"] as? Bool ?? false) && SharedSlots.canPass(over: conn.fd)
+            ? try SharedSlots(count: config.prefetchBound + hold,
+                              layout: SlotLayout(batchSize: config.batchSize,
+                                                 bytesPerSample: config.layout.bytesPerSample(size: config.view.size, channels: config.channels),
+                                                 classCount: classes.count))
+            : nil
         let peer = conn.peer
         let log = self.log
-        let loader = try BatchLoader(store: store, config: config, pseudoLabels: pseudo, state: state,
+        let loader = try BatchLoader(store: store, config: config, pseudoLabels: pseudo, state: state, storage: slots,
                                      log: { log("\(peer): \($0)") })
-        let classes = try store.classes()
         let size = config.view.size
+        let shared: Any = slots.map { ["slots": $0.count, "slot_bytes": $0.layout.slotBytes, "hold": hold] as [String: Any] } ?? NSNull()
         try conn.send(Frame(header: [
             "type": "welcome", "version": Server.protocolVersion, "session": "train",
             "rank": config.rank, "world_size": config.worldSize, "batches_per_epoch": loader.batchesPerEpoch,
             "batch_size": config.batchSize, "class_count": classes.count, "classes": classes,
             "layout": config.layout.name, "channels": config.channels, "height": size, "width": size,
             "generation": server.config.generation as Any? ?? NSNull(), "state": try WireJSON.object(loader.state),
+            "shared_memory": shared,
         ]))
-        log("\(peer): train session, rank \(config.rank) of \(config.worldSize), from batch \(loader.state.batches)")
+        try slots?.send(over: conn.fd)
+        log("\(peer): train session, rank \(config.rank) of \(config.worldSize), from batch \(loader.state.batches)"
+            + (slots.map { ", shared memory (\($0.count) slots of \($0.layout.slotBytes) bytes)" } ?? ""))
         var sent = 0
-        while true {
-            if conn.hasIncoming() {
-                let f = try conn.receive()
-                if f.type == "stop" { break }
-                throw WireError("unexpected '\(f.type)' during a train session")
+        var lent: [Int] = []  // slots the client holds, oldest first
+        /// Handles one client frame; false when the client asked to stop.
+        func handle(_ f: Frame) throws -> Bool {
+            switch f.type {
+            case "stop": return false
+            case "release" where slots != nil:
+                guard let slot = f.header["slot"] as? Int, let slots else { throw WireError("release without a slot number") }
+                try slots.release(slot)
+                lent.removeAll { $0 == slot }
+                return true
+            default: throw WireError("unexpected '\(f.type)' during a train session")
+            }
+        }
+        stream: while true {
+            // A client keeps at most `hold` batches: wait for a release before the next.
+            while slots != nil && lent.count >= hold {
+                guard try handle(conn.receive()) else { break stream }
+            }
+            while conn.hasIncoming() {
+                guard try handle(conn.receive()) else { break stream }
             }
             let b = try loader.next()
-            try conn.send(Frame(header: ["type": "batch", "version": Server.protocolVersion, "index": b.index,
-                                         "replaced": b.replaced, "state": try WireJSON.object(b.stateAfter)]),
-                          arrays: [
-                            ArraySpec.images(of: b),
-                            ArraySpec(name: "targets", dtype: "<f4", shape: [b.count, b.classCount], bytes: b.targets.withUnsafeBytes { Array($0) }),
-                            ArraySpec(name: "weights", dtype: "<f4", shape: [b.count], bytes: b.weights.withUnsafeBytes { Array($0) }),
-                            ArraySpec(name: "ids", dtype: "<i8", shape: [b.count], bytes: b.ids.map { Int64($0) }.withUnsafeBytes { Array($0) }),
-                            ArraySpec(name: "source", dtype: "|u1", shape: [b.count], bytes: b.origins.map(\.rawValue)),
-                          ])
+            var header: [String: Any] = ["type": "batch", "version": Server.protocolVersion, "index": b.index,
+                                         "replaced": b.replaced, "state": try WireJSON.object(b.stateAfter)]
+            if let slots, case .external(let buffer) = b.images {
+                header["slot"] = buffer.slot
+                header["arrays"] = slots.fill(b, slot: buffer.slot)
+                slots.lend(buffer.slot)
+                lent.append(buffer.slot)
+                try conn.send(Frame(header: header))
+            } else {
+                try conn.send(Frame(header: header), arrays: [
+                    ArraySpec.images(of: b),
+                    ArraySpec(name: "targets", dtype: "<f4", shape: [b.count, b.classCount], bytes: b.targets.withUnsafeBytes { Array($0) }),
+                    ArraySpec(name: "weights", dtype: "<f4", shape: [b.count], bytes: b.weights.withUnsafeBytes { Array($0) }),
+                    ArraySpec(name: "ids", dtype: "<i8", shape: [b.count], bytes: b.ids.map { Int64($0) }.withUnsafeBytes { Array($0) }),
+                    ArraySpec(name: "source", dtype: "|u1", shape: [b.count], bytes: b.origins.map(\.rawValue)),
+                ])
+            }
             loader.recycle(b)
             sent += 1
         }
@@ -161,17 +206,23 @@ struct LabelSession: Session {
 }
 
 extension ArraySpec {
-    /// A batch's images as the wire sends them: the layout the batch says it has.
-    static func images(of b: Batch) -> ArraySpec {
-        switch (b.images, b.layout) {
-        case (.uint8(let a), _):
-            return ArraySpec(name: "images", dtype: "|u1", shape: [b.count, b.height, b.width, b.channels], bytes: a)
-        case (.float32(let a), .float32(order: .nhwc, _)):
-            return ArraySpec(name: "images", dtype: "<f4", shape: [b.count, b.height, b.width, b.channels],
-                             bytes: a.withUnsafeBytes { Array($0) })
-        case (.float32(let a), _):
-            return ArraySpec(name: "images", dtype: "<f4", shape: [b.count, b.channels, b.height, b.width],
-                             bytes: a.withUnsafeBytes { Array($0) })
+    /// The dtype and shape a batch's images have on the wire: the layout the batch says it has.
+    static func imageShape(of b: Batch) -> (dtype: String, shape: [Int]) {
+        switch b.layout {
+        case .uint8NHWC: ("|u1", [b.count, b.height, b.width, b.channels])
+        case .float32(order: .nhwc, _): ("<f4", [b.count, b.height, b.width, b.channels])
+        case .float32(order: .nchw, _): ("<f4", [b.count, b.channels, b.height, b.width])
         }
+    }
+
+    /// A batch's images as the socket sends them (a copy).
+    static func images(of b: Batch) -> ArraySpec {
+        let (dtype, shape) = imageShape(of: b)
+        let bytes: [UInt8] = switch b.images {
+        case .uint8(let a): a
+        case .float32(let a): a.withUnsafeBytes { Array($0) }
+        case .external(let e): Array(UnsafeRawBufferPointer(start: e.base, count: e.used))
+        }
+        return ArraySpec(name: "images", dtype: dtype, shape: shape, bytes: bytes)
     }
 }

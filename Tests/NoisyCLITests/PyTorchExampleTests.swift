@@ -94,8 +94,22 @@ final class PyTorchExampleTests: ServerTestCase {
         assert (explicit.rank, explicit.world_size) == (0, 2)
         one = set(next(iter(from_env))["ids"].tolist()); zero = set(next(iter(explicit))["ids"].tolist())
         assert len(one) == len(zero) == 8 and not one & zero, (one, zero)
+        # uint8 batches can stay NHWC bytes (to convert on the GPU): the server's bytes as they are.
+        raw8 = NoisyIterableDataset(addr, rank=0, world_size=1, steps=2, uint8_to_float=False)
+        for b, ref in zip(raw8, raw):
+            assert b["images"].dtype == torch.uint8 and torch.equal(b["images"], torch.from_numpy(ref["images"]))
+        # A world size that contradicts the initialised process group is an error, not a hang.
+        import torch.distributed as dist
+        del os.environ["RANK"], os.environ["WORLD_SIZE"]
+        dist.init_process_group("gloo", init_method="file://" + sys.argv[3], rank=0, world_size=1)
+        try:
+            NoisyIterableDataset(addr, world_size=2); raise SystemExit("world_size=2 accepted in a group of 1")
+        except ValueError as e:
+            assert "world_size=2" in str(e) and "1 ranks" in str(e), e
+        assert (NoisyIterableDataset(addr).rank, NoisyIterableDataset(addr).world_size) == (0, 1)
+        dist.destroy_process_group()
         print("ok", len(got))
-        """, [sock, Processes.repositoryRoot + "/python"])
+        """, [sock, Processes.repositoryRoot + "/python", "\(root)/rendezvous"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "ok 3\n")
     }

@@ -125,6 +125,78 @@ final class ServeTests: ServerTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: sock), "the socket file is removed on a clean stop")
     }
 
+    /// Shared-memory batches are the socket's batches byte for byte; a batch stays valid
+    /// while the client holds it; and 1,000 sessions (stopped, dropped, killed with
+    /// SIGKILL while holding slots) leave no descriptor and no mapping behind, in the
+    /// server or in the client.
+    func testSharedMemoryBatchesEqualSocketBatchesAndLeakNothing() throws {
+        let store = try makeStore()
+        let sock = "\(root)/s.sock"
+        try startServer(["--store", store, "--socket", sock, "--size", "32", "--batch-size", "8", "--seed", "5",
+                         "--layout", "float32", "--randaugment", "2,9", "--threads", "2"], ready: "serving")
+        let pid = try XCTUnwrap(server?.processIdentifier)
+        let r = try client("""
+        import gc, os, signal, subprocess, time, numpy as np, noisy.client as noisy_client
+        addr, pid, path = "unix:" + sys.argv[1], sys.argv[2], sys.argv[3]
+        def fds(p): return len(os.listdir(f"/proc/{p}/fd"))
+        def memfds(p): return sum("memfd:noisy-batches" in line for line in open(f"/proc/{p}/maps"))
+        def settle(want_fds):
+            for _ in range(200):
+                if fds(pid) == want_fds and memfds(pid) == 0: return
+                time.sleep(0.05)
+            raise SystemExit(f"server holds {fds(pid)} descriptors (before: {want_fds}) and {memfds(pid)} shared mappings")
+        base = fds(pid)
+        a = noisy_client.connect(addr, rank=0, world_size=1, shared_memory=False)
+        b = noisy_client.connect(addr, rank=0, world_size=1)
+        assert b.shared_memory and not a.shared_memory, b.info
+        assert b.info["shared_memory"]["hold"] == 2 and b.info["shared_memory"]["slots"] >= 3, b.info
+        assert memfds(pid) == 1 and memfds(os.getpid()) == 1, "the session's memory is mapped on both sides"
+        previous = None
+        for k, (x, y) in enumerate(zip(a.batches(12), b.batches(12))):
+            assert y["images"].dtype == np.float32 and y["images"].shape == (8, 3, 32, 32), y["images"].shape
+            for name in ("images", "targets", "weights", "ids", "source"):
+                assert np.array_equal(x[name], y[name]), f"{name} differ at batch {k}"
+            if previous is not None:   # the batch before is still held (hold=2): unchanged
+                assert np.array_equal(previous[0], previous[1]["images"]), f"batch {k - 1} changed while held"
+            previous = (x["images"].copy(), y)
+        a.close(); b.close()
+        del a, b, x, y, previous
+        # 1,000 sessions: stopped cleanly, dropped without a stop, or dropped mid-stream.
+        for i in range(1000):
+            c = noisy_client.connect(addr, rank=0, world_size=1)
+            assert c.shared_memory
+            for _ in c.batches(1 + i % 3): pass
+            if i % 3 == 0: c.close()
+            else: c.sock.close()
+        del c
+        # Three clients killed while they hold slots.
+        child = ("import sys, time; sys.path.insert(0, sys.argv[2]); import noisy.client as n; "
+                 "c = n.connect(sys.argv[1], rank=0, world_size=1); it = c.batches(); next(it); next(it); "
+                 "print('holding', flush=True); time.sleep(60)")
+        for _ in range(3):
+            p = subprocess.Popen([sys.executable, "-c", child, addr, path], stdout=subprocess.PIPE, text=True)
+            assert p.stdout.readline().strip() == "holding"
+            os.kill(p.pid, signal.SIGKILL); p.wait()
+        gc.collect()
+        settle(base)
+        assert memfds(os.getpid()) == 0, "the client unmaps a session's memory once its batches are gone"
+        # Ranks of one job must agree on the world size: the disagreeing one is refused, not hung.
+        c = noisy_client.connect(addr, rank=0, world_size=2)
+        try:
+            noisy_client.connect(addr, rank=1, world_size=3); raise SystemExit("world size 3 accepted beside 2")
+        except noisy_client.ProtocolError as e:
+            assert "rank 1 says the world has 3 ranks" in str(e) and "says 2" in str(e), e
+        c.close()
+        settle(base)
+        c = noisy_client.connect(addr, rank=2, world_size=3)   # the old job is gone: a new size is fine
+        next(c.batches()); c.close()
+        print("ok")
+        """, [sock, String(pid), Self.clientPath])
+        XCTAssertEqual(r.status, 0, r.stderr + String(serverLog.suffix(3000)))
+        XCTAssertEqual(r.stdout, "ok\n")
+        XCTAssertTrue(serverLog.contains("shared memory ("), serverLog)
+    }
+
     func testRanksOverTCPAreDisjointAndEqualAndGarbageDoesNotStopTheServer() throws {
         let store = try makeStore()
         try startServer(["--store", store, "--listen", "127.0.0.1:0", "--size", "16", "--batch-size", "3", "--seed", "1",
@@ -151,6 +223,7 @@ final class ServeTests: ServerTestCase {
         for rank in range(2):
             c = noisy_client.connect(addr, rank=rank, world_size=2)
             n = c.info["batches_per_epoch"]; counts.append(n)
+            assert not c.shared_memory, "shared memory cannot travel over TCP: batches come through the socket"
             ids = np.concatenate([b["ids"] for b in c.batches(n)]); c.close()
             assert len(set(ids.tolist())) == len(ids)
             seen.append(set(ids.tolist()))

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 import Augment
 import Batches
@@ -50,6 +51,54 @@ final class BatchLoaderTests: XCTestCase {
         switch b.images {
         case .uint8(let a): return a
         case .float32(let a): return a.withUnsafeBytes { Array($0) }
+        case .external(let e): return Array(UnsafeRawBufferPointer(start: e.base, count: e.used))
+        }
+    }
+
+    /// Lends slots of one allocation, as `noisy serve` lends shared memory; a slot comes
+    /// back only when the test gives it back, and none is lent twice.
+    final class SlotStorage: ExternalImageStorage, @unchecked Sendable {
+        // `free` is guarded by `lock`; the memory is written by one loader worker per slot.
+        let memory: UnsafeMutableRawPointer
+        let slotBytes: Int
+        private let lock = NSLock()
+        private var free: [Int]
+        init(slots: Int, slotBytes: Int) {
+            memory = .allocate(byteCount: slots * slotBytes, alignment: 64)
+            self.slotBytes = slotBytes
+            free = Array((0..<slots).reversed())
+        }
+        deinit { memory.deallocate() }
+        struct Exhausted: Error {}
+        func acquire(bytes: Int) throws -> ExternalImageBuffer {
+            lock.lock(); defer { lock.unlock() }
+            guard bytes <= slotBytes, let slot = free.popLast() else { throw Exhausted() }
+            return ExternalImageBuffer(base: memory + slot * slotBytes, capacity: slotBytes, slot: slot)
+        }
+        func giveBack(_ slot: Int) { lock.lock(); free.insert(slot, at: 0); lock.unlock() }
+    }
+
+    /// Rendering into lent memory (shared-memory slots) gives the bytes of the loader's
+    /// own buffers, batch for batch, and needs no more slots than the prefetch bound
+    /// plus what the consumer holds.
+    func testBatchesRenderedIntoLentSlotsEqualOwnedBuffers() throws {
+        for layout in [OutputLayout.uint8NHWC, .float32NCHW(.imageNet(channels: 3))] {
+            var c = config(threads: 2)
+            c.layout = layout
+            let owned = try loader(c)
+            let per = c.layout.bytesPerSample(size: c.view.size, channels: c.channels) * c.batchSize
+            let storage = SlotStorage(slots: c.prefetchBound + 1, slotBytes: per)
+            let source = InMemorySampleSource(images: Self.fixture.images, pseudoLabels: Self.softLabels())
+            let lent = try BatchLoader(config: c, source: source, labeled: Self.fixture.labeled, classCount: 4, storage: storage)
+            for _ in 0..<10 {
+                let a = try owned.next(), b = try lent.next()
+                guard case .external(let buffer) = b.images else { return XCTFail("not rendered into the lent slot") }
+                XCTAssertEqual(bytes(a), bytes(b), "batch \(a.index)")
+                XCTAssertEqual(a.ids, b.ids)
+                XCTAssertEqual(a.targets, b.targets)
+                storage.giveBack(buffer.slot)   // the consumer holds one batch at a time
+                owned.recycle(a)
+            }
         }
     }
 

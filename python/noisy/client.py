@@ -2,10 +2,15 @@
 
     import noisy
     c = noisy.connect("unix:/tmp/noisy.sock", rank=0, world_size=2)
-    for batch in c.batches():          # dicts of numpy arrays, zero copy
+    for batch in c.batches():          # dicts of numpy arrays
         images, targets = batch["images"], batch["targets"]
         ...
         saved = c.state()              # resume later: connect(..., state=saved)
+
+On a Unix socket, batches arrive through shared memory (`shared_memory=True`, the
+default): the server renders into slots this process maps, and the arrays view them
+without a copy. A batch stays valid until `hold` (default 2) newer batches have been
+asked for; copy what you keep longer. Over TCP, batches travel through the socket.
 
     s = noisy.connect("127.0.0.1:5555").label_session("unlabeled", teacher="resnet50 gen 1")
     for ids, images in s:
@@ -13,6 +18,8 @@
     generation = s.commit()
 """
 import json
+import mmap
+import os
 import socket
 import struct
 
@@ -71,7 +78,9 @@ def _send(sock, header, arrays=()):
         sock.sendall(p)
 
 
-def _receive(sock):
+def _receive(sock, shared=None):
+    """One frame: (header, arrays). A frame with a `slot` has no payload: its arrays
+    lie in that slot of `shared` (the mapped memory, slot_bytes) and are viewed in place."""
     prefix = _recv_exact(sock, 16)
     if bytes(prefix[:4]) != MAGIC:
         raise ProtocolError("not a noisy server (bad magic)")
@@ -83,10 +92,15 @@ def _receive(sock):
     payload = _recv_exact(sock, plen) if plen else bytearray()
     if header.get("type") == "error":
         raise ProtocolError(header.get("message", "server error"))
+    buffer, base = payload, 0
+    if "slot" in header:
+        if shared is None:
+            raise ProtocolError("a shared-memory batch on a session without shared memory")
+        buffer, base = shared[0], header["slot"] * shared[1]
     arrays = {}
     for a in header.get("arrays", []):
-        arrays[a["name"]] = np.frombuffer(payload, dtype=np.dtype(a["dtype"]), count=int(np.prod(a["shape"])) if a["shape"] else 1,
-                                          offset=a["offset"]).reshape(a["shape"])
+        arrays[a["name"]] = np.frombuffer(buffer, dtype=np.dtype(a["dtype"]), count=int(np.prod(a["shape"])) if a["shape"] else 1,
+                                          offset=base + a["offset"]).reshape(a["shape"])
     return header, arrays
 
 
@@ -102,24 +116,58 @@ def _handshake(address, hello, **optional):
     return sock, info
 
 
-class Client:
-    """A train session; `label_session` opens a separate connection for labelling."""
+def _map_shared(sock, info):
+    """Receives the session's memfd (SCM_RIGHTS) and maps it; the descriptor is closed
+    at once, so the mapping is the only reference: when this process unmaps or dies,
+    the kernel frees the memory."""
+    _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    if not fds:
+        raise ProtocolError("the server announced shared memory but sent no descriptor")
+    try:
+        size = info["shared_memory"]["slots"] * info["shared_memory"]["slot_bytes"]
+        return mmap.mmap(fds[0], size)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
-    def __init__(self, address, rank=None, world_size=None, state=None, token=None):
+
+class Client:
+    """A train session; `label_session` opens a separate connection for labelling.
+
+    shared_memory: ask for batches in shared memory (honoured on Unix sockets).
+    hold: how many batches this client keeps valid at once (1 to 64); a batch's
+    slot goes back to the server when the batch `hold` places later is asked for."""
+
+    def __init__(self, address, rank=None, world_size=None, state=None, token=None, shared_memory=True, hold=2):
         self.address, self.token = address, token
         if rank is not None and world_size is None:
             world_size = 1
         self.sock, self.info = _handshake(address, {"type": "hello", "session": "train"},
-                                          rank=rank, world_size=world_size, state=state, token=token)
+                                          rank=rank, world_size=world_size, state=state, token=token,
+                                          shared_memory=bool(shared_memory) or None, hold=hold)
         self._state = self.info["state"]
+        self._shared = None
+        if self.info.get("shared_memory"):
+            self._shared = (_map_shared(self.sock, self.info), self.info["shared_memory"]["slot_bytes"])
+        self._held = []  # slots of the batches handed out and not yet released, oldest first
+        self._hold = hold
+
+    @property
+    def shared_memory(self):
+        """True when batches arrive through shared memory."""
+        return self._shared is not None
 
     def batches(self, count=None):
         """Yields batches: images, targets, weights, ids, source (0 labeled, 1 pseudo-labeled)."""
         n = 0
         while count is None or n < count:
-            header, arrays = _receive(self.sock)
+            while len(self._held) >= self._hold:
+                _send(self.sock, {"type": "release", "slot": self._held.pop(0)})
+            header, arrays = _receive(self.sock, self._shared)
             if header.get("type") != "batch":
                 raise ProtocolError(f"expected a batch, got {header.get('type')}")
+            if "slot" in header:
+                self._held.append(header["slot"])
             self._state = header["state"]
             arrays["index"] = header["index"]
             yield arrays
@@ -130,11 +178,14 @@ class Client:
         return self._state
 
     def close(self):
+        """Ends the session. Arrays already received stay readable (they keep the
+        mapping alive); the memory goes when the last of them does."""
         try:
             _send(self.sock, {"type": "stop"})
         except OSError:
             pass
         self.sock.close()
+        self._shared = None
 
     def label_session(self, split="unlabeled", teacher="", logits=False, parent=None, precision="f16", model=None):
         return LabelSession(self.address, split, teacher, logits, parent, precision, model, self.token)
@@ -184,6 +235,6 @@ class LabelSession:
         self.sock.close()
 
 
-def connect(address, rank=None, world_size=None, state=None, token=None):
+def connect(address, rank=None, world_size=None, state=None, token=None, shared_memory=True, hold=2):
     """Opens a train session. address: "unix:/path", "/path" or "host:port"."""
-    return Client(address, rank, world_size, state, token)
+    return Client(address, rank, world_size, state, token, shared_memory, hold)
