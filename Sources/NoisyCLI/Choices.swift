@@ -24,6 +24,7 @@ enum ModelChoice: String, ExpressibleByArgument, CaseIterable { case mlp, cnn }
 
 extension RandAugment.Preset: ExpressibleByArgument {}
 extension LabelExportFormat: ExpressibleByArgument {}
+extension Split: ExpressibleByArgument {}
 extension AugmentOp: ExpressibleByArgument {
     public init?(argument: String) { self.init(name: argument) }
     /// The 16 names go in --op's help; listed in a refusal they would take 17 lines.

@@ -18,9 +18,12 @@ struct Labels: ParsableCommand {
           noisy labels list --store data.noisy
           noisy labels diff --store data.noisy 1 2
           noisy labels export --store data.noisy --generation latest --format npy --out snap/
+          noisy labels import --store data.noisy --job gen2 --part 3 --parts 8 --predictions p3.npy --ids ids3.npy --teacher t
+          noisy labels jobs --store data.noisy
         """,
         subcommands: [LabelsImport.self, LabelsFilter.self, LabelsList.self, LabelsShow.self, LabelsTag.self,
-                      LabelsDelete.self, LabelsDiff.self, LabelsExport.self, LabelsSamples.self]
+                      LabelsDelete.self, LabelsDiff.self, LabelsExport.self, LabelsSamples.self,
+                      LabelsJobs.self, LabelsCommit.self, LabelsAbandon.self]
     )
 }
 
@@ -69,12 +72,22 @@ struct LabelsImport: ParsableCommand {
         Precision: f16 (default), f32, or topk:K (the K largest probabilities and the
         rest of the mass, which reading spreads evenly over the other classes).
 
+        A job in parts (--job NAME --part i --parts W): many workers label one split
+        with one teacher, each submitting its part (the samples at positions i, i+W,
+        ... of the split in id order; `noisy labels jobs --ids-out` writes them). Each
+        part is stored whole or not at all; a part submitted twice keeps the first copy.
+        The generation appears, in one step, when the last part arrives (or with
+        `noisy labels commit --job NAME`), and holds the same bytes as one import of
+        all the predictions.
+
         Examples:
           noisy labels import --store data.noisy --predictions p.npy --ids ids.npy --teacher "resnet18 gen 1"
           noisy labels import --store data.noisy --predictions logits.npy --sources files.txt --logits --teacher t --precision topk:32
           noisy labels import --store data.noisy --jsonl preds.jsonl --teacher "api model" --parent none
+          noisy labels import --store data.noisy --job gen2 --part $SLURM_ARRAY_TASK_ID --parts 64 --predictions p.npy --ids ids.npy --teacher "resnet50 gen 1"
         """
     )
+    @OptionGroup var job: JobPartOptions
     @OptionGroup var storeOption: StoreOption
     @Option(help: ArgumentHelp("float32 [N, C] .npy.", valueName: "P.npy")) var predictions: String?
     @Option(help: ArgumentHelp("int64 [N] .npy of sample ids.", valueName: "IDS.npy")) var ids: String?
@@ -98,6 +111,17 @@ struct LabelsImport: ParsableCommand {
             default: throw ValidationError("give --predictions P.npy (with --ids or --sources) or --jsonl FILE")
             }
             let store = try Store(path: storeOption.store)
+            if let name = job.job {
+                guard let path = predictions, let ids, jsonl == nil, sources == nil else {
+                    throw ValidationError("a job's part needs --predictions P.npy and --ids IDS.npy")
+                }
+                let request = try job.request(name: name, store: store, teacher: try teacherOptions.teacherInfo(), logits: logits,
+                                              precision: p, parent: try teacherOptions.parentChoice(store: store))
+                let r = try store.submitLabelPart(request, part: try job.partNumber(), predictions: path, ids: ids,
+                                                  worker: job.worker, commit: !job.noCommit)
+                try job.report(r, store: storeOption.store, json: json)
+                return
+            }
             let request = LabelImportRequest(input: input, logits: logits, teacher: try teacherOptions.teacherInfo(),
                                              parent: try teacherOptions.parentChoice(store: store), precision: p)
             let start = Date()
@@ -166,5 +190,167 @@ func printCountsTable(classes: [String], columns: [(String, [Int])]) {
     for (i, name) in classes.enumerated() {
         print("  " + name.padding(toLength: w + 2, withPad: " ", startingAt: 0)
               + columns.map { String($0.1.indices.contains(i) ? $0.1[i] : 0).padding(toLength: 10, withPad: " ", startingAt: 0) }.joined())
+    }
+}
+
+/// `--job NAME --part i --parts W`: one worker's share of a label job.
+struct JobPartOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Label job name: submit this part of a job made in parts (see --part, --parts).", valueName: "NAME"))
+    var job: String?
+    @Option(help: ArgumentHelp("This worker's part, 0 to W-1.", valueName: "i")) var part: Int?
+    @Option(help: ArgumentHelp("How many parts the job has.", valueName: "W")) var parts: Int?
+    @Option(help: "The split the job labels.") var split: Split = .unlabeled
+    @Option(help: ArgumentHelp("Who this worker is, for `labels jobs` (e.g. a Slurm task id).", valueName: "TEXT")) var worker: String?
+    @Flag(help: "Stage the part only; commit later with `noisy labels commit`.") var noCommit = false
+
+    func partNumber() throws -> Int {
+        guard let part else { throw ValidationError("--job needs --part i and --parts W") }
+        return part
+    }
+
+    func request(name: String, store: Store, teacher: TeacherInfo, logits: Bool, precision: LabelPrecision,
+                 parent: ParentChoice) throws -> LabelJobRequest {
+        guard let parts, part != nil else { throw ValidationError("--job needs --part i and --parts W") }
+        return LabelJobRequest(job: name, split: split, parts: parts, teacher: teacher, logits: logits, precision: precision, parent: parent)
+    }
+
+    /// One line (or the receipt as JSON, schemas/label-part.schema.json).
+    func report(_ r: LabelPartReceipt, store: String, json: Bool) throws {
+        if json {
+            try Terminal.printJSON(LabelPartJSON(r), snakeCase: true)
+            return
+        }
+        switch r.outcome {
+        case .stored: print("job \(r.job): part \(r.part) of \(r.parts) stored (\(r.samples) samples)")
+        case .alreadySubmitted(let by, let at):
+            print("job \(r.job): part \(r.part) of \(r.parts) was already submitted by \(by) at \(at); kept the first, dropped this one")
+        }
+        if let c = r.committed {
+            print("job \(r.job): all \(r.parts) parts in; " + (c.summary.map {
+                "committed generation \($0.generation): \($0.samples) samples, mean confidence " + String(format: "%.3f", $0.meanConfidence)
+            } ?? "generation \(c.generation) was committed by another worker"))
+        } else if r.missing.isEmpty {
+            print("job \(r.job): all parts in; commit with: noisy labels commit --store \(store) --job \(r.job)")
+        } else {
+            print("job \(r.job): \(r.missing.count) part(s) missing: " + r.missing.prefix(20).map(String.init).joined(separator: ", ")
+                  + (r.missing.count > 20 ? ", ..." : ""))
+        }
+    }
+}
+
+/// The receipt of a part as `--json` prints it.
+struct LabelPartJSON: Encodable {
+    var job: String, part: Int, parts: Int, samples: Int
+    var outcome: String
+    var firstBy: String?, firstAt: String?
+    var missing: [Int]
+    var committedGeneration: Int?
+
+    init(_ r: LabelPartReceipt) {
+        job = r.job; part = r.part; parts = r.parts; samples = r.samples; missing = r.missing
+        committedGeneration = r.committed?.generation
+        switch r.outcome {
+        case .stored: outcome = "stored"
+        case .alreadySubmitted(let by, let at): outcome = "already_submitted"; firstBy = by; firstAt = at
+        }
+    }
+}
+
+struct LabelsJobs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jobs",
+        abstract: "List open label jobs (parts done, by whom, when; parts missing), or write a part's ids.",
+        discussion: """
+        Examples:
+          noisy labels jobs --store data.noisy
+          noisy labels jobs --store data.noisy --json
+          noisy labels jobs --store data.noisy --job gen2 --part 3 --parts 8 --ids-out ids3.npy
+        """
+    )
+    @OptionGroup var storeOption: StoreOption
+    @Option(help: ArgumentHelp("Only this job (with --ids-out: the job whose part to write).", valueName: "NAME")) var job: String?
+    @Option(help: ArgumentHelp("With --ids-out: the part.", valueName: "i")) var part: Int?
+    @Option(help: ArgumentHelp("With --ids-out: the number of parts.", valueName: "W")) var parts: Int?
+    @Option(help: "With --ids-out: the split.") var split: Split = .unlabeled
+    @Option(help: ArgumentHelp("Write part i of W's sample ids (int64 .npy, id order) for a worker that reads the store itself.",
+                               valueName: "IDS.npy")) var idsOut: String?
+    @Flag(help: "Print the jobs as JSON (schemas/label-jobs.schema.json).") var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try Store(path: storeOption.store, readOnly: true)
+            if let idsOut {
+                guard let part, let parts else { throw ValidationError("--ids-out needs --part i and --parts W") }
+                let ids = try store.labelPartIDs(split: split, part: part, parts: parts)
+                var w = try NPYWriter(path: idsOut, dtype: "<i8", shape: [ids.count])
+                try w.write(ids.map { Int64(bitPattern: $0).littleEndian })
+                _ = try w.finish()
+                print("\(idsOut): \(ids.count) ids of part \(part) of \(parts) of the \(split.rawValue) split")
+                return
+            }
+            let jobs = try store.labelJobs().filter { job == nil || $0.spec.job == job }
+            if json { try Terminal.printJSON(jobs, snakeCase: true); return }
+            if jobs.isEmpty { print(job.map { "no open label job named \($0)" } ?? "no open label jobs"); return }
+            for j in jobs {
+                print("job \(j.spec.job): \(j.spec.split) split, \(j.spec.samples) samples in \(j.spec.parts) parts, teacher '\(j.spec.teacher.description)', "
+                      + "\(j.done.count) done, \(j.missing.count) missing" + (j.committedGeneration.map { ", committed as generation \($0)" } ?? ""))
+                for p in j.done { print("  part \(p.part): \(p.samples) samples, by \(p.by) at \(p.at)") }
+                if !j.missing.isEmpty {
+                    print("  missing: " + j.missing.prefix(40).map(String.init).joined(separator: ", ") + (j.missing.count > 40 ? ", ..." : ""))
+                }
+            }
+        }
+    }
+}
+
+struct LabelsCommit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "commit",
+        abstract: "Make a label job's generation from its parts, once all are in (idempotent).",
+        discussion: """
+        The parts become one generation in one step, with the same bytes as one import
+        of all the predictions. A job already committed is reported, not made twice.
+
+        Examples:
+          noisy labels commit --store data.noisy --job gen2
+        """
+    )
+    @OptionGroup var storeOption: StoreOption
+    @Option(help: ArgumentHelp("The job.", valueName: "NAME")) var job: String
+    @Flag(help: "Print the import summary as JSON (schemas/labels-import.schema.json).") var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try Store(path: storeOption.store)
+            let c = try store.commitLabelJob(job)
+            guard let s = c.summary else {
+                print("job \(job): already committed as generation \(c.generation); nothing to do")
+                return
+            }
+            if json { try Terminal.printJSON(s, snakeCase: true); return }
+            print("job \(job): committed generation \(s.generation): \(s.samples) samples, mean confidence "
+                  + String(format: "%.3f", s.meanConfidence))
+        }
+    }
+}
+
+struct LabelsAbandon: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "abandon",
+        abstract: "Remove a label job's staged parts, and nothing else.",
+        discussion: """
+        Examples:
+          noisy labels abandon --store data.noisy --job gen2
+        """
+    )
+    @OptionGroup var storeOption: StoreOption
+    @Option(help: ArgumentHelp("The job.", valueName: "NAME")) var job: String
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try Store(path: storeOption.store)
+            let n = try store.abandonLabelJob(job)
+            print("job \(job): abandoned; \(n) staged part(s) removed")
+        }
     }
 }

@@ -133,10 +133,16 @@ struct LabelCommand: ParsableCommand, TrainsModels {
         weights if the checkpoint keeps them), every unlabeled sample once. The result
         equals exporting the predictions to NPY and running noisy labels import.
 
+        With --job NAME --part i --parts W, this process labels only part i of the
+        split (positions i, i+W, ... in id order) and submits it to the job; the
+        generation appears when the last part is in (see noisy labels import --help).
+
         Examples:
           noisy label --store fmnist.noisy --checkpoint teacher.ckpt --teacher "cnn w1, 30 epochs"
+          noisy label --store fmnist.noisy --checkpoint teacher.ckpt --teacher t --job gen2 --part 0 --parts 4
         """
     )
+    @OptionGroup var job: JobPartOptions
     @OptionGroup var storeOption: StoreOption
     @Option(help: ArgumentHelp("Teacher checkpoint.", valueName: "file")) var checkpoint: String
     @Option(help: "Free text describing the teacher.") var teacher: String
@@ -155,6 +161,20 @@ struct LabelCommand: ParsableCommand, TrainsModels {
             let sha = try Data(contentsOf: URL(fileURLWithPath: checkpoint), options: .alwaysMapped).withUnsafeBytes { SHA256.hash($0) }.hexString
             let bar = ProgressLine("label", unit: "samples", quiet: json)
             let start = Date()
+            let info = TeacherInfo(description: teacher, model: "\(h.architecture.kind) w\(h.architecture.width) d\(h.architecture.depth)",
+                                   checkpoint: checkpoint, checkpointSha256: sha)
+            if let name = job.job {
+                let request = try job.request(name: name, store: store, teacher: info, logits: false, precision: p, parent: parentChoice)
+                let part = try job.partNumber()
+                let ids = try store.labelPartIDs(split: request.split, part: part, parts: request.parts)
+                let rows = try predict(store: store, trainer: trainer, ids: ids, channels: h.architecture.channels, threads: threads) { done, total in
+                    bar.update(done: done, total: total, elapsed: Date().timeIntervalSince(start))
+                }
+                let r = try store.submitLabelPart(request, part: part, ids: ids, rows: rows, classCount: h.architecture.classes,
+                                                  worker: job.worker, commit: !job.noCommit)
+                try job.report(r, store: storeOption.store, json: json)
+                return
+            }
             let s = try labelSplit(store: store, trainer: trainer,
                                    teacher: TeacherInfo(description: teacher, model: "\(h.architecture.kind) w\(h.architecture.width) d\(h.architecture.depth)",
                                                         checkpoint: checkpoint, checkpointSha256: sha),

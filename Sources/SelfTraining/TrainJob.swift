@@ -156,25 +156,34 @@ public func evaluate(store: Store, trainer: Trainer, size: Int, channels: Int, t
 
 /// Labels a split with a trained model through the clean teacher view and creates
 /// the next generation (the same import as `noisy labels import`).
+/// A teacher's predictions (probabilities, float32 [n, C] row-major) for the given
+/// samples through the clean teacher view, in the order given.
+public func predict(store: Store, trainer: Trainer, ids: [UInt64], channels: Int, threads: Int,
+                    progress: (Int, Int) -> Void = { _, _ in }) throws -> [Float] {
+    let a = trainer.model.architecture
+    let loader = try SequenceLoader(items: ids.map { (id: $0, classIndex: nil) }, source: StoreSampleSource(store: store),
+                                    classCount: try store.classes().count, view: .teacher(TeacherView(size: a.height, cropFraction: 1)),
+                                    channels: channels, layout: .trainer, batchSize: 512, threads: threads)
+    var rows = [Float]()
+    rows.reserveCapacity(ids.count * a.classes)
+    var done = 0
+    while let b = try loader.next() {
+        rows += try trainer.predict(b)
+        done += b.count
+        loader.recycle(b)
+        progress(done, ids.count)
+    }
+    return rows
+}
+
 public func labelSplit(store: Store, trainer: Trainer, split: Split = .unlabeled, teacher: TeacherInfo, parent: ParentChoice,
                        precision: LabelPrecision = .f16, channels: Int, threads: Int,
                        progress: (Int, Int) -> Void = { _, _ in }) throws -> LabelImportSummary {
-    let a = trainer.model.architecture
-    let loader = try SequenceLoader(store: store, split: split, view: .teacher(TeacherView(size: a.height, cropFraction: 1)),
-                                    channels: channels, layout: .trainer, batchSize: 512, threads: threads)
-    guard loader.count > 0 else { throw TrainerError(.io, "\(store.path): the \(split.rawValue) split is empty") }
-    var ids: [UInt64] = []
-    var rows = [Float]()
-    ids.reserveCapacity(loader.count)
-    rows.reserveCapacity(loader.count * a.classes)
-    while let b = try loader.next() {
-        rows += try trainer.predict(b)
-        ids += b.ids
-        loader.recycle(b)
-        progress(ids.count, loader.count)
-    }
+    let ids = try store.index(of: split).map(\.id)
+    guard !ids.isEmpty else { throw TrainerError(.io, "\(store.path): the \(split.rawValue) split is empty") }
+    let rows = try predict(store: store, trainer: trainer, ids: ids, channels: channels, threads: threads, progress: progress)
     return try store.importLabels(LabelImportRequest(
-        input: .rows(ids: ids, rows: rows, classCount: a.classes,
+        input: .rows(ids: ids, rows: rows, classCount: trainer.model.architecture.classes,
                      origin: PredictionOrigin(kind: "label", logits: false, matchedBy: "split")),
         teacher: teacher, parent: parent, precision: precision))
 }

@@ -21,8 +21,13 @@ public struct PredictionOrigin: Codable, Sendable, Equatable {
     /// How rows were matched to samples: id, source, or split (every sample of a split in id order).
     public var matchedBy: String
     public var idsPath: String?
-    public init(kind: String, path: String? = nil, sha256: String? = nil, logits: Bool = false, matchedBy: String, idsPath: String? = nil) {
+    /// kind "job": the label job whose parts made the generation, and how many parts.
+    public var job: String?
+    public var parts: Int?
+    public init(kind: String, path: String? = nil, sha256: String? = nil, logits: Bool = false, matchedBy: String, idsPath: String? = nil,
+                job: String? = nil, parts: Int? = nil) {
         self.kind = kind; self.path = path; self.sha256 = sha256; self.logits = logits; self.matchedBy = matchedBy; self.idsPath = idsPath
+        self.job = job; self.parts = parts
     }
 }
 

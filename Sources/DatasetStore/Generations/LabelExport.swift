@@ -209,8 +209,13 @@ struct TextWriter {
         buffer.removeAll(keepingCapacity: true)
     }
 
+    /// Flushes, syncs to disk (a file renamed into place after this survives a crash)
+    /// and closes.
     mutating func finish() throws -> (String, Int) {
         try flush()
+        do { try handle.synchronize() } catch {
+            throw StoreError(.io, "\(path): sync failed: \(error.localizedDescription)")
+        }
         try handle.close()
         return (hash.finish().hexString, written)
     }

@@ -19,6 +19,8 @@ public enum PredictionInput: Sendable {
     case jsonl(String)
     /// Rows already in memory, with their sample ids (`noisy label`, label sessions).
     case rows(ids: [UInt64], rows: [Float], classCount: Int, origin: PredictionOrigin)
+    /// The staged parts of a label job, in part order (`Store.commitLabelJob`).
+    case parts(files: [(rows: String, ids: String)], origin: PredictionOrigin)
 }
 
 public struct LabelImportRequest: Sendable {
@@ -51,7 +53,7 @@ public struct LabelImportSummary: Codable, Sendable {
 }
 
 /// Rows of predictions, however they arrived.
-private protocol PredictionRows {
+protocol PredictionRows {
     var count: Int { get }
     var classCount: Int { get }
     func row(_ i: Int) -> UnsafeBufferPointer<Float>
@@ -59,7 +61,7 @@ private protocol PredictionRows {
     func release(_ from: Int, _ to: Int)
 }
 
-private struct NPYRows: PredictionRows {
+struct NPYRows: PredictionRows {
     let file: NPYFile
     var count: Int { file.shape[0] }
     var classCount: Int { file.shape[1] }
@@ -67,7 +69,7 @@ private struct NPYRows: PredictionRows {
     func release(_ from: Int, _ to: Int) { file.release(rows: from, to) }
 }
 
-private final class MemoryRows: PredictionRows {
+final class MemoryRows: PredictionRows {
     let values: [Float]
     let classCount: Int
     init(values: [Float], classCount: Int) { self.values = values; self.classCount = classCount }
@@ -225,6 +227,10 @@ extension Store {
             return try loadJSONL(p, classCount: c, logits: r.logits)
         case .rows(let ids, let values, let cc, let origin):
             return (MemoryRows(values: values, classCount: cc), ids, origin)
+        case .parts(let files, let origin):
+            let rows = try PartRows(files.map { try NPYFile(path: $0.rows) })
+            let ids = try files.flatMap { try NPYFile(path: $0.ids).ids() }
+            return (rows, ids, origin)
         }
     }
 
@@ -258,7 +264,7 @@ extension Store {
                 PredictionOrigin(kind: "jsonl", path: p, sha256: hash, logits: logits, matchedBy: "id"))
     }
 
-    private func checkRows(_ rows: any PredictionRows, ids: [UInt64], logits: Bool, origin: PredictionOrigin) throws {
+    func checkRows(_ rows: any PredictionRows, ids: [UInt64], logits: Bool, origin: PredictionOrigin) throws {
         let name = origin.path ?? "predictions"
         for i in 0..<rows.count {
             if i % 16_384 == 0 && i > 0 { rows.release(i - 16_384, i) }
