@@ -155,19 +155,24 @@ struct LabelSession: Session {
         default: parent = .latest
         }
         let cfg = server.config.pipeline
-        let ids = try store.index(of: split).map(\.id)
-        guard !ids.isEmpty else { throw WireError("split \(splitName) is empty") }
-        let batcher = try SequenceLoader(store: store, split: split, view: server.config.teacherView, channels: cfg.channels,
-                                         layout: cfg.layout, batchSize: cfg.batchSize, threads: cfg.threads)
+        // A job's part (torchrun ranks, array tasks): only the part's samples, submitted as that part.
+        let job = try JobPart(hello: hello)
+        let ids = try job.map { try store.labelPartIDs(split: split, part: $0.part, parts: $0.parts) } ?? store.index(of: split).map(\.id)
+        guard !ids.isEmpty else { throw WireError("split \(splitName) is empty" + (job.map { " in part \($0.part) of \($0.parts)" } ?? "")) }
         let classes = try store.classes()
+        let batcher = try SequenceLoader(items: ids.map { (id: $0, classIndex: nil) }, source: StoreSampleSource(store: store),
+                                         classCount: classes.count, view: server.config.teacherView, channels: cfg.channels,
+                                         layout: cfg.layout, batchSize: cfg.batchSize, threads: cfg.threads)
         let c = classes.count
         let size = server.config.teacherView.size
         try conn.send(Frame(header: [
             "type": "welcome", "version": Server.protocolVersion, "session": "label", "split": splitName,
             "samples": ids.count, "batches": batcher.batchCount, "batch_size": cfg.batchSize, "class_count": c,
             "classes": classes, "layout": cfg.layout.name, "channels": cfg.channels, "height": size, "width": size,
+            "job": job.map { ["job": $0.name, "part": $0.part, "parts": $0.parts] as [String: Any] } ?? NSNull(),
         ]))
-        log("\(conn.peer): label session over \(splitName) (\(ids.count) samples), teacher '\(teacher)'")
+        log("\(conn.peer): label session over \(splitName) (\(ids.count) samples), teacher '\(teacher)'"
+            + (job.map { ", job \($0.name) part \($0.part) of \($0.parts)" } ?? ""))
         var rows = [Float]()
         rows.reserveCapacity(ids.count * c)
         var index = 0
@@ -193,15 +198,45 @@ struct LabelSession: Session {
             log("\(conn.peer): label session aborted by the client; nothing written")
             return
         }
+        let info = TeacherInfo(description: teacher, model: hello["model"] as? String, checkpoint: hello["checkpoint"] as? String,
+                               checkpointSha256: hello["checkpoint_sha256"] as? String)
+        let precision = LabelPrecision(hello["precision"] as? String ?? "f16") ?? .f16
+        if let job {
+            let r = try store.submitLabelPart(LabelJobRequest(job: job.name, split: split, parts: job.parts, teacher: info, logits: logits,
+                                                              precision: precision, parent: parent),
+                                              part: job.part, ids: ids, rows: rows, classCount: c, worker: conn.peer)
+            let outcome: String
+            switch r.outcome {
+            case .stored: outcome = "stored"
+            case .alreadySubmitted: outcome = "already_submitted"
+            }
+            try conn.send(Frame(header: ["type": "committed", "version": Server.protocolVersion, "samples": ids.count,
+                                         "generation": r.committed?.generation as Any? ?? NSNull(), "job": job.name,
+                                         "part": job.part, "parts": job.parts, "outcome": outcome, "missing": r.missing]))
+            log("\(conn.peer): job \(job.name) part \(job.part) of \(job.parts) \(outcome)"
+                + (r.committed.map { "; all parts in, generation \($0.generation)" } ?? "; \(r.missing.count) part(s) missing"))
+            return
+        }
         let origin = PredictionOrigin(kind: "label", logits: logits, matchedBy: "split")
         let summary = try store.importLabels(LabelImportRequest(
             input: .rows(ids: ids, rows: rows, classCount: c, origin: origin), logits: logits,
-            teacher: TeacherInfo(description: teacher, model: hello["model"] as? String, checkpoint: hello["checkpoint"] as? String,
-                                 checkpointSha256: hello["checkpoint_sha256"] as? String),
-            parent: parent, precision: LabelPrecision(hello["precision"] as? String ?? "f16") ?? .f16))
+            teacher: info, parent: parent, precision: precision))
         try conn.send(Frame(header: ["type": "committed", "version": Server.protocolVersion,
                                      "generation": summary.generation, "samples": summary.samples]))
         log("\(conn.peer): committed generation \(summary.generation) (\(summary.samples) samples)")
+    }
+}
+
+/// The `job`, `part` and `parts` of a label hello: all three, or none.
+struct JobPart {
+    let name: String, part: Int, parts: Int
+
+    init?(hello: [String: Any]) throws {
+        guard let name = hello["job"] as? String else { return nil }
+        guard let part = hello["part"] as? Int, let parts = hello["parts"] as? Int else {
+            throw WireError("a label session for job \(name) needs 'part' and 'parts'")
+        }
+        self.name = name; self.part = part; self.parts = parts
     }
 }
 

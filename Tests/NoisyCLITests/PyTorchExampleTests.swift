@@ -114,6 +114,48 @@ final class PyTorchExampleTests: ServerTestCase {
         XCTAssertEqual(r.stdout, "ok 3\n")
     }
 
+    /// examples/label_torchrun.py under torchrun, 2 ranks: each labels its part of one job
+    /// through a serve label session, and the generation that appears when the second part
+    /// lands holds the bytes of one `labels import` of the two ranks' predictions.
+    func testTheTorchrunLabellingExampleMakesOneGeneration() throws {
+        let store = try makeStore()
+        for i in 0..<30 { Fixtures.write(Fixtures.png(width: 20, height: 20, seed: UInt64(700 + i)), to: "\(root)/u/\(i).png") }
+        XCTAssertEqual(try Processes.noisy(["ingest", "--store", store, "--unlabeled", "\(root)/u", "--quiet"]).status, 0)
+        let sock = "\(root)/s.sock"
+        try startServer(["--store", store, "--socket", sock, "--size", "16", "--batch-size", "8", "--layout", "float32", "--threads", "2"])
+        let r = try Processes.run(try Processes.torchPython(),
+                                  ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                                   Processes.repositoryRoot + "/examples/label_torchrun.py", "unix:" + sock, "--job", "tr", "--save", root])
+        XCTAssertEqual(r.status, 0, "torchrun examples/label_torchrun.py: \(r.stderr)\n\(serverLog)")
+        let lines = r.stdout.split(separator: "\n").filter { $0.hasPrefix("rank ") }
+        XCTAssertEqual(lines.count, 2, r.stdout)
+        XCTAssertEqual(lines.filter { $0.contains("generation 1") }.count, 1, "the last part commits: \(r.stdout)")
+        XCTAssertTrue(lines.allSatisfy { $0.contains("15 samples, stored") }, r.stdout)
+        let check = try Processes.python("""
+        import sys, numpy as np
+        d = sys.argv[1]
+        parts = [np.load(f"{d}/rank-{r}.npz") for r in (0, 1)]
+        np.save(d + "/p.npy", np.concatenate([p["probs"] for p in parts])); np.save(d + "/ids.npy", np.concatenate([p["ids"] for p in parts]))
+        """, [root])
+        XCTAssertEqual(check.status, 0, check.stderr)
+        let one = try Processes.noisy(["labels", "import", "--store", store, "--predictions", "\(root)/p.npy", "--ids", "\(root)/ids.npy",
+                                       "--teacher", "small_cnn (examples/label_torchrun.py)", "--quiet"])
+        XCTAssertEqual(one.status, 0, one.stderr)
+        let same = try Processes.python("""
+        import lmdb, sys
+        env = lmdb.open(sys.argv[1], readonly=True, max_dbs=32, lock=False)
+        g = {1: {}, 2: {}}
+        with env.begin() as t:
+            for k, v in t.cursor(env.open_db(b"labels", txn=t, create=False)):
+                g[int.from_bytes(k[:4], "big")][k[4:]] = v
+        assert len(g[1]) == 30 and g[1] == g[2], (len(g[1]), len(g[2]))
+        print("same")
+        """, [store])
+        XCTAssertEqual(same.stdout, "same\n", same.stderr)
+        let show = try Processes.noisy(["labels", "show", "--store", store, "--generation", "1", "--json"])
+        XCTAssertTrue(show.stdout.contains("\"job\" : \"tr\"") && show.stdout.contains("\"parts\" : 2"), show.stdout)
+    }
+
     /// examples/ddp_train.py under torchrun, two ranks on this machine (gloo on CPU), one
     /// `noisy serve` for both: each rank's loss falls, both train the same number of
     /// batches, and no sample of the first epoch reaches two ranks.

@@ -187,8 +187,9 @@ class Client:
         self.sock.close()
         self._shared = None
 
-    def label_session(self, split="unlabeled", teacher="", logits=False, parent=None, precision="f16", model=None):
-        return LabelSession(self.address, split, teacher, logits, parent, precision, model, self.token)
+    def label_session(self, split="unlabeled", teacher="", logits=False, parent=None, precision="f16", model=None,
+                      job=None, part=None, parts=None):
+        return LabelSession(self.address, split, teacher, logits, parent, precision, model, self.token, job, part, parts)
 
     def __enter__(self):
         return self
@@ -197,12 +198,33 @@ class Client:
         self.close()
 
 
-class LabelSession:
-    """Iterate for (ids, images); answer each batch with send(probs); then commit()."""
+def _part_from_environment(part, parts):
+    """A job's part: explicit arguments, else torchrun's RANK / WORLD_SIZE (or a Slurm
+    array's SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT)."""
+    if part is not None and parts is not None:
+        return int(part), int(parts)
+    for p, w in (("RANK", "WORLD_SIZE"), ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")):
+        if p in os.environ and w in os.environ:
+            return int(os.environ[p]), int(os.environ[w])
+    raise ProtocolError("a job's label session needs part and parts (or torchrun's RANK and WORLD_SIZE)")
 
-    def __init__(self, address, split, teacher, logits, parent, precision, model, token):
+
+class LabelSession:
+    """Iterate for (ids, images); answer each batch with send(probs); then commit().
+
+    With `job`, the session covers one part of a label job (part i of W: the samples
+    at positions i, i+W, ... of the split in id order), taken from `part`/`parts` or
+    torchrun's RANK/WORLD_SIZE; commit() submits the part, and the generation appears
+    when the last part of the job is in (commit() then returns its number, else None;
+    `receipt` holds the server's full answer)."""
+
+    def __init__(self, address, split, teacher, logits, parent, precision, model, token, job=None, part=None, parts=None):
         hello = {"type": "hello", "session": "label", "split": split, "teacher": teacher, "logits": bool(logits),
                  "precision": precision}
+        if job is not None:
+            part, parts = _part_from_environment(part, parts)
+            hello.update(job=job, part=part, parts=parts)
+        self.receipt = None
         self.sock, self.info = _handshake(address, hello, parent=parent, model=model, token=token)
         self._index = None
         self._ended = False
@@ -229,6 +251,7 @@ class LabelSession:
         _send(self.sock, {"type": "commit"})
         header, _ = _receive(self.sock)
         self.sock.close()
+        self.receipt = header
         return header["generation"]
 
     def abort(self):
