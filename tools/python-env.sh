@@ -7,7 +7,9 @@
 #   tools/python-env.sh --wait   wait for a build another process is running
 #
 # torch comes from PyPI with its CUDA libraries (about 5 GB installed, a few minutes):
-# PyPI's torchvision links against them, so a CPU-only torch cannot stand in.
+# PyPI's torchvision links against them, so a CPU-only torch cannot stand in. ray[data]
+# (with pyarrow and pandas) runs the Ray labelling example; lmdb lets noisy.open_store
+# and the Ray datasource read stores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -18,6 +20,8 @@ pins=(
   "torch==2.14.1"
   "torchvision==0.29.2"
   "timm==1.0.31"
+  "lmdb==1.7.5"
+  "ray[data]==2.60.0"
 )
 want=$(printf '%s\n' "${pins[@]}")
 lock="$root/.venv.lock"

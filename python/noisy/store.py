@@ -67,6 +67,33 @@ class Store:
         with self.env.begin() as txn:
             return [v.decode("utf-8") for _, v in txn.cursor(db=self._classes)]
 
+    def ids(self, split: str) -> list[int]:
+        """The sample ids of a split, in id order (the order label jobs cut into parts)."""
+        code = {v: k for k, v in SPLITS.items()}.get(split)
+        if code is None:
+            raise StoreError(f"unknown split {split!r} (labeled, unlabeled or test)")
+        index = self.env.open_db(b"split_index", create=False)
+        out = []
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=index)
+            if cur.set_range(bytes([code])):
+                for key in cur.iternext(values=False):
+                    if key[0] != code:
+                        break
+                    out.append(struct.unpack(">Q", key[1:9])[0])
+        return out
+
+    def get(self, ids) -> Iterator[dict]:
+        """The samples with these ids, in the order given (record fields and `data`)."""
+        with self.env.begin(buffers=False) as txn:
+            for sample_id in ids:
+                key = struct.pack(">Q", int(sample_id))
+                value, data = txn.get(key, db=self._samples), txn.get(key, db=self._images)
+                if value is None or data is None:
+                    raise StoreError(f"{self.path}: sample {sample_id} is not in the store")
+                rec = parse_record(int(sample_id), value)
+                yield dict(rec, data=data)
+
     def samples(self, split: Optional[str] = None) -> Iterator[dict]:
         """Yields every sample in id order, with its stored bytes as `data`."""
         names = self.classes()
