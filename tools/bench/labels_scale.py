@@ -49,15 +49,10 @@ def du(path):
     return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--samples", type=int, default=1_000_000)
-    ap.add_argument("--classes", type=int, default=1000)
-    ap.add_argument("--work", default="/tmp/noisy-labels-scale")
-    ap.add_argument("--noisy", default=None)
-    a = ap.parse_args()
-    n, c, w = a.samples, a.classes, a.work
-    noisy = a.noisy or subprocess.check_output(["swift", "build", "-c", "release", "--show-bin-path"], text=True).strip() + "/noisy"
+def prepare(n, c, w, noisy):
+    """The store of n tiny unlabeled PNGs plus one labeled image per class, and the
+    predictions p.npy (float32 [n, c]) with ids.npy, made once in `w` and then reused.
+    Returns the store's path."""
     os.makedirs(w, exist_ok=True)
     store = w + "/store.noisy"
     if not os.path.exists(store + "/data.mdb"):
@@ -88,6 +83,24 @@ def main():
         p.flush(); del p
         np.save(w + "/ids.npy", np.arange(c, c + n, dtype=np.int64))
         print(f"predictions {n} x {c} written in {time.perf_counter() - t:.0f} s", flush=True)
+    return store
+
+
+def arguments(description):
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=1_000_000)
+    ap.add_argument("--classes", type=int, default=1000)
+    ap.add_argument("--work", default="/tmp/noisy-labels-scale")
+    ap.add_argument("--noisy", default=None)
+    a = ap.parse_args()
+    a.noisy = a.noisy or subprocess.check_output(["swift", "build", "-c", "release", "--show-bin-path"], text=True).strip() + "/noisy"
+    return a
+
+
+def main():
+    a = arguments(__doc__)
+    n, c, w, noisy = a.samples, a.classes, a.work, a.noisy
+    store = prepare(n, c, w, noisy)
     results = {"samples": n, "classes": c}
     for precision in ["f16", "topk:32"]:
         before = du(store)
