@@ -93,3 +93,33 @@ void tk_sum_rows(const float *m, ptrdiff_t rows, ptrdiff_t n, float *acc) {
         for (ptrdiff_t j = 0; j < n; j++) acc[j] += r[j];
     }
 }
+
+void tk_gemm_rows(const float *a, ptrdiff_t m, ptrdiff_t k, const float *b, ptrdiff_t n, float *c) {
+    ptrdiff_t i = 0;
+    /* Four rows at a time share each load of b's row; every row still adds its
+       products in p order, one lane per output column. */
+    for (; i + 4 <= m; i += 4) {
+        float *c0 = c + i * n, *c1 = c0 + n, *c2 = c1 + n, *c3 = c2 + n;
+        const float *a0 = a + i * k, *a1 = a0 + k, *a2 = a1 + k, *a3 = a2 + k;
+        for (ptrdiff_t p = 0; p < k; p++) {
+            const float *bp = b + p * n;
+            const float s0 = a0[p], s1 = a1[p], s2 = a2[p], s3 = a3[p];
+            for (ptrdiff_t j = 0; j < n; j++) {
+                const float v = bp[j];
+                c0[j] += s0 * v;
+                c1[j] += s1 * v;
+                c2[j] += s2 * v;
+                c3[j] += s3 * v;
+            }
+        }
+    }
+    for (; i < m; i++) {
+        float *ci = c + i * n;
+        const float *ai = a + i * k;
+        for (ptrdiff_t p = 0; p < k; p++) {
+            const float *bp = b + p * n;
+            const float s = ai[p];
+            for (ptrdiff_t j = 0; j < n; j++) ci[j] += s * bp[j];
+        }
+    }
+}

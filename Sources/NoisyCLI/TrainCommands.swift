@@ -133,6 +133,9 @@ struct LabelCommand: ParsableCommand, TrainsModels {
         weights if the checkpoint keeps them), every unlabeled sample once. The result
         equals exporting the predictions to NPY and running noisy labels import.
 
+        Predictions are computed row by row, so that a sample's does not depend on the
+        batch it is in: any split into parts gives the same bytes.
+
         With --job NAME --part i --parts W, this process labels only part i of the
         split (positions i, i+W, ... in id order) and submits it to the job; the
         generation appears when the last part is in (see noisy labels import --help).
@@ -167,7 +170,8 @@ struct LabelCommand: ParsableCommand, TrainsModels {
                 let request = try job.request(name: name, store: store, teacher: info, logits: false, precision: p, parent: parentChoice)
                 let part = try job.partNumber()
                 let ids = try store.labelPartIDs(split: request.split, part: part, parts: request.parts)
-                let rows = try predict(store: store, trainer: trainer, ids: ids, channels: h.architecture.channels, threads: threads) { done, total in
+                let rows = try predict(store: store, trainer: trainer, ids: ids, channels: h.architecture.channels, threads: threads,
+                                       batchInvariant: true) { done, total in
                     bar.update(done: done, total: total, elapsed: Date().timeIntervalSince(start))
                 }
                 let r = try store.submitLabelPart(request, part: part, ids: ids, rows: rows, classCount: h.architecture.classes,
@@ -178,7 +182,8 @@ struct LabelCommand: ParsableCommand, TrainsModels {
             let s = try labelSplit(store: store, trainer: trainer,
                                    teacher: TeacherInfo(description: teacher, model: "\(h.architecture.kind) w\(h.architecture.width) d\(h.architecture.depth)",
                                                         checkpoint: checkpoint, checkpointSha256: sha),
-                                   parent: parentChoice, precision: p, channels: h.architecture.channels, threads: threads) { done, total in
+                                   parent: parentChoice, precision: p, channels: h.architecture.channels, threads: threads,
+                                   batchInvariant: true) { done, total in
                 bar.update(done: done, total: total, elapsed: Date().timeIntervalSince(start))
             }
             if json { try Terminal.printJSON(s, snakeCase: true); return }

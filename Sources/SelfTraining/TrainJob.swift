@@ -157,8 +157,10 @@ public func evaluate(store: Store, trainer: Trainer, size: Int, channels: Int, t
 /// Labels a split with a trained model through the clean teacher view and creates
 /// the next generation (the same import as `noisy labels import`).
 /// A teacher's predictions (probabilities, float32 [n, C] row-major) for the given
-/// samples through the clean teacher view, in the order given.
-public func predict(store: Store, trainer: Trainer, ids: [UInt64], channels: Int, threads: Int,
+/// samples through the clean teacher view, in the order given. `batchInvariant`: each
+/// sample's prediction does not depend on the others in its batch (label jobs, whose
+/// parts batch the split differently; slower).
+public func predict(store: Store, trainer: Trainer, ids: [UInt64], channels: Int, threads: Int, batchInvariant: Bool = false,
                     progress: (Int, Int) -> Void = { _, _ in }) throws -> [Float] {
     let a = trainer.model.architecture
     let loader = try SequenceLoader(items: ids.map { (id: $0, classIndex: nil) }, source: StoreSampleSource(store: store),
@@ -168,7 +170,7 @@ public func predict(store: Store, trainer: Trainer, ids: [UInt64], channels: Int
     rows.reserveCapacity(ids.count * a.classes)
     var done = 0
     while let b = try loader.next() {
-        rows += try trainer.predict(b)
+        rows += try trainer.predict(b, batchInvariant: batchInvariant)
         done += b.count
         loader.recycle(b)
         progress(done, ids.count)
@@ -177,11 +179,12 @@ public func predict(store: Store, trainer: Trainer, ids: [UInt64], channels: Int
 }
 
 public func labelSplit(store: Store, trainer: Trainer, split: Split = .unlabeled, teacher: TeacherInfo, parent: ParentChoice,
-                       precision: LabelPrecision = .f16, channels: Int, threads: Int,
+                       precision: LabelPrecision = .f16, channels: Int, threads: Int, batchInvariant: Bool = false,
                        progress: (Int, Int) -> Void = { _, _ in }) throws -> LabelImportSummary {
     let ids = try store.index(of: split).map(\.id)
     guard !ids.isEmpty else { throw TrainerError(.io, "\(store.path): the \(split.rawValue) split is empty") }
-    let rows = try predict(store: store, trainer: trainer, ids: ids, channels: channels, threads: threads, progress: progress)
+    let rows = try predict(store: store, trainer: trainer, ids: ids, channels: channels, threads: threads,
+                           batchInvariant: batchInvariant, progress: progress)
     return try store.importLabels(LabelImportRequest(
         input: .rows(ids: ids, rows: rows, classCount: trainer.model.architecture.classes,
                      origin: PredictionOrigin(kind: "label", logits: false, matchedBy: "split")),

@@ -32,7 +32,22 @@ public final class Parameter {
 public struct StepContext {
     public var training: Bool
     public var rng: TrainerRandom
+    /// Matrix products row by row (`rowGEMM`): a sample's outputs then do not depend on
+    /// the batch it is in. Slower; for predictions that must not depend on batching.
+    public var batchInvariant = false
     public init(training: Bool, seed: UInt64) { self.training = training; rng = TrainerRandom(seed: seed) }
+}
+
+/// c[m x n] += a[m x k] * b[k x n] (row-major): OpenBLAS, or row by row when the
+/// context asks for batch-invariant results.
+@inline(__always)
+func forwardGEMM(_ ctx: StepContext, m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                 _ c: UnsafeMutablePointer<Float>) {
+    if ctx.batchInvariant {
+        tk_gemm_rows(a, m, k, b, n, c)
+    } else {
+        gemm(false, false, m: m, n: n, k: k, a, lda: k, b, ldb: n, beta: 1, c, ldc: n)
+    }
 }
 
 /// A layer keeps what its backward pass needs from the last forward pass.
@@ -72,7 +87,7 @@ public final class Dense: Layer {
         let n = input.batch
         var y = [Float](repeating: 0, count: n * outputs)
         fillRows(&y, rows: n, with: b.value)
-        gemm(false, false, m: n, n: outputs, k: inputs, x.data, lda: inputs, w.value, ldb: outputs, beta: 1, &y, ldc: outputs)
+        forwardGEMM(ctx, m: n, n: outputs, k: inputs, x.data, w.value, &y)
         return Tensor(shape: [n, outputs], data: y)
     }
 
@@ -116,7 +131,7 @@ public final class Conv3x3: Layer {
         }
         var out = uninitializedFloats(rows * cout)
         fillRows(&out, rows: rows, with: b.value)
-        gemm(false, false, m: rows, n: cout, k: k, cols, lda: k, w.value, ldb: cout, beta: 1, &out, ldc: cout)
+        forwardGEMM(ctx, m: rows, n: cout, k: k, cols, w.value, &out)
         return Tensor(shape: [n, h, wd, cout], data: out)
     }
 

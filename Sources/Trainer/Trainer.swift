@@ -96,12 +96,15 @@ public final class Trainer {
     /// Class probabilities [N, C] without noise (EMA weights when kept), the rows
     /// split over the shards like a training batch.
     /// Class probabilities [N, C] for a batch's images (see `predict(_:)` on a tensor).
-    public func predict(_ batch: Batch) throws -> [Float] {
+    /// - Parameter batchInvariant: compute every matrix product row by row, so that a
+    ///   sample's prediction does not depend on which samples share its batch (label jobs,
+    ///   whose parts batch a split differently; slower than OpenBLAS).
+    public func predict(_ batch: Batch, batchInvariant: Bool = false) throws -> [Float] {
         try check(batch)
-        return predict(try Model.input(batch))
+        return predict(try Model.input(batch), batchInvariant: batchInvariant)
     }
 
-    public func predict(_ input: Tensor) -> [Float] {
+    public func predict(_ input: Tensor, batchInvariant: Bool = false) -> [Float] {
         optimizer.withAveragedWeights {
             let ranges = shardRanges(input.batch)
             syncReplicas(ranges.count)
@@ -109,6 +112,7 @@ public final class Trainer {
             let work = ShardWork(self)
             outputs.forEachWorker { k in
                 var ctx = StepContext(training: false, seed: 0)
+                ctx.batchInvariant = batchInvariant
                 outputs[k] = work.trainer.model(forShard: k).forward(input.rows(ranges[k]), &ctx).data
             }
             var out = outputs.values.flatMap { $0 }

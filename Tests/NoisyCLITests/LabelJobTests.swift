@@ -140,45 +140,37 @@ final class LabelJobTests: XCTestCase {
     }
 
     /// `noisy label --job` with the in-process trainer: 2 and 7 workers at once make the
-    /// labels of one `noisy label` run. Not bit for bit: the parts batch the split
-    /// differently, and OpenBLAS rounds a row differently by its place in a matrix
-    /// product, so the teacher's float32 outputs differ in their last bits. Every top-1
-    /// class is the same and every stored probability within one float16 step.
+    /// bytes of one `noisy label` run. The parts batch the split differently; the teacher
+    /// computes its matrix products row by row for labelling, so a sample's prediction
+    /// does not depend on its batch (OpenBLAS's sgemm would round it by its place).
+    /// Both teachers, the MLP and the CNN.
     func testInProcessLabellingInPartsEqualsOneLabelRun() throws {
         let store = try makeStore()
-        let ckpt = "\(root)/m.ckpt"
-        let train = try Processes.noisy(["train", "--store", store, "--size", "8", "--crop", "pad", "--pad", "1", "--model", "mlp",
-                                         "--depth", "1", "--width", "0.5", "--epochs", "3", "--batch-size", "8", "--threads", "1",
-                                         "--eval-every", "0", "--out", ckpt])
-        XCTAssertEqual(train.status, 0, train.stderr)
-        let label = { (extra: [String]) in ["label", "--store", store, "--checkpoint", ckpt, "--teacher", "mlp", "--threads", "1"] + extra }
-        XCTAssertEqual(try Processes.noisy(label([])).status, 0)
-        for w in [2, 7] {
-            let workers = try (0..<w).map { try start(label(["--job", "w\(w)", "--part", "\($0)", "--parts", "\(w)", "--worker", "task \($0)"])) }
-            for (p, pipe) in workers {
-                p.waitUntilExit()
-                XCTAssertEqual(p.terminationStatus, 0, String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        var generation = 0
+        for model in ["mlp", "cnn"] {
+            let ckpt = "\(root)/\(model).ckpt"
+            let train = try Processes.noisy(["train", "--store", store, "--size", "8", "--crop", "pad", "--pad", "1", "--model", model,
+                                             "--depth", "1", "--width", "0.5", "--epochs", "3", "--batch-size", "8", "--threads", "1",
+                                             "--eval-every", "0", "--out", ckpt])
+            XCTAssertEqual(train.status, 0, train.stderr)
+            let label = { (extra: [String]) in ["label", "--store", store, "--checkpoint", ckpt, "--teacher", model, "--threads", "2"] + extra }
+            let one = try Processes.noisy(label([]))
+            XCTAssertEqual(one.status, 0, one.stderr)
+            generation += 1
+            let reference = generation
+            for w in [2, 7] {
+                let workers = try (0..<w).map { try start(label(["--job", "\(model)\(w)", "--part", "\($0)", "--parts", "\(w)", "--worker", "task \($0)"])) }
+                for (p, pipe) in workers {
+                    p.waitUntilExit()
+                    XCTAssertEqual(p.terminationStatus, 0, String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+                }
+                generation += 1
             }
+            let all = try labels(store)
+            XCTAssertEqual(all["\(reference)"]?.count, 40)
+            XCTAssertEqual(all["\(reference + 1)"], all["\(reference)"], "\(model): 2 parts")
+            XCTAssertEqual(all["\(reference + 2)"], all["\(reference)"], "\(model): 7 parts")
         }
-        for k in 1...3 {
-            let e = try Processes.noisy(["labels", "export", "--store", store, "--generation", "\(k)", "--format", "npy", "--out", "\(root)/g\(k)"])
-            XCTAssertEqual(e.status, 0, e.stderr)
-        }
-        let r = try Processes.python("""
-        import sys, numpy as np
-        d = sys.argv[1]
-        ref_ids, ref = np.load(d + "/g1/ids.npy"), np.load(d + "/g1/probs.npy")
-        assert len(ref_ids) == 40
-        for k in (2, 3):
-            ids, p = np.load(f"{d}/g{k}/ids.npy"), np.load(f"{d}/g{k}/probs.npy")
-            assert (ids == ref_ids).all()
-            assert (p.argmax(1) == ref.argmax(1)).all(), f"generation {k}: top-1 differs"
-            worst = float(np.abs(p - ref).max())
-            assert worst <= 1e-3, f"generation {k}: max difference {worst}"
-        print("ok")
-        """, [root])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(r.stdout, "ok\n")
     }
 
     /// Bad parts are refused with one line and leave the other parts; a commit with parts

@@ -28,4 +28,11 @@ void tk_fill_rows(float *out, ptrdiff_t rows, const float *row, ptrdiff_t n);
 /// acc [n] += sum of the rows of m [rows, n].
 void tk_sum_rows(const float *m, ptrdiff_t rows, ptrdiff_t n, float *acc);
 
+/// c[m x n] += a[m x k] * b[k x n], row-major, each row on its own: row i of c adds
+/// a[i][p] * b[p][:] for p = 0, 1, ... in that order, so its result depends only on row i
+/// of a and on b, never on m or on the other rows (OpenBLAS's sgemm rounds a row
+/// differently by its place in the matrix). For predictions that must not depend on
+/// how samples are batched (label jobs in parts).
+void tk_gemm_rows(const float *a, ptrdiff_t m, ptrdiff_t k, const float *b, ptrdiff_t n, float *c);
+
 #endif
