@@ -10,6 +10,7 @@ struct Info: ParsableCommand {
         Examples:
           noisy info --store data.noisy
           noisy info --store data.noisy --json | jq .splits
+          noisy info --store data-8/            # a shard set (noisy shard): its manifest, checked
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -17,6 +18,7 @@ struct Info: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
+            if ShardManifest.isSet(storeOption.store) { return try setInfo() }
             let store = try Store(path: storeOption.store, readOnly: true)
             let info = try store.info()
             if json { try Terminal.printJSON(info); return }
@@ -74,6 +76,21 @@ struct Show: ParsableCommand {
     }
 }
 
+extension Info {
+    /// A shard set: the manifest (checked), every shard opened, counts per shard.
+    func setInfo() throws {
+        let (m, folder) = try ShardManifest.read(storeOption.store)
+        _ = try m.openShards(folder: folder)
+        if json { try Terminal.printJSON(m, snakeCase: true); return }
+        print("shard set \(storeOption.store): \(m.samples) samples in \(m.shards.count) shards, \(m.classes.count) classes, "
+              + "\(m.generations.count) generation(s); cut from \(m.sourcePath) (created \(m.sourceCreatedAt))")
+        for s in m.shards {
+            print("  shard \(s.index): \(s.path), \(s.samples) samples ("
+                  + Split.allCases.map { "\($0.rawValue) \(s.splits[$0.rawValue] ?? 0)" }.joined(separator: ", ") + ")")
+        }
+    }
+}
+
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check a store without trusting it: every page, sample, index, seal and label digest; exit 0 only when all is consistent.",
@@ -88,6 +105,7 @@ struct Verify: ParsableCommand {
         Examples:
           noisy verify --store data.noisy
           noisy verify --store data.noisy --json
+          noisy verify --store data-8/          # a shard set: every shard, and the manifest
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -97,7 +115,10 @@ struct Verify: ParsableCommand {
         try runReportingErrors {
             let start = Date()
             let progress = ProgressLine("verify", unit: "samples", quiet: json)
-            let report = try Store.verify(at: storeOption.store) { done, total in progress.update(done: done, total: total, elapsed: Date().timeIntervalSince(start)) }
+            let update = { (done: Int, total: Int) in progress.update(done: done, total: total, elapsed: Date().timeIntervalSince(start)) }
+            let report = ShardManifest.isSet(storeOption.store)
+                ? try ShardManifest.verifySet(at: storeOption.store, progress: update)
+                : try Store.verify(at: storeOption.store, progress: update)
             if json {
                 try Terminal.printJSON(report)
             } else {

@@ -77,21 +77,26 @@ extension Store {
             confidenceHistograms: hist)
         record = try write { txn in
             guard try generation(r.generation, txn) != nil else { throw StoreError(.notFound, "\(path): generation \(r.generation) was deleted") }
-            let prefix = GenerationKeys.entryPrefix(r.generation, r.name)
-            for e in entries {
-                try txn.put(db.selections, key: prefix + Layout.idKey(e.id), value: withUnsafeBytes(of: UInt32(e.copies).littleEndian) { Array($0) })
-            }
-            // The digest of what was stored, published with the record (a second
-            // selection of the same name fails here and rolls all of it back).
-            var published = record
-            published.entriesSha256 = try entriesDigest(r.generation, r.name, txn)
-            let json = Array(try GenerationJSON.encoder.encode(published))
-            try txn.put(db.selections, key: GenerationKeys.selection(r.generation, r.name), value: json, noOverwrite: true)
-            // The record's own digest, in `meta` (whose records each carry a digest):
-            // lets salvage keep this selection byte for byte when a neighbour is damaged.
-            try txn.put(db.meta, key: GenerationKeys.selectionDigest(r.generation, r.name), value: Array(SHA256.hash(json).hexString.utf8))
-            return published
+            return try putSelection(txn, record, entries: entries.map { ($0.id, $0.copies) })
         }
         return record
+    }
+
+    /// Writes a selection's entries and its record in one transaction, with the digest
+    /// of what was stored; returns the record as published. A second selection of the
+    /// same name fails here and rolls all of it back.
+    func putSelection(_ txn: WriteTransaction, _ record: SelectionRecord, entries: [(id: UInt64, copies: Int)]) throws -> SelectionRecord {
+        let prefix = GenerationKeys.entryPrefix(record.generation, record.name)
+        for e in entries {
+            try txn.put(db.selections, key: prefix + Layout.idKey(e.id), value: withUnsafeBytes(of: UInt32(e.copies).littleEndian) { Array($0) })
+        }
+        var published = record
+        published.entriesSha256 = try entriesDigest(record.generation, record.name, txn)
+        let json = Array(try GenerationJSON.encoder.encode(published))
+        try txn.put(db.selections, key: GenerationKeys.selection(record.generation, record.name), value: json, noOverwrite: true)
+        // The record's own digest, in `meta` (whose records each carry a digest):
+        // lets salvage keep this selection byte for byte when a neighbour is damaged.
+        try txn.put(db.meta, key: GenerationKeys.selectionDigest(record.generation, record.name), value: Array(SHA256.hash(json).hexString.utf8))
+        return published
     }
 }

@@ -1,0 +1,310 @@
+import Digest
+import Foundation
+import LMDB
+
+/// `manifest.json` of a shard set (schemas/shard-manifest.schema.json): which stores make
+/// the set, what each holds, and a checksum over all of it.
+public struct ShardManifest: Codable, Sendable, Equatable {
+    public struct Shard: Codable, Sendable, Equatable {
+        public var index: Int
+        /// Relative to the manifest's folder.
+        public var path: String
+        /// The shard store's creation time (copies keep it): a store put in a shard's place is refused.
+        public var createdAt: String
+        public var samples: Int
+        public var splits: [String: Int]
+        /// SHA-256 of the shard's sample ids (u64 little-endian, id order).
+        public var idsSha256: String
+    }
+    public struct Generation: Codable, Sendable, Equatable {
+        public var generation: Int
+        public var samples: Int
+        /// Each shard's labels digest, in shard order (the generation record's `labels_sha256` there).
+        public var labelsSha256: [String]
+    }
+
+    public var format = "noisy-shard-set"
+    public var formatVersion = 1
+    public var created: String
+    /// The store the set was cut from: its path then and its creation time.
+    public var sourcePath: String
+    public var sourceCreatedAt: String
+    /// How samples were dealt: each split's samples sorted by content SHA-256, then
+    /// to shards 0, 1, ..., N-1, 0, 1, ... in turn.
+    public var assignment = "content-sha256-round-robin"
+    public var classes: [String]
+    public var samples: Int
+    public var shards: [Shard]
+    public var generations: [Generation]
+    /// SHA-256 (hex) of this manifest's JSON with `sha256` left out (sorted keys).
+    public var sha256: String?
+
+    static let fileName = "manifest.json"
+
+    func checksum() throws -> String {
+        var bare = self
+        bare.sha256 = nil
+        return SHA256.hash(Array(try GenerationJSON.encoder.encode(bare))).hexString
+    }
+
+    /// Reads and checks a manifest (a file, or a folder holding `manifest.json`).
+    public static func read(_ path: String) throws -> (manifest: ShardManifest, folder: String) {
+        var isDir: ObjCBool = false
+        let file = FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue ? path + "/" + fileName : path
+        guard let data = FileManager.default.contents(atPath: file) else { throw StoreError(.notFound, "\(file): no shard manifest there") }
+        let m: ShardManifest
+        do { m = try GenerationJSON.decoder.decode(ShardManifest.self, from: data) } catch {
+            throw StoreError(.corrupt, "\(file): not a shard manifest: \(error)")
+        }
+        guard m.format == "noisy-shard-set", m.formatVersion == 1 else {
+            throw StoreError(.incompatible, "\(file): a \(m.format) manifest of version \(m.formatVersion) (this noisy reads noisy-shard-set 1)")
+        }
+        guard let stated = m.sha256, stated == (try m.checksum()) else {
+            throw StoreError(.corrupt, "\(file): the manifest does not match its checksum (edited or damaged); re-create it with noisy shard")
+        }
+        return (m, (file as NSString).deletingLastPathComponent)
+    }
+
+    /// Opens every shard, checking that each is there and is the store the manifest names.
+    /// A missing or substituted shard is named, and nothing is opened.
+    public func openShards(folder: String, readOnly: Bool = true) throws -> [Store] {
+        let missing = shards.filter { !FileManager.default.fileExists(atPath: folder + "/" + $0.path + "/data.mdb") }
+        if let first = missing.first {
+            throw StoreError(.notFound, "shard \(first.index) of \(shards.count) (\(folder)/\(first.path)) is missing"
+                             + (missing.count > 1 ? ", and \(missing.count - 1) more" : "") + "; the set is not whole")
+        }
+        return try shards.map { s in
+            let store = try Store(path: folder + "/" + s.path, readOnly: readOnly)
+            guard try store.createdAt() == s.createdAt else {
+                throw StoreError(.conflict, "\(folder)/\(s.path): not shard \(s.index) of this set (created \(try store.createdAt()), the manifest says \(s.createdAt))")
+            }
+            return store
+        }
+    }
+}
+
+extension Store {
+    /// The shard each sample goes to: each split's samples sorted by content SHA-256,
+    /// dealt in turn, so every shard's share of every split differs by at most one and
+    /// depends only on the content.
+    func shardAssignment(count: Int) throws -> [UInt64: Int] {
+        var bySplit: [Split: [([UInt8], UInt64)]] = [:]
+        try read { txn in
+            try txn.scan(db.samples) { k, v in
+                guard let r = SampleRecord(id: Layout.readU64BE(k), bytes: v) else {
+                    throw StoreError(.corrupt, "\(path): sample \(Layout.readU64BE(k)): unreadable record; run noisy verify --store \(path)")
+                }
+                bySplit[r.split, default: []].append((r.contentHash, r.id))
+                return true
+            }
+        }
+        var out: [UInt64: Int] = [:]
+        for (_, list) in bySplit {
+            let sorted = list.sorted { $0.0.lexicographicallyPrecedes($1.0) || ($0.0 == $1.0 && $0.1 < $1.1) }
+            for (i, s) in sorted.enumerated() { out[s.1] = i % count }
+        }
+        return out
+    }
+
+    /// Writes one sample with its index entries (hash, source, split), under its own id.
+    func putSample(_ txn: WriteTransaction, _ record: SampleRecord, recordBytes: [UInt8], image: [UInt8]) throws {
+        let key = Layout.idKey(record.id)
+        try txn.put(db.samples, key: key, value: recordBytes)
+        try txn.put(db.images, key: key, value: image)
+        try txn.put(db.hashes, key: record.contentHash, value: key)
+        try txn.put(db.sources, key: Array(record.source.utf8), value: key)
+        try txn.put(db.splitIndex, key: Layout.splitKey(record.split, record.id),
+                     value: withUnsafeBytes(of: (record.classIndex ?? SampleRecord.noClass).littleEndian) { Array($0) })
+    }
+
+    /// Splits this store into `count` shard stores in `out` (new or empty) and writes
+    /// `out/manifest.json`. Samples keep their ids; classes, generations (each shard
+    /// holds its samples' labels, under a digest of its own), selections (their entries
+    /// on that shard) and tags carry over. The manifest is written last: a set without
+    /// one is unfinished, and `noisy shard` into an empty folder starts over.
+    public func shard(into out: String, count: Int, progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> ShardManifest {
+        guard (1...4096).contains(count) else { throw StoreError(.invalidArgument, "--shards must be 1 to 4,096 (got \(count))") }
+        let fm = FileManager.default
+        if let contents = try? fm.contentsOfDirectory(atPath: out), !contents.isEmpty {
+            throw StoreError(.invalidArgument, "\(out): not empty; shard writes a new set into a new or empty folder")
+        }
+        do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
+            throw StoreError(.io, "\(out): cannot create: \(error.localizedDescription)")
+        }
+        let names = (0..<count).map { String(format: "shard-%05d-of-%05d.noisy", $0, count) }
+        let shards = try names.map { try Store.openOrCreate(path: out + "/" + $0) }
+        let classNames = try classes()
+        for s in shards {
+            try s.write { txn in
+                for (i, name) in classNames.enumerated() { try txn.put(s.db.classes, key: Layout.u32Key(UInt32(i)), value: Array(name.utf8)) }
+            }
+        }
+
+        // Samples: one pass over this store, a transaction per 2,000 samples per shard.
+        let assignment = try shardAssignment(count: count)
+        let total = assignment.count
+        var pending = [[(SampleRecord, [UInt8], [UInt8])]](repeating: [], count: count)
+        var ids = [[UInt64]](repeating: [], count: count)
+        var splits = [[String: Int]](repeating: [:], count: count)
+        func flush(_ k: Int) throws {
+            guard !pending[k].isEmpty else { return }
+            let batch = pending[k]
+            try shards[k].write { txn in for (r, bytes, image) in batch { try shards[k].putSample(txn, r, recordBytes: bytes, image: image) } }
+            pending[k].removeAll(keepingCapacity: true)
+        }
+        var from: [UInt8]? = nil
+        while true {
+            // A fresh read transaction per 10,000 samples keeps old pages reusable.
+            var last: UInt64?
+            try read { txn in
+                var n = 0
+                try txn.scan(db.samples, from: from) { k, v in
+                    let id = Layout.readU64BE(k)
+                    if let f = from, Array(k) == f { return true }
+                    guard let r = SampleRecord(id: id, bytes: v), let shard = assignment[id] else {
+                        throw StoreError(.corrupt, "\(path): sample \(id): unreadable record; run noisy verify --store \(path)")
+                    }
+                    guard let image = try txn.withValue(db.images, key: k, { $0.map { Array($0) } }) else {
+                        throw StoreError(.corrupt, "\(path): sample \(id): image bytes missing; run noisy verify --store \(path)")
+                    }
+                    pending[shard].append((r, Array(v), image))
+                    ids[shard].append(id)
+                    splits[shard][r.split.rawValue, default: 0] += 1
+                    if pending[shard].count >= 2000 { try flush(shard) }
+                    last = id
+                    n += 1
+                    return n < 10_000
+                }
+            }
+            guard let l = last else { break }
+            from = Layout.idKey(l)
+            progress("samples", ids.reduce(0) { $0 + $1.count }, total)
+        }
+        for k in 0..<count { try flush(k) }
+
+        // Generations, oldest first: each shard's labels, then its record (and digest).
+        var generationEntries: [ShardManifest.Generation] = []
+        for g in try generations() {
+            var labels = [[([UInt8], [UInt8])]](repeating: [], count: count)
+            func flushLabels(_ k: Int) throws {
+                guard !labels[k].isEmpty else { return }
+                let batch = labels[k]
+                try shards[k].write { txn in for (key, value) in batch { try txn.put(shards[k].db.labels, key: key, value: value) } }
+                labels[k].removeAll(keepingCapacity: true)
+            }
+            var perShard = [Int](repeating: 0, count: count)
+            try forEachStoredLabel(g.generation) { id, key, value in
+                guard let k = assignment[id] else { return }
+                labels[k].append((key, value))
+                perShard[k] += 1
+                if labels[k].count >= 20_000 { try flushLabels(k) }
+            }
+            var digests: [String] = []
+            for k in 0..<count {
+                try flushLabels(k)
+                var record = g
+                record.samples = perShard[k]
+                try shards[k].commitGeneration(record, tagLatest: false)
+                digests.append(try shards[k].generation(g.generation)?.labelsSha256 ?? "")
+            }
+            // Selections: each shard keeps the entries of its samples.
+            for sel in try selections(of: g.generation) {
+                var entries = [[(id: UInt64, copies: Int)]](repeating: [], count: count)
+                try forEachSelectionEntry(g.generation, sel.name) { id, copies in
+                    if let k = assignment[id] { entries[k].append((id, copies)) }
+                }
+                for k in 0..<count {
+                    var r = sel
+                    r.samples = entries[k].count
+                    r.entries = entries[k].reduce(0) { $0 + $1.copies }
+                    _ = try shards[k].write { txn in try shards[k].putSelection(txn, r, entries: entries[k]) }
+                }
+            }
+            generationEntries.append(.init(generation: g.generation, samples: g.samples, labelsSha256: digests))
+            progress("generation \(g.generation)", g.generation, g.generation)
+        }
+        let tagList = try tags()
+        for s in shards {
+            try s.write { txn in for (tag, k) in tagList { try txn.put(s.db.tags, key: Array(tag.utf8), value: Layout.u32Key(UInt32(k))) } }
+        }
+
+        var manifest = ShardManifest(
+            created: GenerationJSON.now(), sourcePath: path, sourceCreatedAt: try createdAt(), classes: classNames, samples: total,
+            shards: try (0..<count).map { k in
+                let idBytes = ids[k].flatMap { withUnsafeBytes(of: $0.littleEndian) { Array($0) } }
+                return .init(index: k, path: names[k], createdAt: try shards[k].createdAt(), samples: ids[k].count, splits: splits[k],
+                             idsSha256: SHA256.hash(idBytes).hexString)
+            },
+            generations: generationEntries)
+        manifest.sha256 = try manifest.checksum()
+        var w = try TextWriter(path: out + "/.manifest.json.partial")
+        try w.write(Array(try GenerationJSON.encoder.encode(manifest)))
+        _ = try w.finish()
+        guard rename(out + "/.manifest.json.partial", out + "/" + ShardManifest.fileName) == 0 else {
+            throw StoreError(.io, "\(out)/\(ShardManifest.fileName): cannot write: \(String(cString: strerror(errno)))")
+        }
+        return manifest
+    }
+
+    /// Visits generation `k`'s label records (id, key, value) in id order, in batches of
+    /// read transactions.
+    func forEachStoredLabel(_ k: Int, _ body: (UInt64, [UInt8], [UInt8]) throws -> Void) throws {
+        var from = GenerationKeys.labelPrefix(k)
+        let prefix = GenerationKeys.labelPrefix(k)
+        var first = true
+        while true {
+            var last: [UInt8]?
+            try read { txn in
+                var n = 0
+                try txn.scan(db.labels, from: from) { key, value in
+                    guard key.count == 12, Array(key.prefix(4)) == prefix else { return false }
+                    if !first, Array(key) == from { return true }
+                    try body(Layout.readU64BE(key, at: 4), Array(key), Array(value))
+                    last = Array(key)
+                    n += 1
+                    return n < 20_000
+                }
+            }
+            guard let l = last else { return }
+            from = l
+            first = false
+        }
+    }
+}
+
+extension ShardManifest {
+    /// True when `path` names a shard set (a manifest file, or a folder holding one).
+    public static func isSet(_ path: String) -> Bool {
+        path.hasSuffix(".json") || FileManager.default.fileExists(atPath: path + "/" + fileName)
+    }
+
+    /// Verifies every shard (as `Store.verify`) and the set: each shard is the store the
+    /// manifest names, holds the ids it lists, and every generation's labels digest
+    /// there is the manifest's. A missing shard or a manifest that fails its checksum
+    /// is an error before anything is read.
+    public static func verifySet(at path: String, progress: ((Int, Int) -> Void)? = nil) throws -> VerifyReport {
+        let (m, folder) = try read(path)
+        let stores = try m.openShards(folder: folder)
+        var problems: [VerifyProblem] = []
+        var checked = 0
+        for (s, store) in zip(m.shards, stores) {
+            let name = "shard \(s.index) (\(s.path))"
+            let r = try Store.verify(at: store.path, progress: progress)
+            checked += r.samplesChecked
+            problems += r.problems.map { VerifyProblem(id: $0.id, problem: "\(name): \($0.problem)", database: $0.database, page: $0.page) }
+            let ids = try Split.allCases.flatMap { try store.index(of: $0).map(\.id) }.sorted()
+            let digest = SHA256.hash(ids.flatMap { withUnsafeBytes(of: $0.littleEndian) { Array($0) } }).hexString
+            if digest != s.idsSha256 || ids.count != s.samples {
+                problems.append(VerifyProblem(problem: "\(name): holds \(ids.count) samples, not the \(s.samples) the manifest lists"
+                                              + (ids.count == s.samples ? " (other ids)" : "")))
+            }
+            for g in m.generations {
+                let here = try store.generation(g.generation)?.labelsSha256
+                if here != g.labelsSha256[s.index] {
+                    problems.append(VerifyProblem(problem: "\(name): generation \(g.generation) " + (here == nil ? "is missing" : "does not match the manifest's digest")))
+                }
+            }
+        }
+        return VerifyReport(samplesChecked: checked, problems: problems)
+    }
+}

@@ -1,0 +1,110 @@
+import XCTest
+import Foundation
+import TestSupport
+
+/// `noisy shard`: a store cut into shard stores and a checksummed manifest, checked
+/// against an independent reading of the source with python-lmdb and hashlib.
+final class ShardTests: XCTestCase {
+    var root = ""
+    override func setUp() { root = Fixtures.temporaryDirectory(name) }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: root) }
+
+    func testShardsSplitByContentAndCarryEverythingOver() throws {
+        for c in 0..<3 {
+            for i in 0..<4 { Fixtures.write(Fixtures.png(width: 9, height: 9, seed: UInt64(40 + 10 * c + i)), to: "\(root)/l/k\(c)/\(i).png") }
+        }
+        for i in 0..<20 { Fixtures.write(Fixtures.jpeg(width: 16, height: 12, seed: UInt64(200 + i)), to: "\(root)/u/\(i).jpg") }
+        for i in 0..<5 { Fixtures.write(Fixtures.png(width: 9, height: 9, seed: UInt64(400 + i)), to: "\(root)/t/k\(i % 3)/\(i).png") }
+        let store = "\(root)/s.noisy"
+        XCTAssertEqual(try Processes.noisy(["ingest", "--store", store, "--labeled", "\(root)/l", "--unlabeled", "\(root)/u",
+                                            "--test", "\(root)/t", "--quiet"]).status, 0)
+        XCTAssertEqual(try Processes.noisy(["labels", "jobs", "--store", store, "--part", "0", "--parts", "1", "--ids-out", "\(root)/ids.npy"]).status, 0)
+        let p = try Processes.python("""
+        import sys, numpy as np
+        ids = np.load(sys.argv[1] + "/ids.npy")
+        np.save(sys.argv[1] + "/p.npy", np.random.default_rng(3).dirichlet([0.5] * 3, len(ids)).astype(np.float32))
+        """, [root])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        XCTAssertEqual(try Processes.noisy(["labels", "import", "--store", store, "--predictions", "\(root)/p.npy", "--ids", "\(root)/ids.npy",
+                                            "--teacher", "t", "--quiet"]).status, 0)
+        XCTAssertEqual(try Processes.noisy(["labels", "filter", "--store", store, "--generation", "1", "--threshold", "0.3", "--per-class", "6"]).status, 0)
+        XCTAssertEqual(try Processes.noisy(["labels", "tag", "--store", store, "best", "1"]).status, 0)
+
+        let out = "\(root)/set"
+        let r = try Processes.noisy(["shard", "--store", store, "--shards", "3", "--out", out, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertNil(try Processes.schemaViolation(schema: "shard-manifest.schema.json", json: r.stdoutData))
+        XCTAssertNil(try Processes.schemaViolation(schema: "shard-manifest.schema.json",
+                                                   json: try XCTUnwrap(FileManager.default.contents(atPath: "\(out)/manifest.json"))))
+        let check = try Processes.python("""
+        import hashlib, json, lmdb, sys
+        src, out = sys.argv[1], sys.argv[2]
+        def dump(path):
+            env = lmdb.open(path, readonly=True, max_dbs=32, lock=False)
+            d = {}
+            with env.begin() as t:
+                for name in (b"samples", b"images", b"labels", b"selections", b"classes", b"tags"):
+                    d[name] = dict(t.cursor(env.open_db(name, txn=t, create=False)))
+            env.close()
+            return d
+        s = dump(src)
+        m = json.load(open(out + "/manifest.json"))
+        shards = [dump(out + "/" + e["path"]) for e in m["shards"]]
+        # Expected shard of each sample: per split, rank by SHA-256 of the stored bytes, modulo 3.
+        expect = {}
+        for split in (0, 1, 2):
+            ids = [k for k, v in s[b"samples"].items() if v[1] == split]
+            ranked = sorted(ids, key=lambda k: (hashlib.sha256(s[b"images"][k]).digest(), k))
+            for i, k in enumerate(ranked): expect[k] = i % 3
+        for k, sh in expect.items():
+            assert k in shards[sh][b"samples"], f"sample {int.from_bytes(k, 'big')} not in shard {sh}"
+            assert shards[sh][b"samples"][k] == s[b"samples"][k] and shards[sh][b"images"][k] == s[b"images"][k]
+        assert sum(len(x[b"samples"]) for x in shards) == len(s[b"samples"]) == 37
+        for x in shards:
+            assert x[b"classes"] == s[b"classes"] and x[b"tags"] == s[b"tags"]
+        counts = [[sum(1 for v in x[b"samples"].values() if v[1] == split) for x in shards] for split in (0, 1, 2)]
+        assert all(max(c) - min(c) <= 1 for c in counts), counts
+        # Labels and selection entries: each shard holds its samples' own, and together all.
+        labels = {}
+        for sh, x in enumerate(shards):
+            for k, v in x[b"labels"].items():
+                assert expect[k[4:]] == sh; labels[k] = v
+        assert labels == s[b"labels"] and len(labels) == 20
+        entries = lambda d: {k: v for k, v in d.items() if k[4:5] == b"\\x01"}
+        union = {}
+        for sh, x in enumerate(shards):
+            for k, v in entries(x[b"selections"]).items():
+                assert expect[k[-8:]] == sh; union[k] = v
+        assert union == entries(s[b"selections"]) and len(union) > 0
+        print("ok", counts)
+        """, [store, out])
+        XCTAssertEqual(check.status, 0, check.stderr)
+        XCTAssertTrue(check.stdout.hasPrefix("ok"), check.stdout)
+
+        let v = try Processes.noisy(["verify", "--store", out])
+        XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
+        let info = try Processes.noisy(["info", "--store", out])
+        XCTAssertTrue(info.stdout.contains("37 samples in 3 shards"), info.stdout)
+        XCTAssertEqual(try Processes.noisy(["shard", "--store", store, "--shards", "2", "--out", out]).stderr.contains("not empty"), true)
+
+        // A manifest edited by hand, a shard gone, a shard replaced: each refused by name.
+        let manifest = try XCTUnwrap(FileManager.default.contents(atPath: "\(out)/manifest.json"))
+        let edited = String(decoding: manifest, as: UTF8.self).replacingOccurrences(of: "\"samples\":37", with: "\"samples\":38")
+        XCTAssertNotEqual(edited, String(decoding: manifest, as: UTF8.self))
+        try edited.write(toFile: "\(out)/manifest.json", atomically: true, encoding: .utf8)
+        for command in ["verify", "info"] {
+            let e = try Processes.noisy([command, "--store", out])
+            XCTAssertEqual(e.status, 1)
+            XCTAssertTrue(e.stderr.contains("does not match its checksum"), e.stderr)
+        }
+        try manifest.write(to: URL(fileURLWithPath: "\(out)/manifest.json"))
+        try FileManager.default.moveItem(atPath: "\(out)/shard-00001-of-00003.noisy", toPath: "\(root)/aside.noisy")
+        let gone = try Processes.noisy(["verify", "--store", out])
+        XCTAssertEqual(gone.status, 1)
+        XCTAssertTrue(gone.stderr.contains("shard 1 of 3") && gone.stderr.contains("is missing"), gone.stderr)
+        try FileManager.default.copyItem(atPath: "\(out)/shard-00002-of-00003.noisy", toPath: "\(out)/shard-00001-of-00003.noisy")
+        let swapped = try Processes.noisy(["info", "--store", out])
+        XCTAssertEqual(swapped.status, 1)
+        XCTAssertTrue(swapped.stderr.contains("not shard 1 of this set"), swapped.stderr)
+    }
+}
