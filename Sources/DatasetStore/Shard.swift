@@ -21,6 +21,10 @@ public struct ShardManifest: Codable, Sendable, Equatable {
         public var samples: Int
         /// Each shard's labels digest, in shard order (the generation record's `labels_sha256` there).
         public var labelsSha256: [String]
+        /// Each shard's labelled samples, in shard order.
+        public var labels: [Int]
+        /// Per selection, each shard's entries (copies counted), in shard order.
+        public var selectionEntries: [String: [Int]]
     }
 
     public var format = "noisy-shard-set"
@@ -208,6 +212,7 @@ extension Store {
                 digests.append(try shards[k].generation(g.generation)?.labelsSha256 ?? "")
             }
             // Selections: each shard keeps the entries of its samples.
+            var selectionEntries: [String: [Int]] = [:]
             for sel in try selections(of: g.generation) {
                 var entries = [[(id: UInt64, copies: Int)]](repeating: [], count: count)
                 try forEachSelectionEntry(g.generation, sel.name) { id, copies in
@@ -219,8 +224,10 @@ extension Store {
                     r.entries = entries[k].reduce(0) { $0 + $1.copies }
                     _ = try shards[k].write { txn in try shards[k].putSelection(txn, r, entries: entries[k]) }
                 }
+                selectionEntries[sel.name] = entries.map { $0.reduce(0) { $0 + $1.copies } }
             }
-            generationEntries.append(.init(generation: g.generation, samples: g.samples, labelsSha256: digests))
+            generationEntries.append(.init(generation: g.generation, samples: g.samples, labelsSha256: digests, labels: perShard,
+                                           selectionEntries: selectionEntries))
             progress("generation \(g.generation)", g.generation, g.generation)
         }
         let tagList = try tags()
@@ -273,6 +280,21 @@ extension Store {
 }
 
 extension ShardManifest {
+    /// Items of each epoch a node serving `perNode` shards takes from the labeled split
+    /// (or from a generation: its selection's entries, or every labelled sample once):
+    /// what the `perNode` smallest shards hold, the same number on every node that
+    /// serves as many shards.
+    public func epochLength(perNode: Int, generation: Int? = nil, selection: String? = nil) -> Int {
+        let counts: [Int]
+        if let generation {
+            let g = generations.first { $0.generation == generation }
+            counts = selection.map { g?.selectionEntries[$0] ?? [] } ?? g?.labels ?? []
+        } else {
+            counts = shards.map { $0.splits[Split.labeled.rawValue] ?? 0 }
+        }
+        return counts.sorted().prefix(perNode).reduce(0, +)
+    }
+
     /// True when `path` names a shard set (a manifest file, or a folder holding one).
     public static func isSet(_ path: String) -> Bool {
         path.hasSuffix(".json") || FileManager.default.fileExists(atPath: path + "/" + fileName)

@@ -22,8 +22,17 @@ struct Serve: ParsableCommand {
           noisy serve --store data.noisy --socket /tmp/noisy.sock --size 224 --randaugment 2,9 --batch-size 256
           noisy serve --store data.noisy --listen 127.0.0.1:5555 --generation latest --ratio 3 --layout float32
           noisy serve --store data.noisy --listen 0.0.0.0:5555 --allow-remote --token-file secret.txt
+          noisy serve --store data-8/ --shards 0-3 --socket /tmp/noisy.sock   # node 0 of 2, over a shard set
+
+        Over a shard set (noisy shard), each node serves its own shards (--shards) to its
+        local ranks (LOCAL_RANK / LOCAL_WORLD_SIZE, which the Python client sends). Every
+        node must serve as many shards: each epoch then takes as many samples as the
+        smallest such group holds, and every rank of every node gets the same number of
+        batches (uneven counts hang DDP). Label sessions need a single store.
         """
     )
+    @Option(help: ArgumentHelp("With a shard set as --store: the shards this node serves, e.g. 0-3 or 0,2 (default: all).", valueName: "list"))
+    var shards: String?
     @OptionGroup var storeOption: StoreOption
     @Option(help: ArgumentHelp("Unix socket path.", valueName: "path")) var socket: String?
     @Option(help: ArgumentHelp("TCP address (port 0: any free port, printed).", valueName: "host:port")) var listen: String?
@@ -44,7 +53,18 @@ struct Serve: ParsableCommand {
                 token = String(first)
             }
             if allowRemote && token == nil { throw ValidationError("--allow-remote needs --token-file") }
-            let store = try Store(path: storeOption.store)
+            var set: ShardSetServing?
+            let store: Store
+            if ShardManifest.isSet(storeOption.store) {
+                let (m, folder) = try ShardManifest.read(storeOption.store)
+                let stores = try m.openShards(folder: folder)
+                let node = try shards.map { try Self.parseShards($0, count: m.shards.count) } ?? Array(0..<m.shards.count)
+                set = ShardSetServing(manifest: m, stores: stores, node: node)
+                store = stores[node[0]]
+            } else {
+                guard shards == nil else { throw ValidationError("--shards needs a shard set as --store (see noisy shard)") }
+                store = try Store(path: storeOption.store)
+            }
             var config = try pipeline.config(store: store)
             let generation = try pipeline.generation.map { try store.resolveGeneration($0).generation }
             let worldSize = config.worldSize
@@ -54,7 +74,7 @@ struct Serve: ParsableCommand {
                 pipeline: config, generation: generation, selection: pipeline.selection,
                 labelOptions: LabelReadOptions(temperature: pipeline.temperature, hard: pipeline.hard, smoothing: pipeline.hardSmoothing),
                 teacherView: .teacher(TeacherView(size: pipeline.size, cropFraction: pipeline.cropFraction)),
-                token: token, worldSize: worldSize, handshakeTimeout: handshakeTimeout)
+                token: token, worldSize: worldSize, handshakeTimeout: handshakeTimeout, shardSet: set)
             let server = Server(store: store, config: serveConfig, log: { Terminal.info($0) })
             if let socket {
                 try server.listen(unixPath: socket)
@@ -84,5 +104,23 @@ struct Serve: ParsableCommand {
             sources.forEach { $0.cancel() }
             Terminal.info("stopped")
         }
+    }
+}
+
+extension Serve {
+    /// "0-3", "0,2,5" or a mix: shard indices, each in 0..<count, none twice.
+    static func parseShards(_ text: String, count: Int) throws -> [Int] {
+        var out: [Int] = []
+        for part in text.split(separator: ",") {
+            let ends = part.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard (1...2).contains(ends.count), let lo = ends.first ?? nil, let hi = ends.last ?? nil, lo <= hi else {
+                throw ValidationError("--shards \(text): use indices and ranges such as 0-3 or 0,2")
+            }
+            out += Array(lo...hi)
+        }
+        guard !out.isEmpty, out.allSatisfy({ (0..<count).contains($0) }), Set(out).count == out.count else {
+            throw ValidationError("--shards \(text): the set has shards 0 to \(count - 1), each named once")
+        }
+        return out
     }
 }

@@ -12,6 +12,11 @@ import KeyedRandom
 /// last round's remainder.
 public struct EpochSampler: Sendable {
     public let count: Int
+    /// Positions of each epoch's permutation that are taken (at most `count`): a node
+    /// serving part of a shard set takes the length every node can, so that every rank
+    /// of every node gets the same number of items (the rest of each permutation, other
+    /// items every epoch, sits out).
+    public let epochLength: Int
     public let rank: Int
     public let worldSize: Int
     public private(set) var state: SamplerState
@@ -19,27 +24,29 @@ public struct EpochSampler: Sendable {
     private var orderEpoch: UInt64 = .max
 
     /// Items one rank takes in a whole epoch.
-    public var perRank: Int { count / worldSize }
+    public var perRank: Int { epochLength / worldSize }
 
-    public init(count: Int, state: SamplerState, rank: Int = 0, worldSize: Int = 1) throws(SamplerError) {
+    public init(count: Int, state: SamplerState, rank: Int = 0, worldSize: Int = 1, epochLength: Int? = nil) throws(SamplerError) {
         guard worldSize >= 1, (0..<worldSize).contains(rank) else {
             throw SamplerError(.ranks, "rank \(rank) is not in 0..<\(worldSize)")
         }
-        guard count >= worldSize else {
-            throw SamplerError(.ranks, "\(count) items cannot be shared by \(worldSize) ranks")
+        let length = min(count, epochLength ?? count)
+        guard length >= worldSize else {
+            throw SamplerError(.ranks, "\(length) items cannot be shared by \(worldSize) ranks")
         }
         var state = state
         if let step = state.legacyStep {
-            guard step >= 0, step < count / worldSize else {
-                throw SamplerError(.state, "step \(step) is outside an epoch of \(count / worldSize) items per rank")
+            guard step >= 0, step < length / worldSize else {
+                throw SamplerError(.state, "step \(step) is outside an epoch of \(length / worldSize) items per rank")
             }
             state.position = step * worldSize
             state.legacyStep = nil
         }
-        guard state.position >= 0, state.position <= count else {
-            throw SamplerError(.state, "position \(state.position) is outside an epoch of \(count) items")
+        guard state.position >= 0, state.position <= length else {
+            throw SamplerError(.state, "position \(state.position) is outside an epoch of \(length) items")
         }
         self.count = count
+        self.epochLength = length
         self.rank = rank
         self.worldSize = worldSize
         self.state = state
@@ -62,7 +69,7 @@ public struct EpochSampler: Sendable {
 
     /// Starts the next epoch when what is left cannot fill a round of every rank.
     private mutating func advanceIfDone() {
-        if count - state.position < worldSize {
+        if epochLength - state.position < worldSize {
             state.position = 0
             state.epoch += 1
         }

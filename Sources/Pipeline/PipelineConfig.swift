@@ -27,6 +27,10 @@ public struct PipelineConfig: Sendable {
     /// What stream this is, stamped on every state it emits; a state that names another
     /// origin is refused. The store-backed loader sets it (the store and the view).
     public var origin: String?
+    /// Items of each epoch the labeled and pseudo-labeled sources take (nil: all): the
+    /// shard-set loader sets what every node can take, for equal batch counts.
+    public var labeledEpochLength: Int?
+    public var pseudoEpochLength: Int?
 
     public init(view: View, channels: Int = 3, layout: OutputLayout = .uint8NHWC, batchSize: Int = 64,
                 ratio: Double = 1, seed: UInt64 = 0, rank: Int = 0, worldSize: Int = 1, threads: Int = 2,
@@ -82,11 +86,13 @@ struct BatchPlanner: Sendable {
         pseudoItems = pseudo ?? []
         perBatch = config.split(hasPseudo: pseudo != nil)
         do {
-            self.labeled = try EpochSampler(count: labeled.count, state: state.labeled, rank: config.rank, worldSize: config.worldSize)
+            self.labeled = try EpochSampler(count: labeled.count, state: state.labeled, rank: config.rank, worldSize: config.worldSize,
+                                            epochLength: config.labeledEpochLength)
             if let pseudo {
                 guard !pseudo.isEmpty else { throw PipelineError(.invalidConfiguration, "the pseudo-label selection is empty") }
                 guard let ps = state.pseudoLabeled else { throw PipelineError(.badState, "the resume state has no pseudo-labeled sampler") }
-                self.pseudo = try EpochSampler(count: pseudo.count, state: ps, rank: config.rank, worldSize: config.worldSize)
+                self.pseudo = try EpochSampler(count: pseudo.count, state: ps, rank: config.rank, worldSize: config.worldSize,
+                                               epochLength: config.pseudoEpochLength)
             } else {
                 self.pseudo = nil
             }

@@ -19,13 +19,27 @@ public struct ServeConfig: Sendable {
     public var worldSize: Int
     /// Seconds a client has to send its hello.
     public var handshakeTimeout: Double
+    /// This node's shards of a shard set, when serving one (train sessions only).
+    public var shardSet: ShardSetServing?
 
     public init(pipeline: PipelineConfig, generation: Int? = nil, selection: String? = nil,
                 labelOptions: LabelReadOptions = .init(), teacherView: View, token: String? = nil,
-                worldSize: Int = 1, handshakeTimeout: Double = 5) {
+                worldSize: Int = 1, handshakeTimeout: Double = 5, shardSet: ShardSetServing? = nil) {
         self.pipeline = pipeline; self.generation = generation; self.selection = selection
         self.labelOptions = labelOptions; self.teacherView = teacherView; self.token = token
-        self.worldSize = worldSize; self.handshakeTimeout = handshakeTimeout
+        self.worldSize = worldSize; self.handshakeTimeout = handshakeTimeout; self.shardSet = shardSet
+    }
+}
+
+/// The shards of a set one node serves.
+public struct ShardSetServing: Sendable {
+    public var manifest: ShardManifest
+    /// Every shard of the set, opened and checked against the manifest.
+    public var stores: [Store]
+    /// The indices this node serves.
+    public var node: [Int]
+    public init(manifest: ShardManifest, stores: [Store], node: [Int]) {
+        self.manifest = manifest; self.stores = stores; self.node = node
     }
 }
 

@@ -39,7 +39,11 @@ struct TrainSession: Session {
     func run() throws {
         let store = server.store
         var config = server.config.pipeline
-        if let r = hello["rank"] as? Int {
+        if server.config.shardSet != nil, let r = hello["local_rank"] as? Int {
+            // A node of a shard set serves its local ranks: its shards are theirs alone.
+            config.rank = r
+            config.worldSize = hello["local_world_size"] as? Int ?? 1
+        } else if let r = hello["rank"] as? Int {
             config.rank = r
             config.worldSize = hello["world_size"] as? Int ?? 1
         } else {
@@ -59,9 +63,6 @@ struct TrainSession: Session {
         }
         let hold = hello["hold"] as? Int ?? 2
         guard (1...64).contains(hold) else { throw WireError("hold must be 1 to 64 batches (got \(hold))") }
-        let pseudo = try server.config.generation.map {
-            try StoreSoftLabels(store: store, generation: $0, selection: server.config.selection, options: server.config.labelOptions)
-        }
         let classes = try store.classes()
         // Shared memory when asked for and the socket can carry the descriptor (not TCP).
         let slots: SharedSlots? = (hello["shared_memory"] as? Bool ?? false) && SharedSlots.canPass(over: conn.fd)
@@ -72,8 +73,18 @@ struct TrainSession: Session {
             : nil
         let peer = conn.peer
         let log = self.log
-        let loader = try BatchLoader(store: store, config: config, pseudoLabels: pseudo, state: state, storage: slots,
+        let loader: BatchLoader
+        if let set = server.config.shardSet {
+            loader = try BatchLoader(set: set.manifest, stores: set.stores, node: set.node, config: config,
+                                     generation: server.config.generation, selection: server.config.selection,
+                                     labelOptions: server.config.labelOptions, state: state, storage: slots, log: { log("\(peer): \($0)") })
+        } else {
+            let pseudo = try server.config.generation.map {
+                try StoreSoftLabels(store: store, generation: $0, selection: server.config.selection, options: server.config.labelOptions)
+            }
+            loader = try BatchLoader(store: store, config: config, pseudoLabels: pseudo, state: state, storage: slots,
                                      log: { log("\(peer): \($0)") })
+        }
         let size = config.view.size
         let shared: Any = slots.map { ["slots": $0.count, "slot_bytes": $0.layout.slotBytes, "hold": hold] as [String: Any] } ?? NSNull()
         try conn.send(Frame(header: [
@@ -142,6 +153,9 @@ struct LabelSession: Session {
 
     func run() throws {
         let store = server.store
+        guard server.config.shardSet == nil else {
+            throw WireError("label sessions need a single store; this server serves shards of a set (label each shard, or the store it was cut from)")
+        }
         guard let teacher = hello["teacher"] as? String, !teacher.isEmpty else {
             throw WireError("a label session needs 'teacher' (a description of the model)")
         }

@@ -156,6 +156,80 @@ final class PyTorchExampleTests: ServerTestCase {
         XCTAssertTrue(show.stdout.contains("\"job\" : \"tr\"") && show.stdout.contains("\"parts\" : 2"), show.stdout)
     }
 
+    /// Two nodes simulated on this machine: the store cut into 2 shards, one `noisy serve`
+    /// per node over its shard, and examples/ddp_train.py under two torchrun agents with
+    /// c10d rendezvous on 127.0.0.1 (`--nnodes 2 --nproc_per_node 1`). Each rank's loss
+    /// falls, both train the same number of batches, no sample of the first epoch
+    /// reaches both; a server over a set with a shard missing refuses to start.
+    func testTwoNodesServeTheirShardsUnderTorchrun() throws {
+        let store = try makeStore()
+        let set = "\(root)/set"
+        XCTAssertEqual(try Processes.noisy(["shard", "--store", store, "--shards", "2", "--out", set, "--quiet"]).status, 0)
+        let opts = ["--size", "16", "--batch-size", "8", "--layout", "float32", "--threads", "1", "--seed", "7"]
+        try startServer(["--store", set, "--shards", "0", "--socket", "\(root)/a.sock"] + opts)
+        let second = try Processes.startServer(["--store", set, "--shards", "1", "--socket", "\(root)/b.sock"] + opts, log: "\(root)/b.log")
+        defer { second.terminate(); second.waitUntilExit() }
+        /// Both torchrun agents at once; their output, or nil when either failed.
+        func runNodes(port: Int) throws -> (ok: Bool, text: String) {
+            let nodes = try (0..<2).map { node -> (Process, Pipe) in
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: try Processes.torchPython())
+                p.arguments = ["-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d",
+                               "--rdzv_endpoint", "127.0.0.1:\(port)", "--rdzv_id", "two-nodes-\(port)",
+                               Processes.repositoryRoot + "/examples/ddp_train.py", "unix:\(root)/\(node == 0 ? "a" : "b").sock", "--steps", "60"]
+                let out = Pipe()
+                p.standardOutput = out
+                p.standardError = out
+                try p.run()
+                return (p, out)
+            }
+            // A broken run can leave one agent waiting for the other for minutes: end it.
+            let watchdog = DispatchWorkItem {
+                for (p, _) in nodes where p.isRunning {
+                    _ = try? Processes.run("/usr/bin/pkill", ["-KILL", "-P", "\(p.processIdentifier)"])  // its workers first
+                    kill(p.processIdentifier, SIGKILL)
+                }
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + 150, execute: watchdog)
+            defer { watchdog.cancel() }
+            var text = "", ok = true
+            for (p, out) in nodes {
+                let data = out.fileHandleForReading.readDataToEndOfFile()
+                p.waitUntilExit()
+                ok = ok && p.terminationStatus == 0
+                text += String(decoding: data, as: UTF8.self)
+            }
+            return (ok, text)
+        }
+        // Two agents on one host share its ports: a run whose rendezvous or gloo set-up
+        // breaks (seen once in 6 runs on a loaded machine) is run again on another port.
+        var (ok, text) = try runNodes(port: 29_400 + Int(getpid() % 250))
+        if !ok {
+            print("two-node run failed once; running again on another port:\n\(text.suffix(2000))")
+            (ok, text) = try runNodes(port: 29_650 + Int(getpid() % 250))
+        }
+        XCTAssertTrue(ok, String(text.suffix(3000)) + serverLog)
+        var ranks: [Int: (batches: Int, first: Double, last: Double)] = [:]
+        for line in text.split(separator: "\n") {
+            let w = line.split(separator: " ").map(String.init)
+            if w.first == "rank", w.count >= 8, let k = Int(w[1]), let n = Int(w[3]), let a = Double(w[5]), let b = Double(w[7]) {
+                ranks[k] = (n, a, b)
+            }
+        }
+        XCTAssertEqual(ranks.keys.sorted(), [0, 1], text)
+        for (k, v) in ranks {
+            XCTAssertEqual(v.batches, 60, "rank \(k)")
+            XCTAssertLessThan(v.last, 0.85 * v.first, "rank \(k)'s loss falls: \(v.first) -> \(v.last)")
+        }
+        XCTAssertTrue(text.contains("world 2 batches per epoch 4 equal batches True samples shared in the first epoch 0"), text)
+        XCTAssertTrue(serverLog.contains("rank 0 of 1"), "each node serves its local rank: \(serverLog)")
+
+        try FileManager.default.moveItem(atPath: "\(set)/shard-00001-of-00002.noisy", toPath: "\(root)/aside.noisy")
+        let refused = try Processes.run(Processes.noisyBinary, ["serve", "--store", set, "--shards", "0", "--socket", "\(root)/c.sock"] + opts)
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("shard 1 of 2") && refused.stderr.contains("is missing"), refused.stderr)
+    }
+
     /// examples/ddp_train.py under torchrun, two ranks on this machine (gloo on CPU), one
     /// `noisy serve` for both: each rank's loss falls, both train the same number of
     /// batches, and no sample of the first epoch reaches two ranks.

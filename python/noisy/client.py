@@ -138,13 +138,15 @@ class Client:
     hold: how many batches this client keeps valid at once (1 to 64); a batch's
     slot goes back to the server when the batch `hold` places later is asked for."""
 
-    def __init__(self, address, rank=None, world_size=None, state=None, token=None, shared_memory=True, hold=2):
+    def __init__(self, address, rank=None, world_size=None, state=None, token=None, shared_memory=True, hold=2,
+                 local_rank=None, local_world_size=None):
         self.address, self.token = address, token
         if rank is not None and world_size is None:
             world_size = 1
         self.sock, self.info = _handshake(address, {"type": "hello", "session": "train"},
                                           rank=rank, world_size=world_size, state=state, token=token,
-                                          shared_memory=bool(shared_memory) or None, hold=hold)
+                                          shared_memory=bool(shared_memory) or None, hold=hold,
+                                          local_rank=local_rank, local_world_size=local_world_size)
         self._state = self.info["state"]
         self._shared = None
         if self.info.get("shared_memory"):
@@ -258,6 +260,9 @@ class LabelSession:
         self.sock.close()
 
 
-def connect(address, rank=None, world_size=None, state=None, token=None, shared_memory=True, hold=2):
-    """Opens a train session. address: "unix:/path", "/path" or "host:port"."""
-    return Client(address, rank, world_size, state, token, shared_memory, hold)
+def connect(address, rank=None, world_size=None, state=None, token=None, shared_memory=True, hold=2,
+            local_rank=None, local_world_size=None):
+    """Opens a train session. address: "unix:/path", "/path" or "host:port". A server
+    over part of a shard set (one per node) serves the node's local ranks: pass
+    local_rank and local_world_size (torchrun's LOCAL_RANK, LOCAL_WORLD_SIZE)."""
+    return Client(address, rank, world_size, state, token, shared_memory, hold, local_rank, local_world_size)

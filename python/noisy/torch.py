@@ -53,6 +53,9 @@ class NoisyIterableDataset(torch.utils.data.IterableDataset):
         self.address, self.token, self.steps = address, token, steps
         self.shared_memory, self.hold, self.uint8_to_float = shared_memory, hold, uint8_to_float
         self.rank, self.world_size = _rank_and_world(rank, world_size)
+        # A node's server over part of a shard set serves local ranks (torchrun's environment).
+        self.local_rank = int(os.environ["LOCAL_RANK"]) if "LOCAL_RANK" in os.environ else None
+        self.local_world_size = int(os.environ["LOCAL_WORLD_SIZE"]) if "LOCAL_WORLD_SIZE" in os.environ else None
         self.state = state
         self.batches_per_epoch = None  # this rank's batches per epoch, once a stream has started
 
@@ -64,7 +67,7 @@ class NoisyIterableDataset(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         with _client.connect(self.address, self.rank, self.world_size, self.state, self.token,
-                             self.shared_memory, self.hold) as c:
+                             self.shared_memory, self.hold, self.local_rank, self.local_world_size) as c:
             self.batches_per_epoch = c.info.get("batches_per_epoch")
             for b in c.batches(self.steps):
                 self.state = c.state()

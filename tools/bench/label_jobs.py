@@ -8,7 +8,7 @@ For each precision: the one-part import; then for each W, every part submitted w
 staging), then `labels commit` (the generation). Reports wall times and peak heap
 (anonymous RSS) of each command, and checks that every generation holds the same
 bytes as the one-part import (python-lmdb, value by value).
-Usage: label_jobs.py [--samples N] [--classes C] [--work DIR] [--parts 8,64]
+Usage: [PRECISIONS=f16,topk:32] label_jobs.py [--samples N] [--classes C] [--work DIR]
 """
 import json, os, shutil, statistics, subprocess, sys, time
 
@@ -59,7 +59,7 @@ def main():
         open(d + "/done", "w").close()
         print(f"{parts} part files written in {time.perf_counter() - t:.0f} s", flush=True)
     results = {"samples": n, "classes": c}
-    for precision in ["f16", "topk:32"]:
+    for precision in os.environ.get("PRECISIONS", "f16,topk:32").split(","):
         tag = precision.replace(":", "")
         out, wall, (rss, anon) = run([noisy, "labels", "import", "--store", store, "--predictions", w + "/p.npy", "--ids", w + "/ids.npy",
                                       "--teacher", "jobs bench", "--precision", precision, "--parent", "none", "--json", "--quiet"])

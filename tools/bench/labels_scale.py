@@ -31,13 +31,15 @@ def run(cmd):
     import threading
     t = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak = [0]
-    def watch():
-        while p.poll() is None:
+    peak, done = [0], threading.Event()
+    def watch():  # reads /proc only; the one wait4 below reaps the child (a poll() here could reap it first)
+        while not done.is_set():
             peak[0] = max(peak[0], anon_kb(p.pid)); time.sleep(0.05)
     w = threading.Thread(target=watch); w.start()
     out = p.stdout.read(); err = p.stderr.read()
     _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = status
+    done.set()
     w.join()
     wall = time.perf_counter() - t
     if status != 0:
