@@ -244,12 +244,7 @@ extension Store {
             },
             generations: generationEntries)
         manifest.sha256 = try manifest.checksum()
-        var w = try TextWriter(path: out + "/.manifest.json.partial")
-        try w.write(Array(try GenerationJSON.encoder.encode(manifest)))
-        _ = try w.finish()
-        guard rename(out + "/.manifest.json.partial", out + "/" + ShardManifest.fileName) == 0 else {
-            throw StoreError(.io, "\(out)/\(ShardManifest.fileName): cannot write: \(String(cString: strerror(errno)))")
-        }
+        try manifest.write(to: out)
         return manifest
     }
 
@@ -322,11 +317,93 @@ extension ShardManifest {
             }
             for g in m.generations {
                 let here = try store.generation(g.generation)?.labelsSha256
-                if here != g.labelsSha256[s.index] {
+                let want = g.labelsSha256.indices.contains(s.index) ? g.labelsSha256[s.index] : ""
+                if here != want && !(here == nil && want.isEmpty) {
                     problems.append(VerifyProblem(problem: "\(name): generation \(g.generation) " + (here == nil ? "is missing" : "does not match the manifest's digest")))
                 }
             }
         }
         return VerifyReport(samplesChecked: checked, problems: problems)
+    }
+}
+
+/// A generation over a shard set: one object, visible on every shard or on none.
+///
+/// Protocol (schemas/store-layout.md, "Shard sets"): the predictions are checked once;
+/// each shard then imports its samples' rows under one number k, above every shard's
+/// last; last, a new manifest listing k (with each shard's labels digest) is renamed
+/// over the old one. That rename is the commit: readers of a set see only the
+/// generations their manifest lists. A run killed before it leaves k on some shards
+/// and not in the manifest: the next import over the set deletes such generations
+/// first, and `verify` names them.
+extension ShardManifest {
+    /// Generations present on a shard that the manifest does not list (an interrupted
+    /// set import), per shard index.
+    public func uncommitted(_ stores: [Store]) throws -> [(shard: Int, generation: Int)] {
+        let listed = Set(generations.map(\.generation))
+        return try stores.enumerated().flatMap { k, s in try s.generations().map(\.generation).filter { !listed.contains($0) }.map { (k, $0) } }
+    }
+
+    public static func importLabels(intoSet path: String, predictions: String, ids idsPath: String, logits: Bool,
+                                    teacher: TeacherInfo, precision: LabelPrecision) throws -> (manifest: ShardManifest, generation: Int) {
+        let (m, folder) = try read(path)
+        let stores = try m.openShards(folder: folder, readOnly: false)
+        for (k, g) in try m.uncommitted(stores) { try stores[k].deleteGeneration(g) }
+        // Check the whole input once, as one import would.
+        let file = try NPYFile(path: predictions)
+        guard file.dtype == "<f4", file.shape.count == 2 else {
+            throw StoreError(.invalidArgument, "\(predictions): predictions must be float32 [N, C] (the dtype is \(file.dtype), the shape \(file.shape))")
+        }
+        let ids = try NPYFile(path: idsPath).ids()
+        let c = m.classes.count
+        guard file.shape[1] == c else { throw StoreError(.invalidArgument, "\(predictions): \(file.shape[1]) classes per row, the set has \(c)") }
+        guard file.shape[0] == ids.count, !ids.isEmpty else {
+            throw StoreError(.invalidArgument, "\(predictions): \(file.shape[0]) rows but \(ids.count) ids")
+        }
+        let rows = NPYRows(file: file)
+        try stores[0].checkRows(rows, ids: ids, logits: logits,
+                                origin: PredictionOrigin(kind: "npy", path: predictions, logits: logits, matchedBy: "id"))
+        var shardOf: [UInt64: Int] = [:]
+        for (k, s) in stores.enumerated() { for split in Split.allCases { for e in try s.index(of: split) { shardOf[e.id] = k } } }
+        var perShard = [[Int]](repeating: [], count: stores.count)
+        for (row, id) in ids.enumerated() {
+            guard let k = shardOf[id] else { throw StoreError(.notFound, "\(idsPath): sample \(id) is in no shard of the set") }
+            perShard[k].append(row)
+        }
+        let number = try stores.map { try $0.lastGenerationNumber() }.max().map { $0 + 1 } ?? 1
+        let hash = SHA256.hash(file.data).hexString
+        var digests: [String] = []
+        for (k, s) in stores.enumerated() {
+            var values = [Float]()
+            values.reserveCapacity(perShard[k].count * c)
+            for r in perShard[k] { values.append(contentsOf: file.floatRow(r)) }
+            var request = LabelImportRequest(
+                input: .rows(ids: perShard[k].map { ids[$0] }, rows: values, classCount: c,
+                             origin: PredictionOrigin(kind: "npy", path: predictions, sha256: hash, logits: logits, matchedBy: "id", idsPath: idsPath)),
+                logits: logits, teacher: teacher, parent: .latest, precision: precision)
+            request.number = number
+            if perShard[k].isEmpty { digests.append(""); continue }
+            _ = try s.importLabels(request)
+            digests.append(try s.generation(number)?.labelsSha256 ?? "")
+        }
+        // The commit: the manifest that lists the generation replaces the old one.
+        var next = m
+        next.generations.append(.init(generation: number, samples: ids.count, labelsSha256: digests, labels: perShard.map(\.count),
+                                      selectionEntries: [:]))
+        next.sha256 = try next.checksum()
+        try next.write(to: folder)
+        return (next, number)
+    }
+
+    /// Writes this manifest into `folder`: aside, synced, then renamed over the old one.
+    func write(to folder: String) throws {
+        var w = try TextWriter(path: folder + "/.manifest.json.partial")
+        try w.write(Array(try GenerationJSON.encoder.encode(self)))
+        _ = try w.finish()
+        guard rename(folder + "/.manifest.json.partial", folder + "/" + Self.fileName) == 0 else {
+            throw StoreError(.io, "\(folder)/\(Self.fileName): cannot write: \(String(cString: strerror(errno)))")
+        }
+        let fd = open(folder, O_RDONLY | O_DIRECTORY)
+        if fd >= 0 { fsync(fd); close(fd) }
     }
 }

@@ -110,6 +110,17 @@ struct LabelsImport: ParsableCommand {
                 input = .jsonl(path)
             default: throw ValidationError("give --predictions P.npy (with --ids or --sources) or --jsonl FILE")
             }
+            if ShardManifest.isSet(storeOption.store) {
+                guard let path = predictions, let ids, jsonl == nil, sources == nil, job.job == nil else {
+                    throw ValidationError("over a shard set, labels import takes --predictions P.npy and --ids IDS.npy (no job, no JSON Lines yet)")
+                }
+                let (m, k) = try ShardManifest.importLabels(intoSet: storeOption.store, predictions: path, ids: ids, logits: logits,
+                                                            teacher: try teacherOptions.teacherInfo(), precision: p)
+                let g = m.generations.last
+                print("generation \(k) over the set: \(g?.samples ?? 0) samples on \(m.shards.count) shards ("
+                      + (g?.labels.map(String.init).joined(separator: ", ") ?? "") + "), committed in the manifest")
+                return
+            }
             let store = try Store(path: storeOption.store)
             if let name = job.job {
                 guard let path = predictions, let ids, jsonl == nil, sources == nil else {

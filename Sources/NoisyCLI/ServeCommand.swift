@@ -67,6 +67,10 @@ struct Serve: ParsableCommand {
             }
             var config = try pipeline.config(store: store)
             let generation = try pipeline.generation.map { try store.resolveGeneration($0).generation }
+            if let generation, let set, !set.manifest.generations.contains(where: { $0.generation == generation }) {
+                throw ValidationError("generation \(generation) is not committed on this shard set (its manifest lists "
+                                      + "\(set.manifest.generations.map { String($0.generation) }.joined(separator: ", ")))")
+            }
             let worldSize = config.worldSize
             config.rank = 0
             config.worldSize = 1

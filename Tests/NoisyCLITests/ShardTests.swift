@@ -1,5 +1,6 @@
 import XCTest
 import Foundation
+import KeyedRandom
 import TestSupport
 
 /// `noisy shard`: a store cut into shard stores and a checksummed manifest, checked
@@ -106,5 +107,70 @@ final class ShardTests: XCTestCase {
         let swapped = try Processes.noisy(["info", "--store", out])
         XCTAssertEqual(swapped.status, 1)
         XCTAssertTrue(swapped.stderr.contains("not shard 1 of this set"), swapped.stderr)
+        try FileManager.default.removeItem(atPath: "\(out)/shard-00001-of-00003.noisy")
+        try FileManager.default.moveItem(atPath: "\(root)/aside.noisy", toPath: "\(out)/shard-00001-of-00003.noisy")
+
+        // A generation over the set: each shard imports its rows under one number, and the
+        // manifest that lists it is the commit. kill -9 at random points: the set shows the
+        // generation whole or not at all, and the re-run ends with the one-import bytes.
+        XCTAssertEqual(try Processes.noisy(["labels", "import", "--store", store, "--predictions", "\(root)/p.npy", "--ids", "\(root)/ids.npy",
+                                            "--teacher", "again", "--quiet"]).status, 0)   // the reference: generation 2 of the source
+        let r0 = root
+        let importArgs = { (set: String) in ["labels", "import", "--store", set, "--predictions", "\(r0)/p.npy", "--ids", "\(r0)/ids.npy",
+                                             "--teacher", "again"] }
+        try FileManager.default.copyItem(atPath: out, toPath: "\(root)/set-before")
+        let t0 = Date()
+        let first = try Processes.noisy(importArgs(out))
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(first.stdout.contains("generation 2 over the set: 20 samples on 3 shards"), first.stdout)
+        let duration = Date().timeIntervalSince(t0)
+        let compare = """
+        import json, lmdb, sys
+        src, out = sys.argv[1], sys.argv[2]
+        def labels(path, k):
+            env = lmdb.open(path, readonly=True, max_dbs=32, lock=False)
+            with env.begin() as t:
+                d = {key[4:]: v for key, v in t.cursor(env.open_db(b"labels", txn=t, create=False)) if int.from_bytes(key[:4], "big") == k}
+            gens = set()
+            with env.begin() as t:
+                gens = {int.from_bytes(key, "big") for key, _ in t.cursor(env.open_db(b"generations", txn=t, create=False))}
+            env.close()
+            return d, gens
+        want, _ = labels(src, 2)
+        m = json.load(open(out + "/manifest.json"))
+        listed = [g["generation"] for g in m["generations"]]
+        got, orphans = {}, 0
+        for e in m["shards"]:
+            d, gens = labels(out + "/" + e["path"], listed[-1])
+            got.update(d)
+            orphans += len(gens - set(listed))
+        print(json.dumps({"listed": listed, "whole": got == want and len(want) == 20, "orphans": orphans}))
+        """
+        struct State: Decodable { let listed: [Int]; let whole: Bool; let orphans: Int }
+        func state(_ set: String) throws -> State {
+            let r = try Processes.python(compare, [store, set])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try JSONDecoder().decode(State.self, from: r.stdoutData)
+        }
+        let done = try state(out)
+        XCTAssertEqual(done.listed, [1, 2])
+        XCTAssertTrue(done.whole, "the set's generation 2 holds the one-import bytes")
+        XCTAssertEqual(try Processes.noisy(["verify", "--store", out]).status, 0)
+        var rng = SplitMix64(seed: 5)
+        for round in 0..<6 {
+            let copy = "\(root)/copy\(round)"
+            try FileManager.default.copyItem(atPath: "\(root)/set-before", toPath: copy)
+            let p = try Processes.spawnNoisy(importArgs(copy))
+            usleep(UInt32(Double(rng.next() % 1000) / 1000 * duration * 1e6))
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            p.waitUntilExit()
+            let after = try state(copy)
+            XCTAssertTrue(after.listed == [1] || (after.listed == [1, 2] && after.whole), "round \(round): \(after)")
+            XCTAssertEqual(try Processes.noisy(importArgs(copy)).status, 0, "round \(round): the re-run")
+            let end = try state(copy)
+            XCTAssertEqual(end.listed.count, after.listed.count + 1, "round \(round): one more generation")
+            XCTAssertTrue(end.whole && end.orphans == 0, "round \(round): \(end)")
+            try FileManager.default.removeItem(atPath: copy)
+        }
     }
 }

@@ -197,7 +197,7 @@ extension Store {
 
     /// Takes the labels writer slot for a new generation: refuses while another live
     /// process holds it, clears what a dead one left, and returns the next number.
-    func beginGenerationWrite(command: String) throws -> Int {
+    func beginGenerationWrite(command: String, number: Int? = nil) throws -> Int {
         let k = try write { txn -> Int in
             if let held = try txn.withValue(db.meta, key: Array(GenerationKeys.writer.utf8), { v in
                 try v.map { try JSONDecoder().decode(LabelsWriter.self, from: Data($0)) }
@@ -205,9 +205,14 @@ extension Store {
                 throw StoreError(.conflict, "\(path): another process (pid \(held.pid), \(held.command)) is writing generation \(held.generation) since \(held.started)")
             }
             let last = try lastGenerationNumber(txn)
-            let w = LabelsWriter(pid: getpid(), generation: last + 1, command: command, started: GenerationJSON.now())
+            // A shard set's import gives every shard the same number, above all of theirs.
+            if let number, number <= last {
+                throw StoreError(.conflict, "\(path): generation number \(number) is taken (the last is \(last))")
+            }
+            let k = number ?? last + 1
+            let w = LabelsWriter(pid: getpid(), generation: k, command: command, started: GenerationJSON.now())
             try txn.put(db.meta, key: Array(GenerationKeys.writer.utf8), value: Array(try JSONEncoder().encode(w)))
-            return last + 1
+            return k
         }
         try removeOrphanLabels()
         return k
@@ -220,6 +225,8 @@ extension Store {
     }
 
     /// The highest generation number ever committed (numbers are never reused).
+    func lastGenerationNumber() throws -> Int { try read { try lastGenerationNumber($0) } }
+
     func lastGenerationNumber(_ txn: ReadTransaction) throws -> Int {
         let counter = try txn.withValue(db.meta, key: Array(GenerationKeys.counter.utf8)) { v in
             v.flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? 0

@@ -30,6 +30,8 @@ public struct LabelImportRequest: Sendable {
     public var teacher: TeacherInfo
     public var parent: ParentChoice
     public var precision: LabelPrecision
+    /// The generation's number (a shard set's import gives every shard the same); nil: the next.
+    var number: Int?
     public init(input: PredictionInput, logits: Bool = false, teacher: TeacherInfo, parent: ParentChoice = .latest,
                 precision: LabelPrecision = .f16) {
         self.input = input; self.logits = logits; self.teacher = teacher; self.parent = parent; self.precision = precision
@@ -123,7 +125,7 @@ extension Store {
         }
 
         // 3. Write labels in batches under the new number, then commit the metadata.
-        let k = try beginGenerationWrite(command: "labels import")
+        let k = try beginGenerationWrite(command: "labels import", number: request.number)
         do {
             var counts = [Int](repeating: 0, count: c)
             var confidence = [Double](repeating: 0, count: c)
