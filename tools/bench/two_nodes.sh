@@ -24,6 +24,9 @@ opts=(--size 32 --batch-size 32 --layout float32 --threads 1 --seed 0)
 "$noisy" serve --store "$work/set" --shards 1 --socket "$work/b.sock" "${opts[@]}" 2>/dev/null & pids+=($!)
 for s in one a b; do while [ ! -S "$work/$s.sock" ]; do sleep 0.05; done; done
 rates() { grep -o 'images/s [0-9]*' | awk '{print $2}' | tr '\n' ' '; }
+# torchrun sets OMP_NUM_THREADS=1 only with more than one process per node: set it for both
+# layouts, so that each rank's torch uses one core in both.
+export OMP_NUM_THREADS=1
 declare -A r
 for round in $(seq "$rounds"); do
   echo "round $round of $rounds" >&2
