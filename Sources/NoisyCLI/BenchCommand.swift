@@ -75,14 +75,14 @@ struct BenchPipeline: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store, readOnly: true)
-            let config = try pipeline.config(store: store)
+            let source = try PipelineSource(path: storeOption.store)
+            let config = try pipeline.config(store: source.store)
             var rates: [Double] = []
             var rssAfterEpoch: [Int]?
             var total = 0
             var replaced = 0
             if let epochs {
-                let loader = try BatchLoader(store: store, config: config, pseudoLabels: try pipeline.softLabels(store: store), log: { Terminal.warn($0) })
+                let loader = try source.loader(config: config, options: pipeline, log: { Terminal.warn($0) })
                 rssAfterEpoch = []
                 let start = Date()
                 for e in 0..<epochs {
@@ -96,7 +96,7 @@ struct BenchPipeline: ParsableCommand {
                 replaced = loader.replacedCount
             } else {
                 for r in 0..<max(1, self.repeat) {
-                    let loader = try BatchLoader(store: store, config: config, pseudoLabels: try pipeline.softLabels(store: store), log: { Terminal.warn($0) })
+                    let loader = try source.loader(config: config, options: pipeline, log: { Terminal.warn($0) })
                     // Warm-up: as many batches as can be in flight at once (ready, being
                     // rendered, being consumed), so that the timed batches reuse buffers
                     // the way a long run does instead of faulting in fresh ones.

@@ -109,3 +109,38 @@ struct PipelineOptions: ParsableArguments {
                               labelSmoothing: labelSmoothing)
     }
 }
+
+/// What `--store` names for the pipeline commands: one store, or a shard set (every
+/// shard, read as one source).
+struct PipelineSource {
+    /// The store, or the set's first shard (classes, channel defaults).
+    let store: Store
+    let set: (manifest: ShardManifest, stores: [Store])?
+
+    init(path: String) throws {
+        if ShardManifest.isSet(path) {
+            let (m, folder) = try ShardManifest.read(path)
+            let stores = try m.openShards(folder: folder)
+            store = stores[0]
+            set = (m, stores)
+        } else {
+            store = try Store(path: path, readOnly: true)
+            set = nil
+        }
+    }
+
+    /// The batch stream over the store, or over every shard of the set.
+    func loader(config: PipelineConfig, options: PipelineOptions, log: @escaping @Sendable (String) -> Void) throws -> BatchLoader {
+        guard let set else {
+            return try BatchLoader(store: store, config: config, pseudoLabels: try options.softLabels(store: store), log: log)
+        }
+        let generation = try options.softLabels(store: store)?.reader.record.generation
+        if let generation, !set.manifest.generations.contains(where: { $0.generation == generation }) {
+            throw ValidationError("generation \(generation) is not committed on this shard set")
+        }
+        return try BatchLoader(set: set.manifest, stores: set.stores, node: Array(set.stores.indices), config: config,
+                               generation: generation, selection: options.selection,
+                               labelOptions: LabelReadOptions(temperature: options.temperature, hard: options.hard,
+                                                              smoothing: options.hardSmoothing), log: log)
+    }
+}

@@ -30,11 +30,12 @@ struct Preview: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             guard count >= 1 && count <= 4096 else { throw ValidationError("--count must be 1-4096") }
-            let store = try Store(path: storeOption.store, readOnly: true)
+            let source = try PipelineSource(path: storeOption.store)
+            let store = source.store
             var config = try pipeline.config(store: store)
             config.batchSize = count
             config.layout = .uint8NHWC
-            let loader = try BatchLoader(store: store, config: config, pseudoLabels: try pipeline.softLabels(store: store), log: { Terminal.warn($0) })
+            let loader = try source.loader(config: config, options: pipeline, log: { Terminal.warn($0) })
             let batch = try loader.next()
             let classes = try store.classes()
             guard case .uint8(let pixels) = batch.images else { return }

@@ -87,6 +87,13 @@ final class ShardTests: XCTestCase {
         let info = try Processes.noisy(["info", "--store", out])
         XCTAssertTrue(info.stdout.contains("37 samples in 3 shards"), info.stdout)
         XCTAssertEqual(try Processes.noisy(["shard", "--store", store, "--shards", "2", "--out", out]).stderr.contains("not empty"), true)
+        // The pipeline reads a whole set as one source; a command that reads one store says so.
+        let bench = try Processes.noisy(["bench", "pipeline", "--store", out, "--size", "8", "--batch-size", "4", "--batches", "2",
+                                         "--repeat", "1", "--threads", "1", "--generation", "1", "--json"])
+        XCTAssertEqual(bench.status, 0, bench.stderr)
+        let list = try Processes.noisy(["labels", "list", "--store", out])
+        XCTAssertEqual(list.status, 1)
+        XCTAssertTrue(list.stderr.contains("a shard set (noisy shard), not a store"), list.stderr)
 
         // A manifest edited by hand, a shard gone, a shard replaced: each refused by name.
         let manifest = try XCTUnwrap(FileManager.default.contents(atPath: "\(out)/manifest.json"))
