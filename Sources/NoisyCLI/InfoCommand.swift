@@ -14,7 +14,7 @@ struct Info: ParsableCommand {
         """
     )
     @OptionGroup var storeOption: StoreOption
-    @Flag(help: "Print one JSON object (schemas/info.schema.json).") var json = false
+    @Flag(help: "Print one JSON object (schemas/info.schema.json; for a shard set, its manifest: shard-manifest.schema.json).") var json = false
 
     func run() throws {
         try runReportingErrors {

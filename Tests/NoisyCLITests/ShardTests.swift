@@ -86,6 +86,8 @@ final class ShardTests: XCTestCase {
         XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
         let info = try Processes.noisy(["info", "--store", out])
         XCTAssertTrue(info.stdout.contains("37 samples in 3 shards"), info.stdout)
+        let infoJSON = try Processes.noisy(["info", "--store", out, "--json"])
+        XCTAssertNil(try Processes.schemaViolation(schema: "shard-manifest.schema.json", json: infoJSON.stdoutData))
         XCTAssertEqual(try Processes.noisy(["shard", "--store", store, "--shards", "2", "--out", out]).stderr.contains("not empty"), true)
         // The pipeline reads a whole set as one source; a command that reads one store says so.
         let bench = try Processes.noisy(["bench", "pipeline", "--store", out, "--size", "8", "--batch-size", "4", "--batches", "2",
