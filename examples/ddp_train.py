@@ -65,6 +65,9 @@ def main():
         shared = sum(len(shares[a] & shares[b]) for a in range(world) for b in range(a + 1, world))
         print(f"world {world} batches per epoch {per} equal batches {len({r['batches'] for r in reports}) == 1} "
               f"samples shared in the first epoch {shared} device {device.type}", flush=True)
+    # Leave together: on several nodes the rendezvous store lives in node 0's torchrun agent,
+    # and a rank still tearing down when that agent exits can abort.
+    dist.barrier()
     dist.destroy_process_group()
 
 
