@@ -407,3 +407,48 @@ extension ShardManifest {
         if fd >= 0 { fsync(fd); close(fd) }
     }
 }
+
+extension ShardManifest {
+    /// A selection over a set, as one object: the filter runs over every shard's labels
+    /// together (so balancing sees the whole set), each shard stores the entries of its
+    /// samples, and the new manifest listing the selection is the commit, as for a
+    /// generation. A run killed before the rename is finished by running it again: a
+    /// shard that already holds the same selection (same threshold, cap and seed) is
+    /// left as it is.
+    public static func filterLabels(inSet path: String, _ r: LabelFilterRequest) throws -> (manifest: ShardManifest, selection: SelectionRecord) {
+        try Store.checkFilter(r)
+        let (m, folder) = try read(path)
+        guard let gi = m.generations.firstIndex(where: { $0.generation == r.generation }) else {
+            throw StoreError(.notFound, "\(path): generation \(r.generation) is not committed on this shard set")
+        }
+        if m.generations[gi].selectionEntries[r.name] != nil {
+            throw StoreError(.conflict, "\(path): generation \(r.generation) already has a selection '\(r.name)' on this set; selections never change: choose another name", field: .selectionName)
+        }
+        let stores = try m.openShards(folder: folder, readOnly: false)
+        var tally = SelectionTally(classCount: m.classes.count)
+        for s in stores where try s.generation(r.generation) != nil { try s.tallyLabels(r, into: &tally) }
+        let (record, entries) = tally.select(r)
+        var shardOf: [UInt64: Int] = [:]
+        for (k, s) in stores.enumerated() { for split in Split.allCases { for e in try s.index(of: split) { shardOf[e.id] = k } } }
+        var perShard = [[(id: UInt64, copies: Int)]](repeating: [], count: stores.count)
+        for e in entries { if let k = shardOf[e.id] { perShard[k].append(e) } }
+        for (k, s) in stores.enumerated() where try s.generation(r.generation) != nil {
+            if let existing = try s.selection(r.generation, r.name) {
+                guard existing.threshold == r.threshold, existing.perClass == r.perClass, existing.seed == r.seed,
+                      existing.samples == perShard[k].count else {
+                    throw StoreError(.conflict, "\(s.path): holds another selection '\(r.name)' of generation \(r.generation)")
+                }
+                continue  // written by an interrupted run of this same filter
+            }
+            var mine = record
+            mine.samples = perShard[k].count
+            mine.entries = perShard[k].reduce(0) { $0 + $1.copies }
+            _ = try s.write { txn in try s.putSelection(txn, mine, entries: perShard[k]) }
+        }
+        var next = m
+        next.generations[gi].selectionEntries[r.name] = perShard.map { $0.reduce(0) { $0 + $1.copies } }
+        next.sha256 = try next.checksum()
+        try next.write(to: folder)
+        return (next, record)
+    }
+}

@@ -75,8 +75,8 @@ public final class Store: Sendable {
             let contents = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0 != stagingName }
             if contents.contains(ShardManifest.fileName) {
                 throw StoreError(.notAStore, "\(path): a shard set (noisy shard), not a store; this command reads one store "
-                                 + "(a shard, or the store the set was cut from); info, verify, serve, preview, bench pipeline "
-                                 + "and labels import read a set")
+                                 + "(a shard, or the store the set was cut from); info, verify, serve, preview, bench pipeline, "
+                                 + "labels import and labels filter read a set")
             }
             if !contents.isEmpty || !create {
                 throw StoreError(.notAStore, "\(path): not a store (no data.mdb inside)")

@@ -177,13 +177,24 @@ struct LabelsFilter: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store)
-            let g = try store.resolveGeneration(generation)
-            let s = try store.filterLabels(LabelFilterRequest(generation: g.generation, name: name, threshold: threshold,
+            let s: SelectionRecord
+            let classes: [String]
+            if ShardManifest.isSet(storeOption.store) {
+                // Over a shard set: one selection over every shard's labels, committed in the manifest.
+                guard let k = Int(generation) else { throw ValidationError("over a shard set, --generation takes a number") }
+                let (m, record) = try ShardManifest.filterLabels(inSet: storeOption.store, LabelFilterRequest(
+                    generation: k, name: name, threshold: threshold, perClass: perClass, seed: seed))
+                s = record
+                classes = m.classes
+            } else {
+                let store = try Store(path: storeOption.store)
+                let g = try store.resolveGeneration(generation)
+                s = try store.filterLabels(LabelFilterRequest(generation: g.generation, name: name, threshold: threshold,
                                                               perClass: perClass, seed: seed))
+                classes = try store.classes()
+            }
             if json { try Terminal.printJSON(s, snakeCase: true); return }
-            let classes = try store.classes()
-            print("generation \(g.generation), selection '\(s.name)': \(s.samples) samples, \(s.entries) entries " +
+            print("generation \(s.generation), selection '\(s.name)': \(s.samples) samples, \(s.entries) entries " +
                   "(threshold \(s.threshold)" + (s.perClass.map { ", \($0) per class" } ?? "") + ")")
             printCountsTable(classes: classes, columns: [("labelled", s.countsBefore), ("above", s.countsAboveThreshold), ("after", s.countsAfter)])
             if !s.emptyClasses.isEmpty {

@@ -70,6 +70,14 @@ extension BatchLoader {
                             generation: Int? = nil, selection: String? = nil, labelOptions: LabelReadOptions = .init(),
                             state: StreamState? = nil, storage: (any ExternalImageStorage)? = nil,
                             log: @escaping @Sendable (String) -> Void = { _ in }) throws {
+        if let generation {
+            guard let g = manifest.generations.first(where: { $0.generation == generation }) else {
+                throw PipelineError(.invalidConfiguration, "generation \(generation) is not committed on this shard set")
+            }
+            if let selection, g.selectionEntries[selection] == nil {
+                throw PipelineError(.invalidConfiguration, "selection '\(selection)' of generation \(generation) is not committed on this shard set")
+            }
+        }
         let mine = node.map { stores[$0] }
         var labeled: [LabeledItem] = []
         for s in mine {

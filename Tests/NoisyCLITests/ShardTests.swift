@@ -165,6 +165,38 @@ final class ShardTests: XCTestCase {
         XCTAssertEqual(done.listed, [1, 2])
         XCTAssertTrue(done.whole, "the set's generation 2 holds the one-import bytes")
         XCTAssertEqual(try Processes.noisy(["verify", "--store", out]).status, 0)
+        // A selection over the set: balanced over every shard's labels together, each shard
+        // keeping its samples' entries; together they are the source store's selection.
+        let filterArgs = ["--generation", "2", "--threshold", "0.3", "--per-class", "5", "--name", "five", "--seed", "9"]
+        XCTAssertEqual(try Processes.noisy(["labels", "filter", "--store", store] + filterArgs).status, 0)
+        let setFilter = try Processes.noisy(["labels", "filter", "--store", out] + filterArgs)
+        XCTAssertEqual(setFilter.status, 0, setFilter.stderr)
+        XCTAssertTrue(setFilter.stdout.contains("selection 'five'"), setFilter.stdout)
+        let entries = try Processes.python("""
+        import json, lmdb, sys
+        src, out = sys.argv[1], sys.argv[2]
+        def entries(path):
+            env = lmdb.open(path, readonly=True, max_dbs=32, lock=False)
+            prefix = (2).to_bytes(4, "big") + b"\\x01five\\x00"
+            with env.begin() as t:
+                d = {k[len(prefix):]: v for k, v in t.cursor(env.open_db(b"selections", txn=t, create=False)) if k.startswith(prefix)}
+            env.close()
+            return d
+        m = json.load(open(out + "/manifest.json"))
+        union = {}
+        for e in m["shards"]: union.update(entries(out + "/" + e["path"]))
+        want = entries(src)
+        counts = m["generations"][-1]["selection_entries"]["five"]
+        assert union == want and len(want) > 0 and sum(counts) == sum(int.from_bytes(v, "little") for v in want.values()), (len(union), len(want), counts)
+        print("same")
+        """, [store, out])
+        XCTAssertEqual(entries.stdout, "same\n", entries.stderr)
+        XCTAssertEqual(try Processes.noisy(["labels", "filter", "--store", out] + filterArgs).status, 1, "a selection never changes")
+        XCTAssertEqual(try Processes.noisy(["verify", "--store", out]).status, 0)
+        let mixed = try Processes.noisy(["bench", "pipeline", "--store", out, "--size", "8", "--batch-size", "4", "--batches", "2",
+                                         "--repeat", "1", "--threads", "1", "--generation", "2", "--selection", "five"])
+        XCTAssertEqual(mixed.status, 0, "the set's selection feeds the pipeline: \(mixed.stderr)")
+
         var rng = SplitMix64(seed: 5)
         for round in 0..<6 {
             let copy = "\(root)/copy\(round)"

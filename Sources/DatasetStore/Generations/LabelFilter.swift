@@ -24,33 +24,88 @@ extension Store {
     /// each floor(N/n) or ceil(N/n) times, the extra copies going to the most
     /// confident. Written in one transaction; a selection never changes afterwards.
     public func filterLabels(_ r: LabelFilterRequest) throws -> SelectionRecord {
+        try Self.checkFilter(r)
+        guard let g = try generation(r.generation) else { throw StoreError(.notFound, "\(path): no generation \(r.generation)") }
+        if try selection(r.generation, r.name) != nil {
+            throw StoreError(.conflict, "\(path): generation \(r.generation) already has a selection '\(r.name)'; selections never change: choose another name", field: .selectionName)
+        }
+        var tally = SelectionTally(classCount: g.classCount)
+        try tallyLabels(r, into: &tally)
+        let (record, entries) = tally.select(r)
+        return try write { txn in
+            guard try generation(r.generation, txn) != nil else { throw StoreError(.notFound, "\(path): generation \(r.generation) was deleted") }
+            return try putSelection(txn, record, entries: entries)
+        }
+    }
+
+    static func checkFilter(_ r: LabelFilterRequest) throws {
         guard !r.name.isEmpty, r.name.utf8.count <= 200, !r.name.utf8.contains(0) else {
             throw StoreError(.invalidArgument, "selection name must be 1-200 bytes without NUL")
         }
         guard r.threshold >= 0, r.threshold <= 1 else { throw StoreError(.invalidArgument, "threshold \(r.threshold) is not a probability (it must be in [0, 1])", field: .threshold) }
         if let n = r.perClass, n < 1 { throw StoreError(.invalidArgument, "a class cap of \(n) keeps nothing (it must be at least 1)", field: .perClass) }
-        guard let g = try generation(r.generation) else { throw StoreError(.notFound, "\(path): no generation \(r.generation)") }
-        if try selection(r.generation, r.name) != nil {
-            throw StoreError(.conflict, "\(path): generation \(r.generation) already has a selection '\(r.name)'; selections never change: choose another name", field: .selectionName)
-        }
+    }
+
+    /// Adds this store's labels of the generation to `tally` (only their 8-byte headers are read).
+    func tallyLabels(_ r: LabelFilterRequest, into tally: inout SelectionTally) throws {
         try requireIntact(generation: r.generation)
         try removeOrphanLabels()
-        let c = g.classCount
-        var hist = [[Int]](repeating: [Int](repeating: 0, count: 101), count: c)
-        var before = [Int](repeating: 0, count: c)
-        var kept = [[(id: UInt64, confidence: Float)]](repeating: [], count: c)
+        let c = tally.classCount
         try forEachLabel(r.generation) { id, v in
             let (top, p) = LabelEncoding.top(v)
             guard top >= 0, top < c, p.isFinite else { throw StoreError(.corrupt, "\(path): generation \(r.generation), sample \(id): class \(top) of \(c)") }
-            hist[top][min(100, max(0, Int(Double(p) * 100)))] += 1
-            before[top] += 1
-            if Double(p) >= r.threshold { kept[top].append((id, p)) }
+            tally.add(id: id, top: top, confidence: p, threshold: r.threshold)
         }
+    }
+
+    /// Writes a selection's entries and its record in one transaction, with the digest
+    /// of what was stored; returns the record as published. A second selection of the
+    /// same name fails here and rolls all of it back.
+    func putSelection(_ txn: WriteTransaction, _ record: SelectionRecord, entries: [(id: UInt64, copies: Int)]) throws -> SelectionRecord {
+        let prefix = GenerationKeys.entryPrefix(record.generation, record.name)
+        for e in entries {
+            try txn.put(db.selections, key: prefix + Layout.idKey(e.id), value: withUnsafeBytes(of: UInt32(e.copies).littleEndian) { Array($0) })
+        }
+        var published = record
+        published.entriesSha256 = try entriesDigest(record.generation, record.name, txn)
+        let json = Array(try GenerationJSON.encoder.encode(published))
+        try txn.put(db.selections, key: GenerationKeys.selection(record.generation, record.name), value: json, noOverwrite: true)
+        // The record's own digest, in `meta` (whose records each carry a digest):
+        // lets salvage keep this selection byte for byte when a neighbour is damaged.
+        try txn.put(db.meta, key: GenerationKeys.selectionDigest(record.generation, record.name), value: Array(SHA256.hash(json).hexString.utf8))
+        return published
+    }
+}
+
+/// What a filter counts over a generation's labels (of one store, or of every shard of
+/// a set): per class, a confidence histogram, the labelled samples and those kept.
+struct SelectionTally {
+    let classCount: Int
+    var hist: [[Int]]
+    var before: [Int]
+    var kept: [[(id: UInt64, confidence: Float)]]
+
+    init(classCount c: Int) {
+        classCount = c
+        hist = [[Int]](repeating: [Int](repeating: 0, count: 101), count: c)
+        before = [Int](repeating: 0, count: c)
+        kept = [[(id: UInt64, confidence: Float)]](repeating: [], count: c)
+    }
+
+    mutating func add(id: UInt64, top: Int, confidence p: Float, threshold: Double) {
+        hist[top][min(100, max(0, Int(Double(p) * 100)))] += 1
+        before[top] += 1
+        if Double(p) >= threshold { kept[top].append((id, p)) }
+    }
+
+    /// The selection: per class the most confident at or above the threshold, balanced
+    /// to `perClass` (copies for classes with fewer); entries in id order.
+    func select(_ r: LabelFilterRequest) -> (SelectionRecord, [(id: UInt64, copies: Int)]) {
         func tieKey(_ id: UInt64) -> UInt64 { legacySelectionTieKey(seed: r.seed, id: id) }
         var entries: [(id: UInt64, copies: Int)] = []
-        var after = [Int](repeating: 0, count: c)
+        var after = [Int](repeating: 0, count: classCount)
         var empty: [Int] = []
-        for cls in 0..<c {
+        for cls in 0..<classCount {
             var list = kept[cls]
             list.sort { a, b in
                 a.confidence != b.confidence ? a.confidence > b.confidence : (tieKey(a.id), a.id) < (tieKey(b.id), b.id)
@@ -70,33 +125,11 @@ extension Store {
             after[cls] = n
         }
         entries.sort { $0.id < $1.id }
-        var record = SelectionRecord(
+        let record = SelectionRecord(
             name: r.name, generation: r.generation, created: GenerationJSON.now(), threshold: r.threshold, perClass: r.perClass,
             seed: r.seed, samples: entries.count, entries: entries.reduce(0) { $0 + $1.copies },
             countsBefore: before, countsAboveThreshold: kept.map(\.count), countsAfter: after, emptyClasses: empty,
             confidenceHistograms: hist)
-        record = try write { txn in
-            guard try generation(r.generation, txn) != nil else { throw StoreError(.notFound, "\(path): generation \(r.generation) was deleted") }
-            return try putSelection(txn, record, entries: entries.map { ($0.id, $0.copies) })
-        }
-        return record
-    }
-
-    /// Writes a selection's entries and its record in one transaction, with the digest
-    /// of what was stored; returns the record as published. A second selection of the
-    /// same name fails here and rolls all of it back.
-    func putSelection(_ txn: WriteTransaction, _ record: SelectionRecord, entries: [(id: UInt64, copies: Int)]) throws -> SelectionRecord {
-        let prefix = GenerationKeys.entryPrefix(record.generation, record.name)
-        for e in entries {
-            try txn.put(db.selections, key: prefix + Layout.idKey(e.id), value: withUnsafeBytes(of: UInt32(e.copies).littleEndian) { Array($0) })
-        }
-        var published = record
-        published.entriesSha256 = try entriesDigest(record.generation, record.name, txn)
-        let json = Array(try GenerationJSON.encoder.encode(published))
-        try txn.put(db.selections, key: GenerationKeys.selection(record.generation, record.name), value: json, noOverwrite: true)
-        // The record's own digest, in `meta` (whose records each carry a digest):
-        // lets salvage keep this selection byte for byte when a neighbour is damaged.
-        try txn.put(db.meta, key: GenerationKeys.selectionDigest(record.generation, record.name), value: Array(SHA256.hash(json).hexString.utf8))
-        return published
+        return (record, entries)
     }
 }
