@@ -54,7 +54,8 @@ struct Train: ParsableCommand, TrainsModels {
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store, readOnly: true)
+            let source = try PipelineSource(path: storeOption.store)
+            let store = source.store
             let config = try pipeline.config(store: store)
             let m = modelOptions
             let recipe = ModelRecipe(kind: m.model.rawValue, width: m.width, depth: m.depth, dropout: m.dropout,
@@ -66,7 +67,8 @@ struct Train: ParsableCommand, TrainsModels {
                 labelOptions: LabelReadOptions(temperature: pipeline.temperature, hard: pipeline.hard, smoothing: pipeline.hardSmoothing),
                 checkpoint: out, blasThreads: m.blasThreads)
             jobConfig.evaluateEvery = evalEvery
-            let job = TrainJob(store: store, config: jobConfig)
+            let job = source.set.map { TrainJob(set: $0.manifest, stores: $0.stores, config: jobConfig) }
+                ?? TrainJob(store: store, config: jobConfig)
             let bar = ProgressLine("train", unit: "steps", quiet: json)
             let start = Date()
             job.onProgress = { step, total, _ in bar.update(done: step, total: total, elapsed: Date().timeIntervalSince(start)) }
@@ -105,10 +107,11 @@ struct Evaluate: ParsableCommand, TrainsModels {
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store, readOnly: true)
+            let source = try PipelineSource(path: storeOption.store)
+            let store = source.store
             let (h, model, opt) = try Checkpoint.load(path: checkpoint)
             let trainer = Trainer(model: model, optimizer: opt, seed: h.seed)
-            guard let e = try evaluate(store: store, trainer: trainer, size: h.architecture.height,
+            guard let e = try evaluate(stores: source.set?.stores ?? [store], trainer: trainer, size: h.architecture.height,
                                        channels: h.architecture.channels, threads: threads) else {
                 throw ValidationError("\(storeOption.store): no test split (ingest one with --test)")
             }

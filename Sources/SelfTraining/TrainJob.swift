@@ -61,19 +61,25 @@ public struct EpochReport: Codable, Sendable {
 public final class TrainJob {
     public let store: Store
     public let config: TrainJobConfig
+    /// A shard set to train on instead (every shard, read as one source); `store` is its first shard.
+    public let set: (manifest: ShardManifest, stores: [Store])?
     public var onEpoch: (EpochReport) -> Void = { _ in }
     public var onProgress: (_ step: Int, _ total: Int, _ loss: Double) -> Void = { _, _, _ in }
 
     public init(store: Store, config: TrainJobConfig) {
         self.store = store
         self.config = config
+        set = nil
+    }
+
+    public init(set manifest: ShardManifest, stores: [Store], config: TrainJobConfig) {
+        store = stores[0]
+        self.config = config
+        set = (manifest, stores)
     }
 
     public func run(resume: Bool = true) throws -> (trainer: Trainer, reports: [EpochReport]) {
         setBLASThreads(config.blasThreads)
-        let pseudo = try config.generation.map {
-            try StoreSoftLabels(store: store, generation: $0, selection: config.selection, options: config.labelOptions)
-        }
         let classes = try store.classes().count
         let size = config.pipeline.view.size
         let r = config.recipe
@@ -87,7 +93,17 @@ public final class TrainJob {
         // The trainer's contract fixes the layout, whatever the caller's pipeline said.
         var pipeline = config.pipeline
         pipeline.layout = .trainer
-        let loader = try BatchLoader(store: store, config: pipeline, pseudoLabels: pseudo, state: saved?.header.stream)
+        let loader: BatchLoader
+        if let set {
+            loader = try BatchLoader(set: set.manifest, stores: set.stores, node: Array(set.stores.indices), config: pipeline,
+                                     generation: config.generation, selection: config.selection, labelOptions: config.labelOptions,
+                                     state: saved?.header.stream)
+        } else {
+            let pseudo = try config.generation.map {
+                try StoreSoftLabels(store: store, generation: $0, selection: config.selection, options: config.labelOptions)
+            }
+            loader = try BatchLoader(store: store, config: pipeline, pseudoLabels: pseudo, state: saved?.header.stream)
+        }
         let perEpoch = loader.batchesPerEpoch
         let total = perEpoch * r.epochs
         let sgd = SGDConfig(learningRate: r.learningRate, weightDecay: config.weightDecay,
@@ -120,7 +136,7 @@ public final class TrainJob {
             let seconds = Date().timeIntervalSince(start)
             let last = step >= total
             let due = last || (config.evaluateEvery > 0 && (epoch + 1) % config.evaluateEvery == 0)
-            let test = due ? try evaluate(store: store, trainer: trainer, size: size, channels: config.pipeline.channels,
+            let test = due ? try evaluate(stores: set?.stores ?? [store], trainer: trainer, size: size, channels: config.pipeline.channels,
                                           threads: config.pipeline.threads) : nil
             try Checkpoint.save(path: config.checkpoint, model: trainer.model, optimizer: trainer.optimizer,
                                 seed: config.pipeline.seed, stream: loader.state,
@@ -143,8 +159,21 @@ extension OutputLayout {
 
 /// Accuracy on the store's test split through the clean view (nil: no test split).
 public func evaluate(store: Store, trainer: Trainer, size: Int, channels: Int, threads: Int) throws -> Evaluation? {
-    let loader = try SequenceLoader(store: store, split: .test, view: .teacher(TeacherView(size: size, cropFraction: 1)),
-                                    channels: channels, layout: .trainer, batchSize: 256, threads: threads)
+    try evaluate(stores: [store], trainer: trainer, size: size, channels: channels, threads: threads)
+}
+
+/// Accuracy on the test split of a store, or of every shard of a set together, in id order.
+public func evaluate(stores: [Store], trainer: Trainer, size: Int, channels: Int, threads: Int) throws -> Evaluation? {
+    guard let store = stores.first else { return nil }
+    let view = View.teacher(TeacherView(size: size, cropFraction: 1))
+    let loader: SequenceLoader
+    if stores.count == 1 {
+        loader = try SequenceLoader(store: store, split: .test, view: view, channels: channels, layout: .trainer, batchSize: 256, threads: threads)
+    } else {
+        let items = try stores.flatMap { try $0.index(of: .test) }.sorted { $0.id < $1.id }.map { (id: $0.id, classIndex: $0.classIndex.map { Int($0) }) }
+        loader = try SequenceLoader(items: items, source: try ShardSetSampleSource(stores: stores), classCount: try store.classes().count,
+                                    view: view, channels: channels, layout: .trainer, batchSize: 256, threads: threads)
+    }
     guard loader.count > 0 else { return nil }
     var eval = Evaluation(classes: try store.classes().count)
     while let b = try loader.next() {

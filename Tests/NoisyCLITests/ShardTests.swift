@@ -197,6 +197,17 @@ final class ShardTests: XCTestCase {
                                          "--repeat", "1", "--threads", "1", "--generation", "2", "--selection", "five"])
         XCTAssertEqual(mixed.status, 0, "the set's selection feeds the pipeline: \(mixed.stderr)")
 
+        // Training reads the whole set; evaluating on the set gives the source store's figures.
+        let train = try Processes.noisy(["train", "--store", out, "--size", "8", "--crop", "pad", "--pad", "1", "--model", "mlp",
+                                         "--depth", "1", "--width", "0.5", "--epochs", "2", "--batch-size", "4", "--threads", "1",
+                                         "--generation", "2", "--selection", "five", "--eval-every", "0", "--out", "\(root)/set.ckpt"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let onSet = try Processes.noisy(["evaluate", "--store", out, "--checkpoint", "\(root)/set.ckpt", "--json"])
+        let onSource = try Processes.noisy(["evaluate", "--store", store, "--checkpoint", "\(root)/set.ckpt", "--json"])
+        XCTAssertEqual(onSet.status, 0, onSet.stderr)
+        XCTAssertEqual(onSet.stdout, onSource.stdout, "the set's test split is the source's")
+        XCTAssertTrue(onSet.stdout.contains("\"samples\" : 5"), onSet.stdout)
+
         var rng = SplitMix64(seed: 5)
         for round in 0..<6 {
             let copy = "\(root)/copy\(round)"
