@@ -346,41 +346,51 @@ extension ShardManifest {
 
     public static func importLabels(intoSet path: String, predictions: String, ids idsPath: String, logits: Bool,
                                     teacher: TeacherInfo, precision: LabelPrecision) throws -> (manifest: ShardManifest, generation: Int) {
-        let (m, folder) = try read(path)
-        let stores = try m.openShards(folder: folder, readOnly: false)
-        for (k, g) in try m.uncommitted(stores) { try stores[k].deleteGeneration(g) }
-        // Check the whole input once, as one import would.
         let file = try NPYFile(path: predictions)
         guard file.dtype == "<f4", file.shape.count == 2 else {
             throw StoreError(.invalidArgument, "\(predictions): predictions must be float32 [N, C] (the dtype is \(file.dtype), the shape \(file.shape))")
         }
         let ids = try NPYFile(path: idsPath).ids()
+        return try importLabels(intoSet: path, rows: NPYRows(file: file), ids: ids,
+                                origin: PredictionOrigin(kind: "npy", path: predictions, sha256: SHA256.hash(file.data).hexString,
+                                                         logits: logits, matchedBy: "id", idsPath: idsPath),
+                                logits: logits, teacher: teacher, precision: precision)
+    }
+
+    /// Predictions made in process (`noisy label --store SET`): float32 [n, C] row-major.
+    public static func importLabels(intoSet path: String, ids: [UInt64], rows values: [Float], classCount: Int, teacher: TeacherInfo,
+                                    precision: LabelPrecision) throws -> (manifest: ShardManifest, generation: Int) {
+        try importLabels(intoSet: path, rows: MemoryRows(values: values, classCount: classCount), ids: ids,
+                         origin: PredictionOrigin(kind: "label", logits: false, matchedBy: "split"), logits: false,
+                         teacher: teacher, precision: precision)
+    }
+
+    static func importLabels(intoSet path: String, rows: any PredictionRows, ids: [UInt64], origin: PredictionOrigin, logits: Bool,
+                             teacher: TeacherInfo, precision: LabelPrecision) throws -> (manifest: ShardManifest, generation: Int) {
+        let (m, folder) = try read(path)
+        let stores = try m.openShards(folder: folder, readOnly: false)
+        for (k, g) in try m.uncommitted(stores) { try stores[k].deleteGeneration(g) }
+        // Check the whole input once, as one import would.
         let c = m.classes.count
-        guard file.shape[1] == c else { throw StoreError(.invalidArgument, "\(predictions): \(file.shape[1]) classes per row, the set has \(c)") }
-        guard file.shape[0] == ids.count, !ids.isEmpty else {
-            throw StoreError(.invalidArgument, "\(predictions): \(file.shape[0]) rows but \(ids.count) ids")
-        }
-        let rows = NPYRows(file: file)
-        try stores[0].checkRows(rows, ids: ids, logits: logits,
-                                origin: PredictionOrigin(kind: "npy", path: predictions, logits: logits, matchedBy: "id"))
+        let name = origin.path ?? "predictions"
+        guard rows.classCount == c else { throw StoreError(.invalidArgument, "\(name): \(rows.classCount) classes per row, the set has \(c)") }
+        guard rows.count == ids.count, !ids.isEmpty else { throw StoreError(.invalidArgument, "\(name): \(rows.count) rows but \(ids.count) ids") }
+        try stores[0].checkRows(rows, ids: ids, logits: logits, origin: origin)
         var shardOf: [UInt64: Int] = [:]
         for (k, s) in stores.enumerated() { for split in Split.allCases { for e in try s.index(of: split) { shardOf[e.id] = k } } }
         var perShard = [[Int]](repeating: [], count: stores.count)
         for (row, id) in ids.enumerated() {
-            guard let k = shardOf[id] else { throw StoreError(.notFound, "\(idsPath): sample \(id) is in no shard of the set") }
+            guard let k = shardOf[id] else { throw StoreError(.notFound, "\(origin.idsPath ?? name): sample \(id) is in no shard of the set") }
             perShard[k].append(row)
         }
         let number = try stores.map { try $0.lastGenerationNumber() }.max().map { $0 + 1 } ?? 1
-        let hash = SHA256.hash(file.data).hexString
         var digests: [String] = []
         for (k, s) in stores.enumerated() {
             var values = [Float]()
             values.reserveCapacity(perShard[k].count * c)
-            for r in perShard[k] { values.append(contentsOf: file.floatRow(r)) }
-            var request = LabelImportRequest(
-                input: .rows(ids: perShard[k].map { ids[$0] }, rows: values, classCount: c,
-                             origin: PredictionOrigin(kind: "npy", path: predictions, sha256: hash, logits: logits, matchedBy: "id", idsPath: idsPath)),
-                logits: logits, teacher: teacher, parent: .latest, precision: precision)
+            for r in perShard[k] { values.append(contentsOf: rows.row(r)) }
+            var request = LabelImportRequest(input: .rows(ids: perShard[k].map { ids[$0] }, rows: values, classCount: c, origin: origin),
+                                             logits: logits, teacher: teacher, parent: .latest, precision: precision)
             request.number = number
             if perShard[k].isEmpty { digests.append(""); continue }
             _ = try s.importLabels(request)

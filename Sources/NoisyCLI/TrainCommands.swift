@@ -160,6 +160,7 @@ struct LabelCommand: ParsableCommand, TrainsModels {
     func run() throws {
         try runReportingErrors {
             let p = precision
+            if ShardManifest.isSet(storeOption.store) { return try labelSet() }
             let store = try Store(path: storeOption.store)
             let (h, model, opt) = try Checkpoint.load(path: checkpoint)
             let trainer = Trainer(model: model, optimizer: opt, seed: h.seed)
@@ -192,5 +193,31 @@ struct LabelCommand: ParsableCommand, TrainsModels {
             if json { try Terminal.printJSON(s, snakeCase: true); return }
             print("generation \(s.generation): \(s.samples) samples, mean confidence \(String(format: "%.3f", s.meanConfidence))")
         }
+    }
+}
+
+extension LabelCommand {
+    /// Over a shard set: every shard's unlabeled samples in id order, one generation over
+    /// the set (committed in its manifest). Jobs in parts over a set are not built yet.
+    func labelSet() throws {
+        guard job.job == nil else { throw ValidationError("label jobs over a shard set are not built yet; label the set in one run") }
+        guard parent == nil else { throw ValidationError("over a shard set, a generation's parent is the set's newest") }
+        let (m, folder) = try ShardManifest.read(storeOption.store)
+        let stores = try m.openShards(folder: folder)
+        let (h, model, opt) = try Checkpoint.load(path: checkpoint)
+        let trainer = Trainer(model: model, optimizer: opt, seed: h.seed)
+        let sha = try Data(contentsOf: URL(fileURLWithPath: checkpoint), options: .alwaysMapped).withUnsafeBytes { SHA256.hash($0) }.hexString
+        let ids = try stores.flatMap { try $0.index(of: .unlabeled).map(\.id) }.sorted()
+        guard !ids.isEmpty else { throw ValidationError("\(storeOption.store): the set has no unlabeled samples") }
+        let bar = ProgressLine("label", unit: "samples", quiet: json)
+        let start = Date()
+        let rows = try predict(stores: stores, trainer: trainer, ids: ids, channels: h.architecture.channels, threads: threads,
+                               batchInvariant: true) { done, total in bar.update(done: done, total: total, elapsed: Date().timeIntervalSince(start)) }
+        let info = TeacherInfo(description: teacher, model: "\(h.architecture.kind) w\(h.architecture.width) d\(h.architecture.depth)",
+                               checkpoint: checkpoint, checkpointSha256: sha)
+        let (next, k) = try ShardManifest.importLabels(intoSet: storeOption.store, ids: ids, rows: rows, classCount: h.architecture.classes,
+                                                       teacher: info, precision: precision)
+        if json { try Terminal.printJSON(next.generations.last, snakeCase: true); return }
+        print("generation \(k) over the set: \(ids.count) samples on \(next.shards.count) shards, committed in the manifest")
     }
 }

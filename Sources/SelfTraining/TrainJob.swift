@@ -191,8 +191,17 @@ public func evaluate(stores: [Store], trainer: Trainer, size: Int, channels: Int
 /// parts batch the split differently; slower).
 public func predict(store: Store, trainer: Trainer, ids: [UInt64], channels: Int, threads: Int, batchInvariant: Bool = false,
                     progress: (Int, Int) -> Void = { _, _ in }) throws -> [Float] {
+    try predict(stores: [store], trainer: trainer, ids: ids, channels: channels, threads: threads, batchInvariant: batchInvariant,
+                progress: progress)
+}
+
+/// The same over a store or the shards of a set (each id read from the shard that holds it).
+public func predict(stores: [Store], trainer: Trainer, ids: [UInt64], channels: Int, threads: Int, batchInvariant: Bool = false,
+                    progress: (Int, Int) -> Void = { _, _ in }) throws -> [Float] {
+    guard let store = stores.first else { return [] }
     let a = trainer.model.architecture
-    let loader = try SequenceLoader(items: ids.map { (id: $0, classIndex: nil) }, source: StoreSampleSource(store: store),
+    let source: any SampleSource = stores.count == 1 ? StoreSampleSource(store: store) : try ShardSetSampleSource(stores: stores)
+    let loader = try SequenceLoader(items: ids.map { (id: $0, classIndex: nil) }, source: source,
                                     classCount: try store.classes().count, view: .teacher(TeacherView(size: a.height, cropFraction: 1)),
                                     channels: channels, layout: .trainer, batchSize: 512, threads: threads)
     var rows = [Float]()

@@ -207,6 +207,28 @@ final class ShardTests: XCTestCase {
         XCTAssertEqual(onSet.status, 0, onSet.stderr)
         XCTAssertEqual(onSet.stdout, onSource.stdout, "the set's test split is the source's")
         XCTAssertTrue(onSet.stdout.contains("\"samples\" : 5"), onSet.stdout)
+        // The in-process teacher over the set makes the bytes it makes over the source store
+        // (its predictions do not depend on batching).
+        let labelSet = try Processes.noisy(["label", "--store", out, "--checkpoint", "\(root)/set.ckpt", "--teacher", "mlp"])
+        XCTAssertEqual(labelSet.status, 0, labelSet.stderr)
+        XCTAssertTrue(labelSet.stdout.contains("generation 3 over the set: 20 samples on 3 shards"), labelSet.stdout)
+        XCTAssertEqual(try Processes.noisy(["label", "--store", store, "--checkpoint", "\(root)/set.ckpt", "--teacher", "mlp"]).status, 0)
+        let sameLabels = try Processes.python("""
+        import json, lmdb, sys
+        src, out = sys.argv[1], sys.argv[2]
+        def labels(path, k):
+            env = lmdb.open(path, readonly=True, max_dbs=32, lock=False)
+            with env.begin() as t:
+                d = {key[4:]: v for key, v in t.cursor(env.open_db(b"labels", txn=t, create=False)) if int.from_bytes(key[:4], "big") == k}
+            env.close()
+            return d
+        union = {}
+        for e in json.load(open(out + "/manifest.json"))["shards"]: union.update(labels(out + "/" + e["path"], 3))
+        want = labels(src, 3)
+        assert union == want and len(want) == 20, (len(union), len(want))
+        print("same")
+        """, [store, out])
+        XCTAssertEqual(sameLabels.stdout, "same\n", sameLabels.stderr)
 
         var rng = SplitMix64(seed: 5)
         for round in 0..<6 {
