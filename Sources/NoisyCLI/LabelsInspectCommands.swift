@@ -23,6 +23,7 @@ struct LabelsList: ParsableCommand {
         Examples:
           noisy labels list --store data.noisy
           noisy labels list --store data.noisy --json
+          noisy labels list --store data-8/        # a shard set: the generations its manifest lists
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -30,14 +31,7 @@ struct LabelsList: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store, readOnly: true)
-            let tags = try store.tags()
-            let rows = try store.generations().map { g in
-                GenerationSummary(generation: g.generation, parent: g.parent, created: g.created, teacher: g.teacher.description,
-                                  samples: g.samples, precision: g.precision, meanConfidence: g.meanConfidence,
-                                  tags: tags.filter { $0.value == g.generation }.map(\.key).sorted(),
-                                  selections: try store.selections(of: g.generation).map(\.name))
-            }
+            let rows = ShardManifest.isSet(storeOption.store) ? try setRows() : try storeRows()
             if json { try Terminal.printJSON(rows, snakeCase: true); return }
             if rows.isEmpty { print("no generations yet (noisy labels import, or noisy label)"); return }
             print("gen  parent  samples    precision  conf   created               tags / selections / teacher")
@@ -50,6 +44,40 @@ struct LabelsList: ParsableCommand {
                     + r.created.padding(toLength: 22, withPad: " ", startingAt: 0)
                 print(line + "[\(r.tags.joined(separator: ","))] [\(r.selections.joined(separator: ","))] \(r.teacher)")
             }
+        }
+    }
+}
+
+extension LabelsList {
+    func storeRows() throws -> [GenerationSummary] {
+        let store = try Store(path: storeOption.store, readOnly: true)
+        let tags = try store.tags()
+        return try store.generations().map { g in
+            GenerationSummary(generation: g.generation, parent: g.parent, created: g.created, teacher: g.teacher.description,
+                              samples: g.samples, precision: g.precision, meanConfidence: g.meanConfidence,
+                              tags: tags.filter { $0.value == g.generation }.map(\.key).sorted(),
+                              selections: try store.selections(of: g.generation).map(\.name))
+        }
+    }
+
+    /// A shard set's generations: those its manifest lists, with the set's sample counts,
+    /// the mean confidence over every shard, and the selections committed on the set.
+    func setRows() throws -> [GenerationSummary] {
+        let (m, folder) = try ShardManifest.read(storeOption.store)
+        let stores = try m.openShards(folder: folder)
+        let tags = try stores[0].tags()
+        return try m.generations.compactMap { g in
+            var records: [(GenerationRecord, Int)] = []
+            for (k, s) in stores.enumerated() {
+                if let r = try s.generation(g.generation) { records.append((r, g.labels.indices.contains(k) ? g.labels[k] : 0)) }
+            }
+            guard let first = records.first?.0 else { return nil }
+            let weight = records.reduce(0) { $0 + $1.1 }
+            let confidence = weight > 0 ? records.reduce(0.0) { $0 + $1.0.meanConfidence * Double($1.1) } / Double(weight) : first.meanConfidence
+            return GenerationSummary(generation: g.generation, parent: first.parent, created: first.created, teacher: first.teacher.description,
+                                     samples: g.samples, precision: first.precision, meanConfidence: confidence,
+                                     tags: tags.filter { $0.value == g.generation }.map(\.key).sorted(),
+                                     selections: g.selectionEntries.keys.sorted())
         }
     }
 }

@@ -93,9 +93,9 @@ final class ShardTests: XCTestCase {
         let bench = try Processes.noisy(["bench", "pipeline", "--store", out, "--size", "8", "--batch-size", "4", "--batches", "2",
                                          "--repeat", "1", "--threads", "1", "--generation", "1", "--json"])
         XCTAssertEqual(bench.status, 0, bench.stderr)
-        let list = try Processes.noisy(["labels", "list", "--store", out])
-        XCTAssertEqual(list.status, 1)
-        XCTAssertTrue(list.stderr.contains("a shard set (noisy shard), not a store"), list.stderr)
+        let show = try Processes.noisy(["labels", "show", "--store", out, "--generation", "1"])
+        XCTAssertEqual(show.status, 1)
+        XCTAssertTrue(show.stderr.contains("a shard set (noisy shard), not a store"), show.stderr)
 
         // A manifest edited by hand, a shard gone, a shard replaced: each refused by name.
         let manifest = try XCTUnwrap(FileManager.default.contents(atPath: "\(out)/manifest.json"))
@@ -229,6 +229,13 @@ final class ShardTests: XCTestCase {
         print("same")
         """, [store, out])
         XCTAssertEqual(sameLabels.stdout, "same\n", sameLabels.stderr)
+        let list = try Processes.noisy(["labels", "list", "--store", out, "--json"])
+        XCTAssertEqual(list.status, 0, list.stderr)
+        XCTAssertNil(try Processes.schemaViolation(schema: "labels-list.schema.json", json: list.stdoutData))
+        let listed = try XCTUnwrap(try JSONSerialization.jsonObject(with: list.stdoutData) as? [[String: Any]])
+        XCTAssertEqual(listed.map { $0["generation"] as? Int }, [1, 2, 3])
+        XCTAssertEqual(listed.map { $0["samples"] as? Int }, [20, 20, 20], "the set's counts, not one shard's")
+        XCTAssertEqual(listed[1]["selections"] as? [String], ["five"])
 
         var rng = SplitMix64(seed: 5)
         for round in 0..<6 {
