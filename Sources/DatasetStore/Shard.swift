@@ -357,18 +357,26 @@ extension ShardManifest {
                                 logits: logits, teacher: teacher, precision: precision)
     }
 
-    /// Predictions made in process (`noisy label --store SET`): float32 [n, C] row-major.
-    public static func importLabels(intoSet path: String, ids: [UInt64], rows values: [Float], classCount: Int, teacher: TeacherInfo,
+    /// Predictions made in process (`noisy label --store SET`, serve label sessions): float32
+    /// [n, C] row-major. `stores`: the set's shards when the caller holds them open already
+    /// (LMDB allows one environment handle per file and process).
+    public static func importLabels(intoSet path: String, stores: [Store]? = nil, ids: [UInt64], rows values: [Float], classCount: Int,
+                                    logits: Bool = false, teacher: TeacherInfo,
                                     precision: LabelPrecision) throws -> (manifest: ShardManifest, generation: Int) {
-        try importLabels(intoSet: path, rows: MemoryRows(values: values, classCount: classCount), ids: ids,
-                         origin: PredictionOrigin(kind: "label", logits: false, matchedBy: "split"), logits: false,
+        try importLabels(intoSet: path, stores: stores, rows: MemoryRows(values: values, classCount: classCount), ids: ids,
+                         origin: PredictionOrigin(kind: "label", logits: logits, matchedBy: "split"), logits: logits,
                          teacher: teacher, precision: precision)
     }
 
-    static func importLabels(intoSet path: String, rows: any PredictionRows, ids: [UInt64], origin: PredictionOrigin, logits: Bool,
+    static func importLabels(intoSet path: String, stores given: [Store]? = nil, rows: any PredictionRows, ids: [UInt64],
+                             origin: PredictionOrigin, logits: Bool,
                              teacher: TeacherInfo, precision: LabelPrecision) throws -> (manifest: ShardManifest, generation: Int) {
+        // One writer of the set at a time: the manifest is read, extended and replaced under a lock.
+        let (_, lockFolder) = try read(path)
+        let lock = try FolderLock(lockFolder)
+        defer { lock.release() }
         let (m, folder) = try read(path)
-        let stores = try m.openShards(folder: folder, readOnly: false)
+        let stores = try given ?? m.openShards(folder: folder, readOnly: false)
         for (k, g) in try m.uncommitted(stores) { try stores[k].deleteGeneration(g) }
         // Check the whole input once, as one import would.
         let c = m.classes.count
@@ -427,6 +435,9 @@ extension ShardManifest {
     /// left as it is.
     public static func filterLabels(inSet path: String, _ r: LabelFilterRequest) throws -> (manifest: ShardManifest, selection: SelectionRecord) {
         try Store.checkFilter(r)
+        let (_, lockFolder) = try read(path)
+        let lock = try FolderLock(lockFolder)
+        defer { lock.release() }
         let (m, folder) = try read(path)
         guard let gi = m.generations.firstIndex(where: { $0.generation == r.generation }) else {
             throw StoreError(.notFound, "\(path): generation \(r.generation) is not committed on this shard set")

@@ -28,7 +28,8 @@ struct Serve: ParsableCommand {
         local ranks (LOCAL_RANK / LOCAL_WORLD_SIZE, which the Python client sends). Every
         node must serve as many shards: each epoch then takes as many samples as the
         smallest such group holds, and every rank of every node gets the same number of
-        batches (uneven counts hang DDP). Label sessions need a single store.
+        batches (uneven counts hang DDP). A server over every shard of a set also takes
+        label sessions: one generation over the set, committed in its manifest.
         """
     )
     @Option(help: ArgumentHelp("With a shard set as --store: the shards this node serves, e.g. 0-3 or 0,2 (default: all).", valueName: "list"))
@@ -57,9 +58,9 @@ struct Serve: ParsableCommand {
             let store: Store
             if ShardManifest.isSet(storeOption.store) {
                 let (m, folder) = try ShardManifest.read(storeOption.store)
-                let stores = try m.openShards(folder: folder)
+                let stores = try m.openShards(folder: folder, readOnly: false)  // label sessions write generations
                 let node = try shards.map { try Self.parseShards($0, count: m.shards.count) } ?? Array(0..<m.shards.count)
-                set = ShardSetServing(manifest: m, stores: stores, node: node)
+                set = ShardSetServing(path: storeOption.store, manifest: m, stores: stores, node: node)
                 store = stores[node[0]]
             } else {
                 guard shards == nil else { throw ValidationError("--shards needs a shard set as --store (see noisy shard)") }

@@ -33,13 +33,15 @@ public struct ServeConfig: Sendable {
 
 /// The shards of a set one node serves.
 public struct ShardSetServing: Sendable {
+    /// The set's manifest (a file, or the folder holding it): label sessions re-read it.
+    public var path: String
     public var manifest: ShardManifest
     /// Every shard of the set, opened and checked against the manifest.
     public var stores: [Store]
     /// The indices this node serves.
     public var node: [Int]
-    public init(manifest: ShardManifest, stores: [Store], node: [Int]) {
-        self.manifest = manifest; self.stores = stores; self.node = node
+    public init(path: String, manifest: ShardManifest, stores: [Store], node: [Int]) {
+        self.path = path; self.manifest = manifest; self.stores = stores; self.node = node
     }
 }
 

@@ -153,8 +153,9 @@ struct LabelSession: Session {
 
     func run() throws {
         let store = server.store
-        guard server.config.shardSet == nil else {
-            throw WireError("label sessions need a single store; this server serves shards of a set (label each shard, or the store it was cut from)")
+        let set = server.config.shardSet
+        if let set, set.node.count != set.stores.count {
+            throw WireError("a label session over a shard set needs a server over every shard (this one serves \(set.node.count) of \(set.stores.count))")
         }
         guard let teacher = hello["teacher"] as? String, !teacher.isEmpty else {
             throw WireError("a label session needs 'teacher' (a description of the model)")
@@ -171,10 +172,13 @@ struct LabelSession: Session {
         let cfg = server.config.pipeline
         // A job's part (torchrun ranks, array tasks): only the part's samples, submitted as that part.
         let job = try JobPart(hello: hello)
-        let ids = try job.map { try store.labelPartIDs(split: split, part: $0.part, parts: $0.parts) } ?? store.index(of: split).map(\.id)
+        if set != nil && job != nil { throw WireError("label jobs over a shard set are not built yet; label the set in one session") }
+        let ids = try set.map { try $0.stores.flatMap { try $0.index(of: split).map(\.id) }.sorted() }
+            ?? job.map { try store.labelPartIDs(split: split, part: $0.part, parts: $0.parts) } ?? store.index(of: split).map(\.id)
         guard !ids.isEmpty else { throw WireError("split \(splitName) is empty" + (job.map { " in part \($0.part) of \($0.parts)" } ?? "")) }
         let classes = try store.classes()
-        let batcher = try SequenceLoader(items: ids.map { (id: $0, classIndex: nil) }, source: StoreSampleSource(store: store),
+        let source: any SampleSource = try set.map { try ShardSetSampleSource(stores: $0.stores) } ?? StoreSampleSource(store: store)
+        let batcher = try SequenceLoader(items: ids.map { (id: $0, classIndex: nil) }, source: source,
                                          classCount: classes.count, view: server.config.teacherView, channels: cfg.channels,
                                          layout: cfg.layout, batchSize: cfg.batchSize, threads: cfg.threads)
         let c = classes.count
@@ -229,6 +233,13 @@ struct LabelSession: Session {
                                          "part": job.part, "parts": job.parts, "outcome": outcome, "missing": r.missing]))
             log("\(conn.peer): job \(job.name) part \(job.part) of \(job.parts) \(outcome)"
                 + (r.committed.map { "; all parts in, generation \($0.generation)" } ?? "; \(r.missing.count) part(s) missing"))
+            return
+        }
+        if let set {
+            let (_, k) = try ShardManifest.importLabels(intoSet: set.path, stores: set.stores, ids: ids, rows: rows, classCount: c,
+                                                        logits: logits, teacher: info, precision: precision)
+            try conn.send(Frame(header: ["type": "committed", "version": Server.protocolVersion, "generation": k, "samples": ids.count]))
+            log("\(conn.peer): committed generation \(k) over the shard set (\(ids.count) samples)")
             return
         }
         let origin = PredictionOrigin(kind: "label", logits: logits, matchedBy: "split")

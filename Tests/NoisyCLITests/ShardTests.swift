@@ -237,6 +237,49 @@ final class ShardTests: XCTestCase {
         XCTAssertEqual(listed.map { $0["samples"] as? Int }, [20, 20, 20], "the set's counts, not one shard's")
         XCTAssertEqual(listed[1]["selections"] as? [String], ["five"])
 
+        // A serve label session over the whole set: one generation over the set, the bytes
+        // one import of the same answers makes on the source store.
+        let server = try Processes.startServer(["--store", out, "--socket", "\(root)/s.sock", "--size", "8", "--batch-size", "6",
+                                                "--threads", "1"], log: "\(root)/serve.log")
+        defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+        let session = try Processes.python("""
+        import sys, numpy as np
+        sys.path.insert(0, sys.argv[2])
+        import noisy
+        s = noisy.connect("unix:" + sys.argv[1]).label_session("unlabeled", teacher="numpy teacher")
+        all_ids, all_p = [], []
+        for ids, images in s:
+            f = images.reshape(len(ids), -1).astype(np.float64).mean(1, keepdims=True) / 255
+            z = np.hstack([f, 1 - f, 0.5 * f]) * 3
+            p = (np.exp(z) / np.exp(z).sum(1, keepdims=True)).astype(np.float32)
+            s.send(p); all_ids.append(ids.copy()); all_p.append(p)
+        print(s.commit())
+        np.save(sys.argv[3] + "/session-p.npy", np.concatenate(all_p)); np.save(sys.argv[3] + "/session-ids.npy", np.concatenate(all_ids))
+        """, ["\(root)/s.sock", Processes.repositoryRoot + "/python", root])
+        XCTAssertEqual(session.status, 0, session.stderr + ((try? String(contentsOfFile: "\(root)/serve.log", encoding: .utf8)) ?? ""))
+        XCTAssertEqual(session.stdout, "4\n", "generation 4 over the set")
+        server.terminate(); server.waitUntilExit()
+        XCTAssertEqual(try Processes.noisy(["labels", "import", "--store", store, "--predictions", "\(root)/session-p.npy",
+                                            "--ids", "\(root)/session-ids.npy", "--teacher", "numpy teacher", "--quiet"]).status, 0)
+        let sessionSame = try Processes.python("""
+        import json, lmdb, sys
+        src, out = sys.argv[1], sys.argv[2]
+        def labels(path, k):
+            env = lmdb.open(path, readonly=True, max_dbs=32, lock=False)
+            with env.begin() as t:
+                d = {key[4:]: v for key, v in t.cursor(env.open_db(b"labels", txn=t, create=False)) if int.from_bytes(key[:4], "big") == k}
+            env.close()
+            return d
+        union = {}
+        m = json.load(open(out + "/manifest.json"))
+        assert [g["generation"] for g in m["generations"]] == [1, 2, 3, 4], m["generations"]
+        for e in m["shards"]: union.update(labels(out + "/" + e["path"], 4))
+        want = labels(src, 4)
+        assert union == want and len(want) == 20, (len(union), len(want))
+        print("same")
+        """, [store, out])
+        XCTAssertEqual(sessionSame.stdout, "same\n", sessionSame.stderr)
+
         var rng = SplitMix64(seed: 5)
         for round in 0..<6 {
             let copy = "\(root)/copy\(round)"
