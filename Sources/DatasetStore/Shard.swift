@@ -197,8 +197,14 @@ extension Store {
                 labels[k].removeAll(keepingCapacity: true)
             }
             var perShard = [Int](repeating: 0, count: count)
+            // Each shard's record describes its own labels (counts, confidence, bytes), as an
+            // import over the set writes them; a set's figures are their sums.
+            var classCounts = [[Int]](repeating: [Int](repeating: 0, count: g.classCount), count: count)
+            var classConfidence = [[Double]](repeating: [Double](repeating: 0, count: g.classCount), count: count)
             try forEachStoredLabel(g.generation) { id, key, value in
                 guard let k = assignment[id] else { return }
+                let (top, p) = value.withUnsafeBytes { LabelEncoding.top($0) }
+                if top >= 0 && top < g.classCount { classCounts[k][top] += 1; classConfidence[k][top] += Double(p) }
                 labels[k].append((key, value))
                 perShard[k] += 1
                 if labels[k].count >= 20_000 { try flushLabels(k) }
@@ -208,6 +214,15 @@ extension Store {
                 try flushLabels(k)
                 var record = g
                 record.samples = perShard[k]
+                record.bytesStored = g.samples > 0 ? g.bytesStored / g.samples * perShard[k] : 0
+                record.meanConfidence = perShard[k] > 0 ? classConfidence[k].reduce(0, +) / Double(perShard[k]) : 0
+                record.perClass = g.perClass.map { c in
+                    var c = c
+                    let i = c.classIndex
+                    c.count = classCounts[k].indices.contains(i) ? classCounts[k][i] : 0
+                    c.meanConfidence = c.count > 0 ? classConfidence[k][i] / Double(c.count) : 0
+                    return c
+                }
                 try shards[k].commitGeneration(record, tagLatest: false)
                 digests.append(try shards[k].generation(g.generation)?.labelsSha256 ?? "")
             }

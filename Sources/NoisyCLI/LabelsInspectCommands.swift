@@ -97,6 +97,7 @@ struct LabelsShow: ParsableCommand {
         Examples:
           noisy labels show --store data.noisy --generation 2
           noisy labels show --store data.noisy --generation latest --json
+          noisy labels show --store data-8/ --generation 2      # a shard set: the set's figures
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -105,10 +106,7 @@ struct LabelsShow: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store, readOnly: true)
-            let g = try store.resolveGeneration(generation)
-            let tags = try store.tags().filter { $0.value == g.generation }.map(\.key).sorted()
-            let selections = try store.selections(of: g.generation)
+            let (g, tags, selections) = ShardManifest.isSet(storeOption.store) ? try setDetail() : try storeDetail()
             if json { try Terminal.printJSON(GenerationDetail(generation: g, tags: tags, selections: selections), snakeCase: true); return }
             print("generation \(g.generation)" + (g.parent.map { ", parent \($0)" } ?? ", no parent") + ", created \(g.created)"
                   + (tags.isEmpty ? "" : ", tags: \(tags.joined(separator: ", "))"))
@@ -130,6 +128,48 @@ struct LabelsShow: ParsableCommand {
                       + ", \(s.samples) samples, \(s.entries) entries, created \(s.created)")
             }
         }
+    }
+}
+
+extension LabelsShow {
+    func storeDetail() throws -> (GenerationRecord, [String], [SelectionRecord]) {
+        let store = try Store(path: storeOption.store, readOnly: true)
+        let g = try store.resolveGeneration(generation)
+        return (g, try store.tags().filter { $0.value == g.generation }.map(\.key).sorted(), try store.selections(of: g.generation))
+    }
+
+    /// A generation of a shard set: each shard's record describes its own labels, so the
+    /// set's counts, bytes and per-class figures are their sums (confidence weighted by
+    /// count); the labels digest is per shard (in the manifest), so none is shown here.
+    func setDetail() throws -> (GenerationRecord, [String], [SelectionRecord]) {
+        let (m, folder) = try ShardManifest.read(storeOption.store)
+        let stores = try m.openShards(folder: folder)
+        let k = try Int(generation) ?? stores[0].resolveGeneration(generation).generation
+        guard let entry = m.generations.first(where: { $0.generation == k }) else {
+            throw ValidationError("generation \(k) is not committed on this shard set")
+        }
+        let records = try stores.compactMap { try $0.generation(k) }
+        guard var g = records.first else { throw ValidationError("generation \(k): no shard holds it") }
+        g.samples = records.reduce(0) { $0 + $1.samples }
+        g.bytesStored = records.reduce(0) { $0 + $1.bytesStored }
+        g.meanConfidence = g.samples > 0 ? records.reduce(0.0) { $0 + $1.meanConfidence * Double($1.samples) } / Double(g.samples) : 0
+        g.perClass = g.perClass.map { c in
+            var c = c
+            let parts = records.compactMap { $0.perClass.first { $0.classIndex == c.classIndex } }
+            c.count = parts.reduce(0) { $0 + $1.count }
+            c.meanConfidence = c.count > 0 ? parts.reduce(0.0) { $0 + $1.meanConfidence * Double($1.count) } / Double(c.count) : 0
+            return c
+        }
+        g.labelsSha256 = nil
+        let selections = try entry.selectionEntries.keys.sorted().compactMap { name -> SelectionRecord? in
+            let parts = try stores.compactMap { try $0.selection(k, name) }
+            guard var r = parts.first else { return nil }
+            r.samples = parts.reduce(0) { $0 + $1.samples }
+            r.entries = parts.reduce(0) { $0 + $1.entries }
+            r.entriesSha256 = nil
+            return r
+        }
+        return (g, try stores[0].tags().filter { $0.value == k }.map(\.key).sorted(), selections)
     }
 }
 

@@ -93,9 +93,9 @@ final class ShardTests: XCTestCase {
         let bench = try Processes.noisy(["bench", "pipeline", "--store", out, "--size", "8", "--batch-size", "4", "--batches", "2",
                                          "--repeat", "1", "--threads", "1", "--generation", "1", "--json"])
         XCTAssertEqual(bench.status, 0, bench.stderr)
-        let show = try Processes.noisy(["labels", "show", "--store", out, "--generation", "1"])
-        XCTAssertEqual(show.status, 1)
-        XCTAssertTrue(show.stderr.contains("a shard set (noisy shard), not a store"), show.stderr)
+        let export = try Processes.noisy(["labels", "export", "--store", out, "--generation", "1", "--format", "npy", "--out", "\(root)/x"])
+        XCTAssertEqual(export.status, 1)
+        XCTAssertTrue(export.stderr.contains("a shard set (noisy shard), not a store"), export.stderr)
 
         // A manifest edited by hand, a shard gone, a shard replaced: each refused by name.
         let manifest = try XCTUnwrap(FileManager.default.contents(atPath: "\(out)/manifest.json"))
@@ -229,6 +229,20 @@ final class ShardTests: XCTestCase {
         print("same")
         """, [store, out])
         XCTAssertEqual(sameLabels.stdout, "same\n", sameLabels.stderr)
+        // labels show on the set: the set's figures are the source store's.
+        for k in ["1", "2"] {
+            let onSet = try Processes.noisy(["labels", "show", "--store", out, "--generation", k, "--json"])
+            XCTAssertEqual(onSet.status, 0, onSet.stderr)
+            XCTAssertNil(try Processes.schemaViolation(schema: "labels-show.schema.json", json: onSet.stdoutData))
+            let onSource = try Processes.noisy(["labels", "show", "--store", store, "--generation", k, "--json"])
+            let a = try XCTUnwrap(try JSONSerialization.jsonObject(with: onSet.stdoutData) as? [String: Any])
+            let b = try XCTUnwrap(try JSONSerialization.jsonObject(with: onSource.stdoutData) as? [String: Any])
+            let ga = try XCTUnwrap(a["generation"] as? [String: Any]), gb = try XCTUnwrap(b["generation"] as? [String: Any])
+            for field in ["samples", "bytes_stored"] { XCTAssertEqual(ga[field] as? Int, gb[field] as? Int, "generation \(k): \(field)") }
+            XCTAssertEqual(ga["mean_confidence"] as? Double ?? -1, gb["mean_confidence"] as? Double ?? 1, accuracy: 1e-6)
+            let counts = { (g: [String: Any]) in (g["per_class"] as? [[String: Any]] ?? []).map { $0["count"] as? Int } }
+            XCTAssertEqual(counts(ga), counts(gb), "generation \(k): per-class counts")
+        }
         let list = try Processes.noisy(["labels", "list", "--store", out, "--json"])
         XCTAssertEqual(list.status, 0, list.stderr)
         XCTAssertNil(try Processes.schemaViolation(schema: "labels-list.schema.json", json: list.stdoutData))
