@@ -488,3 +488,41 @@ extension ShardManifest {
         return (next, record)
     }
 }
+
+extension ShardManifest {
+    /// Deletes a generation from a set: the manifest without it is the commit (set readers
+    /// stop seeing it at once), then every shard deletes its part; a shard left holding it
+    /// by a killed run is cleared by the next import over the set.
+    public static func deleteGeneration(inSet path: String, _ k: Int) throws -> ShardManifest {
+        let (_, lockFolder) = try read(path)
+        let lock = try FolderLock(lockFolder)
+        defer { lock.release() }
+        let (m, folder) = try read(path)
+        guard m.generations.contains(where: { $0.generation == k }) else {
+            throw StoreError(.notFound, "\(path): generation \(k) is not committed on this shard set")
+        }
+        var next = m
+        next.generations.removeAll { $0.generation == k }
+        next.sha256 = try next.checksum()
+        try next.write(to: folder)
+        for s in try m.openShards(folder: folder, readOnly: false) where try s.generation(k) != nil { try s.deleteGeneration(k) }
+        return next
+    }
+
+    /// Points `tag` at generation `k` on every shard (nil: removes it). Tags are pointers,
+    /// not data: a run that stops half way is completed by running it again.
+    public static func setTag(inSet path: String, _ tag: String, generation k: Int?) throws -> Bool {
+        let (_, lockFolder) = try read(path)
+        let lock = try FolderLock(lockFolder)
+        defer { lock.release() }
+        let (m, folder) = try read(path)
+        if let k, !m.generations.contains(where: { $0.generation == k }) {
+            throw StoreError(.notFound, "\(path): generation \(k) is not committed on this shard set")
+        }
+        var changed = false
+        for s in try m.openShards(folder: folder, readOnly: false) {
+            if let k { try s.setTag(tag, generation: k); changed = true } else { changed = try s.removeTag(tag) || changed }
+        }
+        return changed
+    }
+}

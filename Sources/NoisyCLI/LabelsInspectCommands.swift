@@ -192,6 +192,19 @@ struct LabelsTag: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
+            if ShardManifest.isSet(storeOption.store) {
+                // Over a shard set: the tag on every shard.
+                guard remove || generation != nil else { throw ValidationError("give the generation to tag (or --remove)") }
+                let k = try generation.map { g -> Int in
+                    guard let k = Int(g) else { throw ValidationError("over a shard set, give the generation's number") }
+                    return k
+                }
+                guard try ShardManifest.setTag(inSet: storeOption.store, tag, generation: remove ? nil : k) else {
+                    throw ValidationError("no tag '\(tag)'")
+                }
+                print(remove ? "removed tag '\(tag)' on every shard" : "tag '\(tag)' -> generation \(k ?? 0) on every shard")
+                return
+            }
             let store = try Store(path: storeOption.store)
             if remove {
                 guard try store.removeTag(tag) else { throw ValidationError("no tag '\(tag)'") }
@@ -220,6 +233,12 @@ struct LabelsDelete: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
+            if ShardManifest.isSet(storeOption.store) {
+                guard let k = Int(generation) else { throw ValidationError("over a shard set, give the generation's number") }
+                _ = try ShardManifest.deleteGeneration(inSet: storeOption.store, k)
+                print("deleted generation \(k) from the set (the manifest first, then every shard)")
+                return
+            }
             let store = try Store(path: storeOption.store)
             let g = try store.resolveGeneration(generation)
             try store.deleteGeneration(g.generation)

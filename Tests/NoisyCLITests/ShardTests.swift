@@ -294,6 +294,16 @@ final class ShardTests: XCTestCase {
         """, [store, out])
         XCTAssertEqual(sessionSame.stdout, "same\n", sessionSame.stderr)
 
+        // Tag and delete over the set: every shard, and the manifest first.
+        XCTAssertEqual(try Processes.noisy(["labels", "tag", "--store", out, "good", "4"]).status, 0)
+        let del = try Processes.noisy(["labels", "delete", "--store", out, "--generation", "4"])
+        XCTAssertEqual(del.status, 0, del.stderr)
+        let afterDelete = try Processes.noisy(["labels", "list", "--store", out, "--json"])
+        let gens = try XCTUnwrap(try JSONSerialization.jsonObject(with: afterDelete.stdoutData) as? [[String: Any]]).map { $0["generation"] as? Int }
+        XCTAssertEqual(gens, [1, 2, 3])
+        XCTAssertEqual(try Processes.noisy(["verify", "--store", out]).status, 0)
+        XCTAssertEqual(try Processes.noisy(["labels", "delete", "--store", out, "--generation", "4"]).status, 1)
+
         var rng = SplitMix64(seed: 5)
         for round in 0..<6 {
             let copy = "\(root)/copy\(round)"
