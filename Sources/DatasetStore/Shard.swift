@@ -526,3 +526,46 @@ extension ShardManifest {
         return changed
     }
 }
+
+extension ShardManifest {
+    /// `labels diff` over a set: each shard compares its own samples (a sample's labels
+    /// live on one shard), and the set's figures are the sums; confidences are weighted
+    /// by each shard's common samples, and the first ids are the set's smallest.
+    public static func diffGenerations(inSet path: String, _ a: Int, _ b: Int, selectionA: String? = nil, selectionB: String? = nil,
+                                       maxIds: Int = 100) throws -> LabelDiff {
+        let (m, folder) = try read(path)
+        for k in [a, b] where !m.generations.contains(where: { $0.generation == k }) {
+            throw StoreError(.notFound, "\(path): generation \(k) is not committed on this shard set")
+        }
+        let stores = try m.openShards(folder: folder)
+        let c = m.classes.count
+        var total = LabelDiff(a: a, b: b, common: 0, onlyA: 0, onlyB: 0, changed: 0, changedShare: 0,
+                              changeMatrix: [[Int]](repeating: [Int](repeating: 0, count: c), count: c),
+                              meanConfidenceA: 0, meanConfidenceB: 0, selectionA: nil, selectionB: nil, selectionCountsA: nil,
+                              selectionCountsB: nil, entered: 0, left: 0, enteredIds: [], leftIds: [])
+        var sumA = 0.0, sumB = 0.0
+        for s in stores {
+            let ra = try s.generation(a), rb = try s.generation(b)
+            guard ra != nil, rb != nil else {
+                total.onlyA += ra?.samples ?? 0
+                total.onlyB += rb?.samples ?? 0
+                continue
+            }
+            let d = try s.diffGenerations(a, b, selectionA: selectionA, selectionB: selectionB, maxIds: maxIds)
+            total.common += d.common; total.onlyA += d.onlyA; total.onlyB += d.onlyB; total.changed += d.changed
+            for i in 0..<c { for j in 0..<c { total.changeMatrix[i][j] += d.changeMatrix[i][j] } }
+            sumA += d.meanConfidenceA * Double(d.common); sumB += d.meanConfidenceB * Double(d.common)
+            total.selectionA = total.selectionA ?? d.selectionA; total.selectionB = total.selectionB ?? d.selectionB
+            total.selectionCountsA = total.selectionCountsA ?? d.selectionCountsA
+            total.selectionCountsB = total.selectionCountsB ?? d.selectionCountsB
+            total.entered += d.entered; total.left += d.left
+            total.enteredIds += d.enteredIds; total.leftIds += d.leftIds
+        }
+        total.changedShare = total.common > 0 ? Double(total.changed) / Double(total.common) : 0
+        total.meanConfidenceA = total.common > 0 ? sumA / Double(total.common) : 0
+        total.meanConfidenceB = total.common > 0 ? sumB / Double(total.common) : 0
+        total.enteredIds = Array(total.enteredIds.sorted().prefix(maxIds))
+        total.leftIds = Array(total.leftIds.sorted().prefix(maxIds))
+        return total
+    }
+}

@@ -76,7 +76,7 @@ public final class Store: Sendable {
             if contents.contains(ShardManifest.fileName) {
                 throw StoreError(.notAStore, "\(path): a shard set (noisy shard), not a store; this command reads one store "
                                  + "(a shard, or the store the set was cut from); info, verify, serve, preview, bench pipeline, "
-                                 + "train, evaluate, label, and labels import, filter, list, show, tag and delete read a set")
+                                 + "train, evaluate, label, and labels import, filter, list, show, diff, tag and delete read a set")
             }
             if !contents.isEmpty || !create {
                 throw StoreError(.notAStore, "\(path): not a store (no data.mdb inside)")

@@ -272,12 +272,20 @@ struct LabelsDiff: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store, readOnly: true)
-            let ga = try store.resolveGeneration(a), gb = try store.resolveGeneration(b)
-            let d = try store.diffGenerations(ga.generation, gb.generation, selectionA: selectionA, selectionB: selectionB,
-                                              maxIds: maxIds)
+            let d: LabelDiff
+            let classes: [String]
+            if ShardManifest.isSet(storeOption.store) {
+                guard let ka = Int(a), let kb = Int(b) else { throw ValidationError("over a shard set, give the generations' numbers") }
+                d = try ShardManifest.diffGenerations(inSet: storeOption.store, ka, kb, selectionA: selectionA, selectionB: selectionB,
+                                                      maxIds: maxIds)
+                classes = try ShardManifest.read(storeOption.store).manifest.classes
+            } else {
+                let store = try Store(path: storeOption.store, readOnly: true)
+                let ga = try store.resolveGeneration(a), gb = try store.resolveGeneration(b)
+                d = try store.diffGenerations(ga.generation, gb.generation, selectionA: selectionA, selectionB: selectionB, maxIds: maxIds)
+                classes = try store.classes()
+            }
             if json { try Terminal.printJSON(d, snakeCase: true); return }
-            let classes = try store.classes()
             print("generation \(d.a) -> \(d.b): \(d.common) samples in both (\(d.onlyA) only in \(d.a), \(d.onlyB) only in \(d.b))")
             print(String(format: "top class changed for %d (%.2f%%); mean confidence %.3f -> %.3f",
                          d.changed, 100 * d.changedShare, d.meanConfidenceA, d.meanConfidenceB))

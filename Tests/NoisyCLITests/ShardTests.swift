@@ -243,6 +243,18 @@ final class ShardTests: XCTestCase {
             let counts = { (g: [String: Any]) in (g["per_class"] as? [[String: Any]] ?? []).map { $0["count"] as? Int } }
             XCTAssertEqual(counts(ga), counts(gb), "generation \(k): per-class counts")
         }
+        // labels diff on the set: the source store's report, field for field.
+        let diffSet = try Processes.noisy(["labels", "diff", "--store", out, "1", "3", "--json"])
+        XCTAssertEqual(diffSet.status, 0, diffSet.stderr)
+        XCTAssertNil(try Processes.schemaViolation(schema: "labels-diff.schema.json", json: diffSet.stdoutData))
+        let diffSource = try Processes.noisy(["labels", "diff", "--store", store, "1", "3", "--json"])
+        let da = try XCTUnwrap(try JSONSerialization.jsonObject(with: diffSet.stdoutData) as? [String: Any])
+        let db = try XCTUnwrap(try JSONSerialization.jsonObject(with: diffSource.stdoutData) as? [String: Any])
+        for field in ["common", "only_a", "only_b", "changed", "entered", "left"] {
+            XCTAssertEqual(da[field] as? Int, db[field] as? Int, "diff: \(field)")
+        }
+        XCTAssertEqual(da["change_matrix"] as? [[Int]], db["change_matrix"] as? [[Int]])
+        XCTAssertEqual(da["mean_confidence_b"] as? Double ?? -1, db["mean_confidence_b"] as? Double ?? 1, accuracy: 1e-6)
         let list = try Processes.noisy(["labels", "list", "--store", out, "--json"])
         XCTAssertEqual(list.status, 0, list.stderr)
         XCTAssertNil(try Processes.schemaViolation(schema: "labels-list.schema.json", json: list.stdoutData))
