@@ -53,8 +53,8 @@ public struct ShardManifest: Codable, Sendable, Equatable {
 
     /// Reads and checks a manifest (a file, or a folder holding `manifest.json`).
     public static func read(_ path: String) throws -> (manifest: ShardManifest, folder: String) {
-        var isDir: ObjCBool = false
-        let file = FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue ? path + "/" + fileName : path
+        let folder = folder(of: path)
+        let file = folder == path ? path + "/" + fileName : path
         guard let data = FileManager.default.contents(atPath: file) else { throw StoreError(.notFound, "\(file): no shard manifest there") }
         let m: ShardManifest
         do { m = try GenerationJSON.decoder.decode(ShardManifest.self, from: data) } catch {
@@ -66,7 +66,7 @@ public struct ShardManifest: Codable, Sendable, Equatable {
         guard let stated = m.sha256, stated == (try m.checksum()) else {
             throw StoreError(.corrupt, "\(file): the manifest does not match its checksum (edited or damaged); re-create it with noisy shard")
         }
-        return (m, (file as NSString).deletingLastPathComponent)
+        return (m, folder)
     }
 
     /// Opens every shard, checking that each is there and is the store the manifest names.
@@ -305,6 +305,22 @@ extension ShardManifest {
         return counts.sorted().prefix(perNode).reduce(0, +)
     }
 
+    /// The folder of a set named by its manifest file or by the folder itself.
+    static func folder(of path: String) -> String {
+        var isDir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
+            ? path : (path as NSString).deletingLastPathComponent
+    }
+
+    /// Which shard holds each sample (samples keep their ids across a set).
+    public static func shardMap(_ stores: [Store]) throws -> [UInt64: Int] {
+        var map: [UInt64: Int] = [:]
+        for (k, s) in stores.enumerated() {
+            for split in Split.allCases { for e in try s.index(of: split) { map[e.id] = k } }
+        }
+        return map
+    }
+
     /// True when `path` names a shard set (a manifest file, or a folder holding one).
     public static func isSet(_ path: String) -> Bool {
         path.hasSuffix(".json") || FileManager.default.fileExists(atPath: path + "/" + fileName)
@@ -387,8 +403,7 @@ extension ShardManifest {
                              origin: PredictionOrigin, logits: Bool,
                              teacher: TeacherInfo, precision: LabelPrecision) throws -> (manifest: ShardManifest, generation: Int) {
         // One writer of the set at a time: the manifest is read, extended and replaced under a lock.
-        let (_, lockFolder) = try read(path)
-        let lock = try FolderLock(lockFolder)
+        let lock = try FolderLock(folder(of: path))
         defer { lock.release() }
         let (m, folder) = try read(path)
         let stores = try given ?? m.openShards(folder: folder, readOnly: false)
@@ -399,8 +414,7 @@ extension ShardManifest {
         guard rows.classCount == c else { throw StoreError(.invalidArgument, "\(name): \(rows.classCount) classes per row, the set has \(c)") }
         guard rows.count == ids.count, !ids.isEmpty else { throw StoreError(.invalidArgument, "\(name): \(rows.count) rows but \(ids.count) ids") }
         try stores[0].checkRows(rows, ids: ids, logits: logits, origin: origin)
-        var shardOf: [UInt64: Int] = [:]
-        for (k, s) in stores.enumerated() { for split in Split.allCases { for e in try s.index(of: split) { shardOf[e.id] = k } } }
+        let shardOf = try shardMap(stores)
         var perShard = [[Int]](repeating: [], count: stores.count)
         for (row, id) in ids.enumerated() {
             guard let k = shardOf[id] else { throw StoreError(.notFound, "\(origin.idsPath ?? name): sample \(id) is in no shard of the set") }
@@ -450,8 +464,7 @@ extension ShardManifest {
     /// left as it is.
     public static func filterLabels(inSet path: String, _ r: LabelFilterRequest) throws -> (manifest: ShardManifest, selection: SelectionRecord) {
         try Store.checkFilter(r)
-        let (_, lockFolder) = try read(path)
-        let lock = try FolderLock(lockFolder)
+        let lock = try FolderLock(folder(of: path))
         defer { lock.release() }
         let (m, folder) = try read(path)
         guard let gi = m.generations.firstIndex(where: { $0.generation == r.generation }) else {
@@ -464,8 +477,7 @@ extension ShardManifest {
         var tally = SelectionTally(classCount: m.classes.count)
         for s in stores where try s.generation(r.generation) != nil { try s.tallyLabels(r, into: &tally) }
         let (record, entries) = tally.select(r)
-        var shardOf: [UInt64: Int] = [:]
-        for (k, s) in stores.enumerated() { for split in Split.allCases { for e in try s.index(of: split) { shardOf[e.id] = k } } }
+        let shardOf = try shardMap(stores)
         var perShard = [[(id: UInt64, copies: Int)]](repeating: [], count: stores.count)
         for e in entries { if let k = shardOf[e.id] { perShard[k].append(e) } }
         for (k, s) in stores.enumerated() where try s.generation(r.generation) != nil {
@@ -494,8 +506,7 @@ extension ShardManifest {
     /// stop seeing it at once), then every shard deletes its part; a shard left holding it
     /// by a killed run is cleared by the next import over the set.
     public static func deleteGeneration(inSet path: String, _ k: Int) throws -> ShardManifest {
-        let (_, lockFolder) = try read(path)
-        let lock = try FolderLock(lockFolder)
+        let lock = try FolderLock(folder(of: path))
         defer { lock.release() }
         let (m, folder) = try read(path)
         guard m.generations.contains(where: { $0.generation == k }) else {
@@ -512,8 +523,7 @@ extension ShardManifest {
     /// Points `tag` at generation `k` on every shard (nil: removes it). Tags are pointers,
     /// not data: a run that stops half way is completed by running it again.
     public static func setTag(inSet path: String, _ tag: String, generation k: Int?) throws -> Bool {
-        let (_, lockFolder) = try read(path)
-        let lock = try FolderLock(lockFolder)
+        let lock = try FolderLock(folder(of: path))
         defer { lock.release() }
         let (m, folder) = try read(path)
         if let k, !m.generations.contains(where: { $0.generation == k }) {

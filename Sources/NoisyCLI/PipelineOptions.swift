@@ -134,10 +134,8 @@ struct PipelineSource {
         guard let set else {
             return try BatchLoader(store: store, config: config, pseudoLabels: try options.softLabels(store: store), log: log)
         }
+        // BatchLoader(set:) refuses a generation or selection the manifest does not list.
         let generation = try options.softLabels(store: store)?.reader.record.generation
-        if let generation, !set.manifest.generations.contains(where: { $0.generation == generation }) {
-            throw ValidationError("generation \(generation) is not committed on this shard set")
-        }
         return try BatchLoader(set: set.manifest, stores: set.stores, node: Array(set.stores.indices), config: config,
                                generation: generation, selection: options.selection,
                                labelOptions: LabelReadOptions(temperature: options.temperature, hard: options.hard,

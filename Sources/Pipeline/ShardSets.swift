@@ -13,11 +13,7 @@ public struct ShardSetSampleSource: SampleSource {
 
     public init(stores: [Store], pseudoLabels: ShardSetSoftLabels? = nil) throws {
         self.stores = stores
-        var map: [UInt64: Int] = [:]
-        for (k, s) in stores.enumerated() {
-            for split in Split.allCases { for e in try s.index(of: split) { map[e.id] = k } }
-        }
-        shardOf = map
+        shardOf = try ShardManifest.shardMap(stores)
         labels = pseudoLabels
     }
 

@@ -48,22 +48,6 @@ final class LabelJobTests: XCTestCase {
          "--predictions", "\(root)/\(file ?? "p\(w)_\(i)").npy", "--ids", "\(root)/ids\(w)_\(i).npy"] + extra
     }
 
-    /// Label records of each generation, read with python-lmdb: {k: {id: hex bytes}}.
-    func labels(_ store: String) throws -> [String: [String: String]] {
-        let r = try Processes.python("""
-        import json, lmdb, sys
-        env = lmdb.open(sys.argv[1], readonly=True, max_dbs=32, lock=False)
-        out = {}
-        with env.begin() as t:
-            for k, v in t.cursor(env.open_db(b"labels", txn=t, create=False)):
-                g, i = int.from_bytes(k[:4], "big"), int.from_bytes(k[4:12], "big")
-                out.setdefault(str(g), {})[str(i)] = v.hex()
-        print(json.dumps(out))
-        """, [store])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        return (try? JSONDecoder().decode([String: [String: String]].self, from: r.stdoutData)) ?? [:]
-    }
-
     func generationCount(_ store: String) throws -> Int {
         let r = try Processes.noisy(["labels", "list", "--store", store, "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -131,7 +115,7 @@ final class LabelJobTests: XCTestCase {
         XCTAssertEqual([stored, kept], [1, 1])
         XCTAssertEqual(try Processes.noisy(part(store, job: "race", 1, of: 2)).status, 0)
 
-        let all = try labels(store)
+        let all = try labelRecords([store])
         XCTAssertEqual(all.keys.sorted(), ["1", "2", "3", "4"])
         XCTAssertEqual(all["1"]?.count, 40)
         for k in ["2", "3", "4"] { XCTAssertEqual(all[k], all["1"], "generation \(k) holds the one-import bytes") }
@@ -166,7 +150,7 @@ final class LabelJobTests: XCTestCase {
                 }
                 generation += 1
             }
-            let all = try labels(store)
+            let all = try labelRecords([store])
             XCTAssertEqual(all["\(reference)"]?.count, 40)
             XCTAssertEqual(all["\(reference + 1)"], all["\(reference)"], "\(model): 2 parts")
             XCTAssertEqual(all["\(reference + 2)"], all["\(reference)"], "\(model): 7 parts")
@@ -231,7 +215,7 @@ final class LabelJobTests: XCTestCase {
         try makePredictions(store, parts: [2])
         XCTAssertEqual(try Processes.noisy(["labels", "import", "--store", store, "--predictions", "\(root)/p.npy", "--ids", "\(root)/ids.npy",
                                             "--teacher", "t", "--quiet"]).status, 0)
-        let reference = try labels(store)["1"]
+        let reference = try labelRecords([store])["1"]
         XCTAssertEqual(reference?.count, 400)
         var rng = SplitMix64(seed: 42)
         let t0 = Date()
@@ -279,11 +263,11 @@ final class LabelJobTests: XCTestCase {
             p.waitUntilExit()
             let count = try generationCount(copy)
             XCTAssertTrue(count == 1 || count == 2, "round \(round): \(count) generations")
-            if count == 2 { XCTAssertEqual(try labels(copy)["2"], reference, "round \(round): a visible generation is whole") }
+            if count == 2 { XCTAssertEqual(try labelRecords([copy])["2"], reference, "round \(round): a visible generation is whole") }
             let again = try Processes.noisy(commitArgs(copy))
             XCTAssertEqual(again.status, 0, "round \(round): \(again.stderr)")
             XCTAssertEqual(try generationCount(copy), 2, "round \(round): the re-run commits once")
-            XCTAssertEqual(try labels(copy)["2"], reference, "round \(round)")
+            XCTAssertEqual(try labelRecords([copy])["2"], reference, "round \(round)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: "\(copy)/jobs/k"), "round \(round): the job's folder is cleared")
             let v = try Processes.noisy(["verify", "--store", copy])
             XCTAssertEqual(v.status, 0, v.stdout + v.stderr)

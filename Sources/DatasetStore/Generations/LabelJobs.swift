@@ -249,7 +249,8 @@ extension Store {
                                     missing: missingParts(folder, parts: spec.parts), committed: nil)
         }
         // An existing job's settings first: a part made for another W or teacher is told so.
-        if FileManager.default.fileExists(atPath: folder + "/job.json") { _ = try ensureJob(spec) }
+        var settled = false
+        if FileManager.default.fileExists(atPath: folder + "/job.json") { _ = try ensureJob(spec); settled = true }
         if FileManager.default.fileExists(atPath: final) { return try already() }
 
         // Check everything before writing: shape, classes, the part's exact share, values.
@@ -278,7 +279,7 @@ extension Store {
                       origin: PredictionOrigin(kind: "job", path: origin, logits: spec.logits, matchedBy: "id"))
 
         // The input holds; now the job (created by the first valid part, or checked).
-        _ = try ensureJob(spec)
+        if !settled { _ = try ensureJob(spec) }
         // Stage privately, then rename into place: the part is whole or absent.
         let temp = folder + "/.\(Self.partName(part)).\(getpid()).\(UInt64.random(in: 0...UInt64.max))"
         do {
