@@ -382,10 +382,11 @@ extension ShardManifest {
             throw StoreError(.invalidArgument, "\(predictions): predictions must be float32 [N, C] (the dtype is \(file.dtype), the shape \(file.shape))")
         }
         let ids = try NPYFile(path: idsPath).ids()
-        return try importLabels(intoSet: path, rows: NPYRows(file: file), ids: ids,
+        let r = try importLabels(intoSet: path, rows: NPYRows(file: file), ids: ids,
                                 origin: PredictionOrigin(kind: "npy", path: predictions, sha256: SHA256.hash(file.data).hexString,
                                                          logits: logits, matchedBy: "id", idsPath: idsPath),
                                 logits: logits, teacher: teacher, precision: precision)
+        return (r.manifest, r.generation)
     }
 
     /// Predictions made in process (`noisy label --store SET`, serve label sessions): float32
@@ -394,19 +395,25 @@ extension ShardManifest {
     public static func importLabels(intoSet path: String, stores: [Store]? = nil, ids: [UInt64], rows values: [Float], classCount: Int,
                                     logits: Bool = false, teacher: TeacherInfo,
                                     precision: LabelPrecision) throws -> (manifest: ShardManifest, generation: Int) {
-        try importLabels(intoSet: path, stores: stores, rows: MemoryRows(values: values, classCount: classCount), ids: ids,
-                         origin: PredictionOrigin(kind: "label", logits: logits, matchedBy: "split"), logits: logits,
-                         teacher: teacher, precision: precision)
+        let r = try importLabels(intoSet: path, stores: stores, rows: MemoryRows(values: values, classCount: classCount), ids: ids,
+                                 origin: PredictionOrigin(kind: "label", logits: logits, matchedBy: "split"), logits: logits,
+                                 teacher: teacher, precision: precision)
+        return (r.manifest, r.generation)
     }
 
+    /// `job`: the label job these rows come from; when the set already lists that job's
+    /// generation (a commit that raced this one, or one killed after its manifest was
+    /// written), nothing is imported and that generation is returned.
     static func importLabels(intoSet path: String, stores given: [Store]? = nil, rows: any PredictionRows, ids: [UInt64],
                              origin: PredictionOrigin, logits: Bool,
-                             teacher: TeacherInfo, precision: LabelPrecision) throws -> (manifest: ShardManifest, generation: Int) {
+                             teacher: TeacherInfo, precision: LabelPrecision,
+                             job: String? = nil) throws -> (manifest: ShardManifest, generation: Int, created: Bool) {
         // One writer of the set at a time: the manifest is read, extended and replaced under a lock.
         let lock = try FolderLock(folder(of: path))
         defer { lock.release() }
         let (m, folder) = try read(path)
         let stores = try given ?? m.openShards(folder: folder, readOnly: false)
+        if let job, let k = try m.generationOfJob(job, stores: stores) { return (m, k, false) }
         for (k, g) in try m.uncommitted(stores) { try stores[k].deleteGeneration(g) }
         // Check the whole input once, as one import would.
         let c = m.classes.count
@@ -439,7 +446,7 @@ extension ShardManifest {
                                       selectionEntries: [:]))
         next.sha256 = try next.checksum()
         try next.write(to: folder)
-        return (next, number)
+        return (next, number, true)
     }
 
     /// Writes this manifest into `folder`: aside, synced, then renamed over the old one.

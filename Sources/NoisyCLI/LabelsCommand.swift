@@ -111,8 +111,20 @@ struct LabelsImport: ParsableCommand {
             default: throw ValidationError("give --predictions P.npy (with --ids or --sources) or --jsonl FILE")
             }
             if ShardManifest.isSet(storeOption.store) {
-                guard let path = predictions, let ids, jsonl == nil, sources == nil, job.job == nil else {
-                    throw ValidationError("over a shard set, labels import takes --predictions P.npy and --ids IDS.npy (no job, no JSON Lines yet)")
+                guard let path = predictions, let ids, jsonl == nil, sources == nil else {
+                    throw ValidationError("over a shard set, labels import takes --predictions P.npy and --ids IDS.npy (no JSON Lines or source lists yet)")
+                }
+                if let name = job.job {
+                    guard teacherOptions.parent == nil else { throw ValidationError("over a shard set, a generation's parent is the set's newest") }
+                    let (m, folder) = try ShardManifest.read(storeOption.store)
+                    let stores = try m.openShards(folder: folder, readOnly: false)
+                    let request = try job.request(name: name, teacher: try teacherOptions.teacherInfo(), logits: logits, precision: p, parent: .latest)
+                    let (rows, classCount, idList) = try NPYFile.readPart(predictions: path, ids: ids)
+                    let r = try ShardManifest.submitLabelPart(inSet: storeOption.store, stores: stores, request, part: try job.partNumber(),
+                                                              ids: idList, rows: rows, classCount: classCount, worker: job.worker,
+                                                              commit: !job.noCommit)
+                    try job.report(r, store: storeOption.store, json: json)
+                    return
                 }
                 let (m, k) = try ShardManifest.importLabels(intoSet: storeOption.store, predictions: path, ids: ids, logits: logits,
                                                             teacher: try teacherOptions.teacherInfo(), precision: p)
@@ -126,7 +138,7 @@ struct LabelsImport: ParsableCommand {
                 guard let path = predictions, let ids, jsonl == nil, sources == nil else {
                     throw ValidationError("a job's part needs --predictions P.npy and --ids IDS.npy")
                 }
-                let request = try job.request(name: name, store: store, teacher: try teacherOptions.teacherInfo(), logits: logits,
+                let request = try job.request(name: name, teacher: try teacherOptions.teacherInfo(), logits: logits,
                                               precision: p, parent: try teacherOptions.parentChoice(store: store))
                 let r = try store.submitLabelPart(request, part: try job.partNumber(), predictions: path, ids: ids,
                                                   worker: job.worker, commit: !job.noCommit)
@@ -230,7 +242,7 @@ struct JobPartOptions: ParsableArguments {
         return part
     }
 
-    func request(name: String, store: Store, teacher: TeacherInfo, logits: Bool, precision: LabelPrecision,
+    func request(name: String, teacher: TeacherInfo, logits: Bool, precision: LabelPrecision,
                  parent: ParentChoice) throws -> LabelJobRequest {
         guard let parts, part != nil else { throw ValidationError("--job needs --part i and --parts W") }
         return LabelJobRequest(job: name, split: split, parts: parts, teacher: teacher, logits: logits, precision: precision, parent: parent)
@@ -250,7 +262,8 @@ struct JobPartOptions: ParsableArguments {
         if let c = r.committed {
             print("job \(r.job): all \(r.parts) parts in; " + (c.summary.map {
                 "committed generation \($0.generation): \($0.samples) samples, mean confidence " + String(format: "%.3f", $0.meanConfidence)
-            } ?? "generation \(c.generation) was committed by another worker"))
+            } ?? (c.created ? "committed generation \(c.generation) over the shard set (in its manifest)"
+                            : "generation \(c.generation) was committed by another worker")))
         } else if r.missing.isEmpty {
             print("job \(r.job): all parts in; commit with: noisy labels commit --store \(store) --job \(r.job)")
         } else {
@@ -300,17 +313,19 @@ struct LabelsJobs: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store, readOnly: true)
+            let set = try ShardManifest.isSet(storeOption.store) ? ShardManifest.read(storeOption.store) : nil
+            let stores = try set.map { try $0.manifest.openShards(folder: $0.folder) } ?? [Store(path: storeOption.store, readOnly: true)]
             if let idsOut {
                 guard let part, let parts else { throw ValidationError("--ids-out needs --part i and --parts W") }
-                let ids = try store.labelPartIDs(split: split, part: part, parts: parts)
+                let ids = try ShardManifest.labelPartIDs(stores: stores, split: split, part: part, parts: parts)
                 var w = try NPYWriter(path: idsOut, dtype: "<i8", shape: [ids.count])
                 try w.write(ids.map { Int64(bitPattern: $0).littleEndian })
                 _ = try w.finish()
                 print("\(idsOut): \(ids.count) ids of part \(part) of \(parts) of the \(split.rawValue) split")
                 return
             }
-            let jobs = try store.labelJobs().filter { job == nil || $0.spec.job == job }
+            let jobs = try (set != nil ? ShardManifest.labelJobs(inSet: storeOption.store, stores: stores) : stores[0].labelJobs())
+                .filter { job == nil || $0.spec.job == job }
             if json { try Terminal.printJSON(jobs, snakeCase: true); return }
             if jobs.isEmpty { print(job.map { "no open label job named \($0)" } ?? "no open label jobs"); return }
             for j in jobs {
@@ -339,14 +354,24 @@ struct LabelsCommit: ParsableCommand {
     )
     @OptionGroup var storeOption: StoreOption
     @Option(help: ArgumentHelp("The job.", valueName: "NAME")) var job: String
-    @Flag(help: "Print the import summary as JSON (schemas/labels-import.schema.json).") var json = false
+    @Flag(help: "Print the import summary as JSON (schemas/labels-import.schema.json; over a shard set, the manifest's entry).")
+    var json = false
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store)
-            let c = try store.commitLabelJob(job)
-            guard let s = c.summary else {
+            let c = try ShardManifest.isSet(storeOption.store) ? ShardManifest.commitLabelJob(inSet: storeOption.store, job)
+                : Store(path: storeOption.store).commitLabelJob(job)
+            guard c.created else {
                 print("job \(job): already committed as generation \(c.generation); nothing to do")
+                return
+            }
+            guard let s = c.summary else {
+                if json {  // the set's entry for it (schemas/shard-manifest.schema.json, generations)
+                    try Terminal.printJSON(try ShardManifest.read(storeOption.store).manifest.generations.first { $0.generation == c.generation },
+                                           snakeCase: true)
+                    return
+                }
+                print("job \(job): committed generation \(c.generation) over the shard set (in its manifest)")
                 return
             }
             if json { try Terminal.printJSON(s, snakeCase: true); return }
@@ -363,6 +388,7 @@ struct LabelsAbandon: ParsableCommand {
         discussion: """
         Examples:
           noisy labels abandon --store data.noisy --job gen2
+          noisy labels abandon --store shards/ --job gen2
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -370,8 +396,8 @@ struct LabelsAbandon: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store)
-            let n = try store.abandonLabelJob(job)
+            let n = try ShardManifest.isSet(storeOption.store) ? ShardManifest.abandonLabelJob(inSet: storeOption.store, job)
+                : Store(path: storeOption.store).abandonLabelJob(job)
             print("job \(job): abandoned; \(n) staged part(s) removed")
         }
     }

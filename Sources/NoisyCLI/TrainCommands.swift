@@ -171,7 +171,7 @@ struct LabelCommand: ParsableCommand, TrainsModels {
             let info = TeacherInfo(description: teacher, model: "\(h.architecture.kind) w\(h.architecture.width) d\(h.architecture.depth)",
                                    checkpoint: checkpoint, checkpointSha256: sha)
             if let name = job.job {
-                let request = try job.request(name: name, store: store, teacher: info, logits: false, precision: p, parent: parentChoice)
+                let request = try job.request(name: name, teacher: info, logits: false, precision: p, parent: parentChoice)
                 let part = try job.partNumber()
                 let ids = try store.labelPartIDs(split: request.split, part: part, parts: request.parts)
                 let rows = try predict(store: store, trainer: trainer, ids: ids, channels: h.architecture.channels, threads: threads,
@@ -198,23 +198,31 @@ struct LabelCommand: ParsableCommand, TrainsModels {
 
 extension LabelCommand {
     /// Over a shard set: every shard's unlabeled samples in id order, one generation over
-    /// the set (committed in its manifest). Jobs in parts over a set are not built yet.
+    /// the set (committed in its manifest); with --job, part i of W on every shard.
     func labelSet() throws {
-        guard job.job == nil else { throw ValidationError("label jobs over a shard set are not built yet; label the set in one run") }
         guard parent == nil else { throw ValidationError("over a shard set, a generation's parent is the set's newest") }
         let (m, folder) = try ShardManifest.read(storeOption.store)
-        let stores = try m.openShards(folder: folder)
+        let stores = try m.openShards(folder: folder, readOnly: job.job == nil)
         let (h, model, opt) = try Checkpoint.load(path: checkpoint)
         let trainer = Trainer(model: model, optimizer: opt, seed: h.seed)
         let sha = try Data(contentsOf: URL(fileURLWithPath: checkpoint), options: .alwaysMapped).withUnsafeBytes { SHA256.hash($0) }.hexString
-        let ids = try stores.flatMap { try $0.index(of: .unlabeled).map(\.id) }.sorted()
-        guard !ids.isEmpty else { throw ValidationError("\(storeOption.store): the set has no unlabeled samples") }
+        let info = TeacherInfo(description: teacher, model: "\(h.architecture.kind) w\(h.architecture.width) d\(h.architecture.depth)",
+                               checkpoint: checkpoint, checkpointSha256: sha)
+        let request = try job.job.map { try job.request(name: $0, teacher: info, logits: false, precision: precision, parent: .latest) }
+        let ids = try request.map { try ShardManifest.labelPartIDs(stores: stores, split: $0.split, part: try job.partNumber(), parts: $0.parts) }
+            ?? stores.flatMap { try $0.index(of: .unlabeled).map(\.id) }.sorted()
+        guard !ids.isEmpty else { throw ValidationError("\(storeOption.store): the set has no unlabeled samples" + (request == nil ? "" : " in this part")) }
         let bar = ProgressLine("label", unit: "samples", quiet: json)
         let start = Date()
         let rows = try predict(stores: stores, trainer: trainer, ids: ids, channels: h.architecture.channels, threads: threads,
                                batchInvariant: true) { done, total in bar.update(done: done, total: total, elapsed: Date().timeIntervalSince(start)) }
-        let info = TeacherInfo(description: teacher, model: "\(h.architecture.kind) w\(h.architecture.width) d\(h.architecture.depth)",
-                               checkpoint: checkpoint, checkpointSha256: sha)
+        if let request {
+            let r = try ShardManifest.submitLabelPart(inSet: storeOption.store, stores: stores, request, part: try job.partNumber(),
+                                                      ids: ids, rows: rows, classCount: h.architecture.classes, worker: job.worker,
+                                                      commit: !job.noCommit)
+            try job.report(r, store: storeOption.store, json: json)
+            return
+        }
         let (next, k) = try ShardManifest.importLabels(intoSet: storeOption.store, ids: ids, rows: rows, classCount: h.architecture.classes,
                                                        teacher: info, precision: precision)
         if json { try Terminal.printJSON(next.generations.last, snakeCase: true); return }

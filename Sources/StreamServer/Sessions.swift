@@ -154,9 +154,8 @@ struct LabelSession: Session {
     func run() throws {
         let store = server.store
         let set = server.config.shardSet
-        if let set, set.node.count != set.stores.count {
-            throw WireError("a label session over a shard set needs a server over every shard (this one serves \(set.node.count) of \(set.stores.count))")
-        }
+        // A server over part of a set (one per node) labels only a job's parts on its own shards.
+        let partial = set.map { $0.node.count != $0.stores.count } ?? false
         guard let teacher = hello["teacher"] as? String, !teacher.isEmpty else {
             throw WireError("a label session needs 'teacher' (a description of the model)")
         }
@@ -171,10 +170,22 @@ struct LabelSession: Session {
         }
         let cfg = server.config.pipeline
         // A job's part (torchrun ranks, array tasks): only the part's samples, submitted as that part.
-        let job = try JobPart(hello: hello)
-        if set != nil && job != nil { throw WireError("label jobs over a shard set are not built yet; label the set in one session") }
-        let ids = try set.map { try $0.stores.flatMap { try $0.index(of: split).map(\.id) }.sorted() }
-            ?? job.map { try store.labelPartIDs(split: split, part: $0.part, parts: $0.parts) } ?? store.index(of: split).map(\.id)
+        var job = try JobPart(hello: hello)
+        if partial {
+            guard let j = job else {
+                throw WireError("this server serves shards \(set?.node.map(String.init).joined(separator: ",") ?? "") of a set: a label session "
+                                + "here must be a label job's part (job, part, parts), and the job commits when every shard has every part")
+            }
+            // On a node's server the part is the rank's place on the node: torchrun's LOCAL_RANK of LOCAL_WORLD_SIZE.
+            if let r = hello["local_rank"] as? Int, let w = hello["local_world_size"] as? Int { job = JobPart(name: j.name, part: r, parts: w) }
+        }
+        let ids: [UInt64]
+        if let set {
+            ids = try job.map { try ShardManifest.labelPartIDs(stores: set.stores, shards: set.node, split: split, part: $0.part, parts: $0.parts) }
+                ?? set.stores.flatMap { try $0.index(of: split).map(\.id) }.sorted()
+        } else {
+            ids = try job.map { try store.labelPartIDs(split: split, part: $0.part, parts: $0.parts) } ?? store.index(of: split).map(\.id)
+        }
         guard !ids.isEmpty else { throw WireError("split \(splitName) is empty" + (job.map { " in part \($0.part) of \($0.parts)" } ?? "")) }
         let classes = try store.classes()
         let source: any SampleSource = try set.map { try ShardSetSampleSource(stores: $0.stores) } ?? StoreSampleSource(store: store)
@@ -188,6 +199,7 @@ struct LabelSession: Session {
             "samples": ids.count, "batches": batcher.batchCount, "batch_size": cfg.batchSize, "class_count": c,
             "classes": classes, "layout": cfg.layout.name, "channels": cfg.channels, "height": size, "width": size,
             "job": job.map { ["job": $0.name, "part": $0.part, "parts": $0.parts] as [String: Any] } ?? NSNull(),
+            "shards": set.map { $0.node as Any } ?? NSNull(),
         ]))
         log("\(conn.peer): label session over \(splitName) (\(ids.count) samples), teacher '\(teacher)'"
             + (job.map { ", job \($0.name) part \($0.part) of \($0.parts)" } ?? ""))
@@ -220,9 +232,11 @@ struct LabelSession: Session {
                                checkpointSha256: hello["checkpoint_sha256"] as? String)
         let precision = LabelPrecision(hello["precision"] as? String ?? "f16") ?? .f16
         if let job {
-            let r = try store.submitLabelPart(LabelJobRequest(job: job.name, split: split, parts: job.parts, teacher: info, logits: logits,
-                                                              precision: precision, parent: parent),
-                                              part: job.part, ids: ids, rows: rows, classCount: c, worker: conn.peer)
+            let request = LabelJobRequest(job: job.name, split: split, parts: job.parts, teacher: info, logits: logits,
+                                          precision: precision, parent: set == nil ? parent : .latest)
+            let r = try set.map { try ShardManifest.submitLabelPart(inSet: $0.path, stores: $0.stores, shards: $0.node, request, part: job.part,
+                                                                    ids: ids, rows: rows, classCount: c, worker: conn.peer) }
+                ?? store.submitLabelPart(request, part: job.part, ids: ids, rows: rows, classCount: c, worker: conn.peer)
             let outcome: String
             switch r.outcome {
             case .stored: outcome = "stored"
@@ -255,6 +269,8 @@ struct LabelSession: Session {
 /// The `job`, `part` and `parts` of a label hello: all three, or none.
 struct JobPart {
     let name: String, part: Int, parts: Int
+
+    init(name: String, part: Int, parts: Int) { self.name = name; self.part = part; self.parts = parts }
 
     init?(hello: [String: Any]) throws {
         guard let name = hello["job"] as? String else { return nil }

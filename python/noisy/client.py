@@ -190,8 +190,9 @@ class Client:
         self._shared = None
 
     def label_session(self, split="unlabeled", teacher="", logits=False, parent=None, precision="f16", model=None,
-                      job=None, part=None, parts=None):
-        return LabelSession(self.address, split, teacher, logits, parent, precision, model, self.token, job, part, parts)
+                      job=None, part=None, parts=None, local_rank=None, local_world_size=None):
+        return LabelSession(self.address, split, teacher, logits, parent, precision, model, self.token, job, part, parts,
+                            local_rank, local_world_size)
 
     def __enter__(self):
         return self
@@ -218,14 +219,22 @@ class LabelSession:
     at positions i, i+W, ... of the split in id order), taken from `part`/`parts` or
     torchrun's RANK/WORLD_SIZE; commit() submits the part, and the generation appears
     when the last part of the job is in (commit() then returns its number, else None;
-    `receipt` holds the server's full answer)."""
+    `receipt` holds the server's full answer). A node's server over part of a shard set
+    labels part LOCAL_RANK of LOCAL_WORLD_SIZE on each of its shards instead (sent from
+    `local_rank`/`local_world_size` or torchrun's environment)."""
 
-    def __init__(self, address, split, teacher, logits, parent, precision, model, token, job=None, part=None, parts=None):
+    def __init__(self, address, split, teacher, logits, parent, precision, model, token, job=None, part=None, parts=None,
+                 local_rank=None, local_world_size=None):
         hello = {"type": "hello", "session": "label", "split": split, "teacher": teacher, "logits": bool(logits),
                  "precision": precision}
         if job is not None:
             part, parts = _part_from_environment(part, parts)
             hello.update(job=job, part=part, parts=parts)
+            # A node's server over part of a shard set labels the rank's place on the node.
+            if local_rank is None and "LOCAL_RANK" in os.environ and "LOCAL_WORLD_SIZE" in os.environ:
+                local_rank, local_world_size = int(os.environ["LOCAL_RANK"]), int(os.environ["LOCAL_WORLD_SIZE"])
+            if local_rank is not None:
+                hello.update(local_rank=int(local_rank), local_world_size=int(local_world_size))
         self.receipt = None
         self.sock, self.info = _handshake(address, hello, parent=parent, model=model, token=token)
         self._index = None

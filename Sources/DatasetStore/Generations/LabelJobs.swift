@@ -79,7 +79,14 @@ public struct LabelPartReceipt: Sendable {
 /// call made it (nil: it was made before).
 public struct LabelJobCommit: Sendable {
     public var generation: Int
+    /// The store's import summary when this call made it (nil: made before, or over a shard set).
     public var summary: LabelImportSummary?
+    /// True when this call made the generation.
+    public var created: Bool
+
+    public init(generation: Int, summary: LabelImportSummary?, created: Bool? = nil) {
+        self.generation = generation; self.summary = summary; self.created = created ?? (summary != nil)
+    }
 }
 
 /// A job as `noisy labels jobs` lists it. schemas/label-jobs.schema.json
@@ -174,7 +181,7 @@ extension Store {
         return folder
     }
 
-    private func readJobSpec(_ folder: String) throws -> LabelJobSpec {
+    func readJobSpec(_ folder: String) throws -> LabelJobSpec {
         let file = folder + "/job.json"
         guard let data = FileManager.default.contents(atPath: file) else { throw StoreError(.notFound, "\(file): no such job") }
         do { return try GenerationJSON.decoder.decode(LabelJobSpec.self, from: data) } catch {
@@ -182,10 +189,10 @@ extension Store {
         }
     }
 
-    private static func partName(_ i: Int) -> String { String(format: "part-%05d", i) }
+    static func partName(_ i: Int) -> String { String(format: "part-%05d", i) }
 
     /// The parts present in a job folder, with their records.
-    private func stagedParts(_ folder: String, parts: Int) -> [LabelPartRecord] {
+    func stagedParts(_ folder: String, parts: Int) -> [LabelPartRecord] {
         (0..<parts).compactMap { i in
             FileManager.default.contents(atPath: "\(folder)/\(Self.partName(i))/part.json")
                 .flatMap { try? GenerationJSON.decoder.decode(LabelPartRecord.self, from: $0) }
@@ -319,7 +326,7 @@ extension Store {
         return receipt
     }
 
-    private func missingParts(_ folder: String, parts: Int) -> [Int] {
+    func missingParts(_ folder: String, parts: Int) -> [Int] {
         (0..<parts).filter { !FileManager.default.fileExists(atPath: "\(folder)/\(Self.partName($0))/part.json") }
     }
 
@@ -388,7 +395,7 @@ extension Store {
     }
 
     /// Renames the folder aside first, so that no reader sees a half-removed job.
-    private func removeJobFolder(_ folder: String) throws {
+    func removeJobFolder(_ folder: String) throws {
         let aside = jobsFolder + "/.removed.\(getpid()).\(UInt64.random(in: 0...UInt64.max))"
         guard rename(folder, aside) == 0 else {
             throw StoreError(.io, "\(folder): cannot remove: \(String(cString: strerror(errno)))")

@@ -190,3 +190,21 @@ public struct NPYWriter {
         return (h, b)
     }
 }
+
+extension NPYFile {
+    /// A part's predictions (float32 [n, C]) and ids (int64 [n]) read into memory.
+    public static func readPart(predictions: String, ids idsPath: String) throws -> (rows: [Float], classCount: Int, ids: [UInt64]) {
+        let file = try NPYFile(path: predictions)
+        guard file.dtype == "<f4", file.shape.count == 2 else {
+            throw StoreError(.invalidArgument, "\(predictions): predictions must be float32 [N, C] (the dtype is \(file.dtype), the shape \(file.shape))")
+        }
+        let ids = try NPYFile(path: idsPath).ids()
+        guard ids.count == file.shape[0] else {
+            throw StoreError(.invalidArgument, "\(predictions): \(file.shape[0]) rows but \(idsPath) has \(ids.count) ids")
+        }
+        var rows = [Float]()
+        rows.reserveCapacity(file.shape[0] * file.shape[1])
+        for i in 0..<file.shape[0] { rows.append(contentsOf: file.floatRow(i)) }
+        return (rows, file.shape[1], ids)
+    }
+}
