@@ -469,7 +469,10 @@ extension ShardManifest {
     /// generation. A run killed before the rename is finished by running it again: a
     /// shard that already holds the same selection (same threshold, cap and seed) is
     /// left as it is.
-    public static func filterLabels(inSet path: String, _ r: LabelFilterRequest) throws -> (manifest: ShardManifest, selection: SelectionRecord) {
+    /// `stores`: the set's shards when the caller holds them open already (one LMDB
+    /// handle per file and process).
+    public static func filterLabels(inSet path: String, stores given: [Store]? = nil,
+                                    _ r: LabelFilterRequest) throws -> (manifest: ShardManifest, selection: SelectionRecord) {
         try Store.checkFilter(r)
         let lock = try FolderLock(folder(of: path))
         defer { lock.release() }
@@ -480,7 +483,7 @@ extension ShardManifest {
         if m.generations[gi].selectionEntries[r.name] != nil {
             throw StoreError(.conflict, "\(path): generation \(r.generation) already has a selection '\(r.name)' on this set; selections never change: choose another name", field: .selectionName)
         }
-        let stores = try m.openShards(folder: folder, readOnly: false)
+        let stores = try given ?? m.openShards(folder: folder, readOnly: false)
         var tally = SelectionTally(classCount: m.classes.count)
         for s in stores where try s.generation(r.generation) != nil { try s.tallyLabels(r, into: &tally) }
         let (record, entries) = tally.select(r)
@@ -548,13 +551,13 @@ extension ShardManifest {
     /// `labels diff` over a set: each shard compares its own samples (a sample's labels
     /// live on one shard), and the set's figures are the sums; confidences are weighted
     /// by each shard's common samples, and the first ids are the set's smallest.
-    public static func diffGenerations(inSet path: String, _ a: Int, _ b: Int, selectionA: String? = nil, selectionB: String? = nil,
-                                       maxIds: Int = 100) throws -> LabelDiff {
+    public static func diffGenerations(inSet path: String, stores given: [Store]? = nil, _ a: Int, _ b: Int, selectionA: String? = nil,
+                                       selectionB: String? = nil, maxIds: Int = 100) throws -> LabelDiff {
         let (m, folder) = try read(path)
         for k in [a, b] where !m.generations.contains(where: { $0.generation == k }) {
             throw StoreError(.notFound, "\(path): generation \(k) is not committed on this shard set")
         }
-        let stores = try m.openShards(folder: folder)
+        let stores = try given ?? m.openShards(folder: folder)
         let c = m.classes.count
         var total = LabelDiff(a: a, b: b, common: 0, onlyA: 0, onlyB: 0, changed: 0, changedShare: 0,
                               changeMatrix: [[Int]](repeating: [Int](repeating: 0, count: c), count: c),

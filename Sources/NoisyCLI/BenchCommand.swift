@@ -129,6 +129,7 @@ struct BenchDecode: ParsableCommand {
         discussion: """
         Examples:
           noisy bench decode --store data.noisy --json
+          noisy bench decode --store shards/                    # a shard set: the labeled split over every shard
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -148,9 +149,10 @@ struct BenchDecode: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store, readOnly: true)
-            let ids = try store.index(of: .labeled).prefix(limit).map(\.id)
-            let blobs = try ids.map { try store.imageBytes($0) }
+            let stores = try openStoreOrSet(storeOption.store)
+            // The labeled samples in id order, each read from the shard that holds it.
+            let located = try stores.flatMap { s in try s.index(of: .labeled).map { (id: $0.id, store: s) } }.sorted { $0.id < $1.id }
+            let blobs = try located.prefix(limit).map { try $0.store.imageBytes($0.id) }
             var pixels: [UInt8] = []
             guard !blobs.isEmpty else { throw ValidationError("\(storeOption.store): the labeled split is empty: nothing to decode") }
             var rates: [Double] = [], mp: [Double] = []
@@ -182,6 +184,7 @@ struct BenchLabels: ParsableCommand {
         discussion: """
         Examples:
           noisy bench labels --store data.noisy --generation latest --lookups 100000 --json
+          noisy bench labels --store shards/ --generation 2     # a shard set: each lookup on its sample's shard
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -205,12 +208,20 @@ struct BenchLabels: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store, readOnly: true)
-            let g = try store.resolveGeneration(generation)
-            let reader = try GenerationReader(store: store, generation: g.generation)
-            var ids: [UInt64] = []
+            let stores = try openStoreOrSet(storeOption.store)
+            let g: GenerationRecord
+            if ShardManifest.isSet(storeOption.store) {
+                let m = try ShardManifest.read(storeOption.store).manifest
+                g = try m.generationDetail(try m.resolveGeneration(generation, stores: stores), stores: stores).record
+            } else {
+                g = try stores[0].resolveGeneration(generation)
+            }
+            // Over a set, each shard's reader answers for its own samples.
+            let holders = try stores.filter { try $0.generation(g.generation) != nil }
+            let readers = try holders.map { try GenerationReader(store: $0, generation: g.generation) }
+            var ids: [(reader: Int, id: UInt64)] = []
             ids.reserveCapacity(g.samples)
-            try store.forEachLabel(g.generation) { id, _ in ids.append(id) }
+            for (k, s) in holders.enumerated() { try s.forEachLabel(g.generation) { id, _ in ids.append((k, id)) } }
             guard !ids.isEmpty else { throw ValidationError("generation \(g.generation) holds no labels") }
             var rng = SplitMix64(seed: seed)
             var out = [Float](repeating: 0, count: g.classCount)
@@ -219,8 +230,8 @@ struct BenchLabels: ParsableCommand {
             for _ in 0..<max(1, self.repeat) {
                 let picks = (0..<lookups).map { _ in ids[Int(rng.next(upperBound: UInt64(ids.count)))] }
                 let start = Date()
-                for id in picks {
-                    try out.withUnsafeMutableBufferPointer { try reader.distribution(of: id, into: $0) }
+                for pick in picks {
+                    try out.withUnsafeMutableBufferPointer { try readers[pick.reader].distribution(of: pick.id, into: $0) }
                     sink += out[0]
                 }
                 rates.append(Double(lookups) / Date().timeIntervalSince(start))
@@ -228,7 +239,7 @@ struct BenchLabels: ParsableCommand {
             var checks: [Double] = []
             for _ in 0..<max(1, self.repeat) {
                 let start = Date()
-                try store.requireIntact(generation: g.generation)
+                for s in holders { try s.requireIntact(generation: g.generation) }
                 checks.append(Date().timeIntervalSince(start))
             }
             let r = Result(lookupsPerSecond: median(rates), runs: rates, samples: ids.count, precision: g.precision,
@@ -238,4 +249,11 @@ struct BenchLabels: ParsableCommand {
                          r.lookupsPerSecond, rates.count, ids.count, g.precision, sink, r.digestCheckSeconds))
         }
     }
+}
+
+/// One store, or every shard of a set (checked against its manifest), read-only.
+func openStoreOrSet(_ path: String) throws -> [Store] {
+    guard ShardManifest.isSet(path) else { return [try Store(path: path, readOnly: true)] }
+    let (m, folder) = try ShardManifest.read(path)
+    return try m.openShards(folder: folder)
 }

@@ -52,6 +52,7 @@ struct Show: ParsableCommand {
         Examples:
           noisy show --store data.noisy --id 0 --out sample0.png
           noisy show --store data.noisy --id 42 --out - > s.png
+          noisy show --store shards/ --id 42 --out s.png      # a shard set: the shard that holds it
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -60,8 +61,17 @@ struct Show: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store, readOnly: true)
-            guard let record = try store.sample(id) else { throw StoreError(.notFound, "\(storeOption.store): no sample with id \(id)") }
+            // A set's samples keep their ids: the shard that holds this one shows it.
+            let candidates: [Store]
+            if ShardManifest.isSet(storeOption.store) {
+                let (m, folder) = try ShardManifest.read(storeOption.store)
+                candidates = try m.openShards(folder: folder)
+            } else {
+                candidates = [try Store(path: storeOption.store, readOnly: true)]
+            }
+            guard let (store, record) = try candidates.lazy.compactMap({ s in try s.sample(id).map { (s, $0) } }).first else {
+                throw StoreError(.notFound, "\(storeOption.store): no sample with id \(id)")
+            }
             let png = try Codec.encodePNG(store.decode(id))
             if out == "-" {
                 FileHandle.standardOutput.write(Data(png))
@@ -194,6 +204,7 @@ struct Compact: ParsableCommand {
         discussion: """
         Examples:
           noisy compact --store data.noisy --out data-compact.noisy
+          noisy compact --store shards/ --out shards-compact/    # a shard set: every shard, then the manifest
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -201,6 +212,12 @@ struct Compact: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
+            if ShardManifest.isSet(storeOption.store) {
+                let (m, folder) = try ShardManifest.read(storeOption.store)
+                let n = try ShardManifest.compact(set: m, stores: try m.openShards(folder: folder), to: out)
+                print("wrote \(out): \(n) shards and the manifest")
+                return
+            }
             let store = try Store(path: storeOption.store, readOnly: true)
             try store.compact(to: out)
             print("wrote \(out)")

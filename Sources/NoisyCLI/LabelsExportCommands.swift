@@ -20,6 +20,7 @@ struct LabelsExport: ParsableCommand {
         Examples:
           noisy labels export --store data.noisy --generation 2 --format npy --out snap-2/
           noisy labels export --store data.noisy --generation latest --selection balanced --format jsonl --out snap/
+          noisy labels export --store shards/ --generation 2 --format npy --out snap-2/    # a shard set: one snapshot, id order
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -33,12 +34,21 @@ struct LabelsExport: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try Store(path: storeOption.store, readOnly: true)
-            let g = try store.resolveGeneration(generation)
-            let m = try store.exportLabels(LabelExportRequest(generation: g.generation, selection: selection, format: format, out: out,
+            let m: LabelExportManifest
+            if ShardManifest.isSet(storeOption.store) {
+                let (set, folder) = try ShardManifest.read(storeOption.store)
+                let stores = try set.openShards(folder: folder)
+                let k = try set.resolveGeneration(generation, stores: stores)
+                m = try ShardManifest.exportLabels(inSet: storeOption.store, stores: stores, LabelExportRequest(
+                    generation: k, selection: selection, format: format, out: out, keepPrecision: keepPrecision, force: force))
+            } else {
+                let store = try Store(path: storeOption.store, readOnly: true)
+                let g = try store.resolveGeneration(generation)
+                m = try store.exportLabels(LabelExportRequest(generation: g.generation, selection: selection, format: format, out: out,
                                                               keepPrecision: keepPrecision, force: force))
+            }
             if json { try Terminal.printJSON(m, snakeCase: true); return }
-            print("wrote \(out): generation \(g.generation)" + (m.selection.map { ", selection '\($0)'" } ?? ", all samples")
+            print("wrote \(out): generation \(m.generation.generation)" + (m.selection.map { ", selection '\($0)'" } ?? ", all samples")
                   + ", \(m.samples) samples, \(m.entries) entries, " + m.files.map { "\($0.name) (\($0.bytes) bytes)" }.joined(separator: ", "))
         }
     }
@@ -55,6 +65,7 @@ struct LabelsSamples: ParsableCommand {
 
         Examples:
           noisy labels samples --store data.noisy --generation 1 --out check/
+          noisy labels samples --store shards/ --generation latest --out check/
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -66,27 +77,40 @@ struct LabelsSamples: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             guard count >= 1 && count <= 256 else { throw ValidationError("--count must be 1-256") }
-            let store = try Store(path: storeOption.store, readOnly: true)
-            let g = try store.resolveGeneration(generation)
-            try store.requireIntact(generation: g.generation)
-            let classes = try store.classes()
-            var perClass = [[(id: UInt64, p: Float)]](repeating: [], count: g.classCount)
+            // One store, or every shard of a set (each sample is drawn from its own shard).
+            let stores: [Store]
+            let g: GenerationRecord
+            let classes: [String]
+            if ShardManifest.isSet(storeOption.store) {
+                let (m, folder) = try ShardManifest.read(storeOption.store)
+                stores = try m.openShards(folder: folder)
+                g = try m.generationDetail(try m.resolveGeneration(generation, stores: stores), stores: stores).record
+                classes = m.classes
+            } else {
+                stores = [try Store(path: storeOption.store, readOnly: true)]
+                g = try stores[0].resolveGeneration(generation)
+                classes = try stores[0].classes()
+            }
+            var perClass = [[(id: UInt64, p: Float, shard: Int)]](repeating: [], count: g.classCount)
             var hist = [[Int]](repeating: [Int](repeating: 0, count: 101), count: g.classCount)
-            try store.forEachLabel(g.generation) { id, v in
-                let (t, p) = LabelEncoding.top(v)
-                guard t >= 0, t < g.classCount, p.isFinite else { return }
-                perClass[t].append((id, p))
-                hist[t][min(100, max(0, Int(Double(p) * 100)))] += 1
+            for (k, store) in stores.enumerated() where try store.generation(g.generation) != nil {
+                try store.requireIntact(generation: g.generation)
+                try store.forEachLabel(g.generation) { id, v in
+                    let (t, p) = LabelEncoding.top(v)
+                    guard t >= 0, t < g.classCount, p.isFinite else { return }
+                    perClass[t].append((id, p, k))
+                    hist[t][min(100, max(0, Int(Double(p) * 100)))] += 1
+                }
             }
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            let channels = try store.dominantChannels(of: .unlabeled)
+            let channels = try stores[0].dominantChannels(of: .unlabeled)
             let renderer = ViewRenderer(channels: channels, layout: .uint8NHWC)
             let view = View.teacher(TeacherView(size: size, cropFraction: 1))
             for cls in 0..<g.classCount {
                 let sorted = perClass[cls].sorted { $0.p != $1.p ? $0.p > $1.p : $0.id < $1.id }
                 let picks = Array(sorted.prefix(count)) + (sorted.count > count ? Array(sorted.suffix(min(count, sorted.count - count))) : [])
                 let tiles = try picks.map { pick -> (image: Image, caption: String) in
-                    let img = try store.withImageBytes(pick.id) { bytes in
+                    let img = try stores[pick.shard].withImageBytes(pick.id) { bytes in
                         try renderer.renderImage(bytes, view: view, key: SampleKey(seed: 0, epoch: 0, sample: pick.id))
                     }
                     return (img, String(format: "%.2f #%llu", pick.p, pick.id))
@@ -125,3 +149,4 @@ struct LabelsSamples: ParsableCommand {
         return img
     }
 }
+

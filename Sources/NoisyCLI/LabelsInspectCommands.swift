@@ -138,37 +138,12 @@ extension LabelsShow {
         return (g, try store.tags().filter { $0.value == g.generation }.map(\.key).sorted(), try store.selections(of: g.generation))
     }
 
-    /// A generation of a shard set: each shard's record describes its own labels, so the
-    /// set's counts, bytes and per-class figures are their sums (confidence weighted by
-    /// count); the labels digest is per shard (in the manifest), so none is shown here.
+    /// A generation of a shard set: the set's figures (ShardManifest.generationDetail).
     func setDetail() throws -> (GenerationRecord, [String], [SelectionRecord]) {
         let (m, folder) = try ShardManifest.read(storeOption.store)
         let stores = try m.openShards(folder: folder)
-        let k = try Int(generation) ?? stores[0].resolveGeneration(generation).generation
-        guard let entry = m.generations.first(where: { $0.generation == k }) else {
-            throw ValidationError("generation \(k) is not committed on this shard set")
-        }
-        let records = try stores.compactMap { try $0.generation(k) }
-        guard var g = records.first else { throw ValidationError("generation \(k): no shard holds it") }
-        g.samples = records.reduce(0) { $0 + $1.samples }
-        g.bytesStored = records.reduce(0) { $0 + $1.bytesStored }
-        g.meanConfidence = g.samples > 0 ? records.reduce(0.0) { $0 + $1.meanConfidence * Double($1.samples) } / Double(g.samples) : 0
-        g.perClass = g.perClass.map { c in
-            var c = c
-            let parts = records.compactMap { $0.perClass.first { $0.classIndex == c.classIndex } }
-            c.count = parts.reduce(0) { $0 + $1.count }
-            c.meanConfidence = c.count > 0 ? parts.reduce(0.0) { $0 + $1.meanConfidence * Double($1.count) } / Double(c.count) : 0
-            return c
-        }
-        g.labelsSha256 = nil
-        let selections = try entry.selectionEntries.keys.sorted().compactMap { name -> SelectionRecord? in
-            let parts = try stores.compactMap { try $0.selection(k, name) }
-            guard var r = parts.first else { return nil }
-            r.samples = parts.reduce(0) { $0 + $1.samples }
-            r.entries = parts.reduce(0) { $0 + $1.entries }
-            r.entriesSha256 = nil
-            return r
-        }
+        let k = try m.resolveGeneration(generation, stores: stores)
+        let (g, selections) = try m.generationDetail(k, stores: stores)
         return (g, try stores[0].tags().filter { $0.value == k }.map(\.key).sorted(), selections)
     }
 }

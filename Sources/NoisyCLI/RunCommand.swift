@@ -78,8 +78,8 @@ struct LoopOptions: ParsableArguments {
     }
 
     /// Runs the loop with progress lines and the per-iteration table; writes the report.
-    static func runLoop(store: Store, config: LoopConfig, reportPath: String?) throws -> RunReport {
-        let loop = NoisyStudentLoop(store: store, config: config)
+    static func runLoop(store: Store, set: (path: String, stores: [Store])? = nil, config: LoopConfig, reportPath: String?) throws -> RunReport {
+        let loop = set.map { NoisyStudentLoop(set: $0.path, stores: $0.stores, config: config) } ?? NoisyStudentLoop(store: store, config: config)
         loop.log = { Terminal.info($0) }
         loop.onEpoch = { name, r in
             Terminal.info(String(format: "%@ epoch %d: loss %.4f, train %.1f%%, %.0f images/s%@", name, r.epoch, r.loss,
@@ -122,6 +122,7 @@ struct Run: ParsableCommand, TrainsModels {
         Examples:
           noisy run --store fmnist.noisy --iterations 3 --report run.json
           noisy run --store fmnist.noisy --student-width 2 --student-epochs 5 --randaugment 2,9 --workdir runs/a
+          noisy run --store fmnist-4/ --iterations 2 --workdir runs/sharded    # a shard set: generations over the set
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -131,8 +132,16 @@ struct Run: ParsableCommand, TrainsModels {
 
     func run() throws {
         try runReportingErrors {
+            let dir = workdir ?? ((storeOption.store.hasSuffix("/") ? String(storeOption.store.dropLast()) : storeOption.store) + "-run")
+            if ShardManifest.isSet(storeOption.store) {
+                // Every shard, opened for writing: each generation and selection is one object over the set.
+                let (m, folder) = try ShardManifest.read(storeOption.store)
+                let stores = try m.openShards(folder: folder, readOnly: false)
+                _ = try LoopOptions.runLoop(store: stores[0], set: (storeOption.store, stores),
+                                            config: try loop.config(store: stores[0], workdir: dir), reportPath: report)
+                return
+            }
             let store = try Store(path: storeOption.store)
-            let dir = workdir ?? (storeOption.store + "-run")
             _ = try LoopOptions.runLoop(store: store, config: try loop.config(store: store, workdir: dir), reportPath: report)
         }
     }

@@ -75,13 +75,24 @@ public struct RunReport: Codable, Sendable {
 /// run again and it continues after the last finished step (training itself
 /// resumes from its per-epoch checkpoint).
 public final class NoisyStudentLoop {
+    /// The store, or a set's first shard (classes, channels).
     public let store: Store
+    /// A shard set to run over instead: its manifest's path and every shard, opened for
+    /// writing. Each generation and selection is then one object over the set.
+    public let set: (path: String, stores: [Store])?
     public let config: LoopConfig
     public var log: (String) -> Void = { _ in }
     public var onEpoch: (String, EpochReport) -> Void = { _, _ in }
 
     public init(store: Store, config: LoopConfig) {
         self.store = store
+        self.set = nil
+        self.config = config
+    }
+
+    public init(set path: String, stores: [Store], config: LoopConfig) {
+        self.store = stores[0]
+        self.set = (path, stores)
         self.config = config
     }
 
@@ -131,26 +142,37 @@ public final class NoisyStudentLoop {
                 let teacher = Trainer(model: model, optimizer: opt, seed: h.seed)
                 let sha = try Data(contentsOf: URL(fileURLWithPath: teacherPath), options: .alwaysMapped).withUnsafeBytes { SHA256.hash($0) }.hexString
                 // Killed after the import committed but before the state was saved: reuse that generation.
-                if let done = try store.generations().last(where: { $0.teacher.checkpoint == teacherPath && $0.teacher.checkpointSha256 == sha }) {
+                if let done = try committedGenerations().last(where: { $0.teacher.checkpoint == teacherPath && $0.teacher.checkpointSha256 == sha }) {
                     state.generation = done.generation
                     try save(state)
                     continue
                 }
-                let s = try labelSplit(store: store, trainer: teacher,
-                                       teacher: TeacherInfo(description: "noisy run iteration \(k) teacher",
-                                                            model: "\(h.architecture.kind) w\(h.architecture.width) d\(h.architecture.depth)",
-                                                            checkpoint: teacherPath, checkpointSha256: sha),
-                                       parent: state.iterations.last.map { .generation($0.generation) } ?? .none,
-                                       channels: h.architecture.channels, threads: config.teacherPipeline.threads)
-                state.generation = s.generation
+                let info = TeacherInfo(description: "noisy run iteration \(k) teacher",
+                                       model: "\(h.architecture.kind) w\(h.architecture.width) d\(h.architecture.depth)",
+                                       checkpoint: teacherPath, checkpointSha256: sha)
+                if let set {
+                    let ids = try set.stores.flatMap { try $0.index(of: .unlabeled).map(\.id) }.sorted()
+                    let rows = try predict(stores: set.stores, trainer: teacher, ids: ids, channels: h.architecture.channels,
+                                           threads: config.teacherPipeline.threads)
+                    state.generation = try ShardManifest.importLabels(intoSet: set.path, stores: set.stores, ids: ids, rows: rows,
+                                                                      classCount: classes, teacher: info, precision: .f16).generation
+                } else {
+                    state.generation = try labelSplit(store: store, trainer: teacher, teacher: info,
+                                                      parent: state.iterations.last.map { .generation($0.generation) } ?? .none,
+                                                      channels: h.architecture.channels, threads: config.teacherPipeline.threads).generation
+                }
                 try save(state)
             }
             guard let g = state.generation else { break }
             let name = "run"
             if state.selection == nil {
-                if try store.selection(g, name) == nil {
-                    _ = try store.filterLabels(LabelFilterRequest(generation: g, name: name, threshold: config.threshold,
-                                                                  perClass: config.perClass, seed: config.studentPipeline.seed))
+                let filter = LabelFilterRequest(generation: g, name: name, threshold: config.threshold,
+                                                perClass: config.perClass, seed: config.studentPipeline.seed)
+                if let set {
+                    let listed = try ShardManifest.read(set.path).manifest.generations.first { $0.generation == g }?.selectionEntries[name] != nil
+                    if !listed { _ = try ShardManifest.filterLabels(inSet: set.path, stores: set.stores, filter) }
+                } else if try store.selection(g, name) == nil {
+                    _ = try store.filterLabels(filter)
                 }
                 state.selection = name
                 try save(state)
@@ -161,10 +183,12 @@ public final class NoisyStudentLoop {
             var pipeline = config.studentPipeline
             pipeline.seed = config.studentPipeline.seed &+ UInt64(k)
             let (_, reports) = try train(recipe, pipeline: pipeline, generation: g, checkpoint: studentPath, name: "student-\(k)")
-            let sel = try store.selection(g, name)
+            // Over a set, every shard's record of the selection carries the set's class counts.
+            let sel = try (set?.stores ?? [store]).lazy.compactMap { try $0.selection(g, name) }.first
             var flip: Double?
             if let previous = state.iterations.last {
-                flip = try store.diffGenerations(previous.generation, g, selectionA: nil, selectionB: nil, maxIds: 0).changedShare
+                flip = try (set.map { try ShardManifest.diffGenerations(inSet: $0.path, stores: $0.stores, previous.generation, g, maxIds: 0) }
+                    ?? store.diffGenerations(previous.generation, g, selectionA: nil, selectionB: nil, maxIds: 0)).changedShare
             }
             let report = IterationReport(iteration: k, teacherCheckpoint: teacherPath, teacherAccuracy: state.teacherAccuracy ?? 0,
                                          generation: g, selection: name, keptPerClass: sel?.countsAfter ?? [Int](repeating: 0, count: classes),
@@ -179,9 +203,17 @@ public final class NoisyStudentLoop {
             log(String(format: "iteration %d: teacher %.2f%% -> student %.2f%%, generation %d", k, 100 * report.teacherAccuracy,
                        100 * report.studentAccuracy, g))
         }
-        return RunReport(format: "noisy-run-report", store: store.path, iterations: state.iterations,
+        return RunReport(format: "noisy-run-report", store: set?.path ?? store.path, iterations: state.iterations,
                          firstTeacherAccuracy: state.iterations.first?.teacherAccuracy,
                          finalStudentAccuracy: state.iterations.last?.studentAccuracy)
+    }
+
+    /// The generations a run may reuse: the store's, or those the set's manifest lists
+    /// (a shard's record of each, which names the teacher).
+    private func committedGenerations() throws -> [GenerationRecord] {
+        guard let set else { return try store.generations() }
+        let m = try ShardManifest.read(set.path).manifest
+        return try m.generations.compactMap { g in try set.stores.lazy.compactMap { try $0.generation(g.generation) }.first }
     }
 
     private func train(_ r: ModelRecipe, pipeline: PipelineConfig, generation: Int?, checkpoint: String,
@@ -190,7 +222,8 @@ public final class NoisyStudentLoop {
                                        selection: generation == nil ? nil : "run", labelOptions: config.labelOptions,
                                        checkpoint: checkpoint, blasThreads: config.blasThreads)
         jobConfig.evaluateEvery = 0
-        let job = TrainJob(store: store, config: jobConfig)
+        let job = try set.map { TrainJob(set: try ShardManifest.read($0.path).manifest, stores: $0.stores, config: jobConfig) }
+            ?? TrainJob(store: store, config: jobConfig)
         job.onEpoch = { [onEpoch] in onEpoch(name, $0) }
         return try job.run()
     }

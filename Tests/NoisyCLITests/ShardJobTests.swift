@@ -217,4 +217,110 @@ final class ShardJobTests: XCTestCase {
         XCTAssertEqual(records["2"], records["1"], "the node servers' job: one import's bytes")
         XCTAssertEqual(try Processes.noisy(["verify", "--store", set]).status, 0)
     }
+
+    /// The rest of what reads a set: `labels export` writes the source store's snapshot
+    /// files byte for byte (a merge of the shards in id order); `labels samples`, `show`
+    /// and `compact` work on it; `run` makes each generation and selection one object over
+    /// the set; `salvage` refuses a set with a one-line reason.
+    func testExportSamplesShowCompactAndRunReadASet() throws {
+        let set = try makeSet()
+        let store = "\(root)/s.noisy"
+        XCTAssertEqual(try Processes.noisy(["labels", "jobs", "--store", store, "--part", "0", "--parts", "1", "--ids-out", "\(root)/ids.npy"]).status, 0)
+        let p = try Processes.python("""
+        import sys, numpy as np
+        ids = np.load(sys.argv[1] + "/ids.npy")
+        np.save(sys.argv[1] + "/p.npy", np.random.default_rng(5).dirichlet([0.4] * 3, len(ids)).astype(np.float32))
+        """, [root])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        for target in [store, set] {
+            let r = try Processes.noisy(["labels", "import", "--store", target, "--predictions", "\(root)/p.npy", "--ids", "\(root)/ids.npy", "--teacher", "t"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let f = try Processes.noisy(["labels", "filter", "--store", target, "--generation", "1", "--threshold", "0.4", "--per-class", "9",
+                                         "--name", "nine", "--seed", "3"])
+            XCTAssertEqual(f.status, 0, f.stderr)
+        }
+        // Snapshots: every format, all samples and the selection; the data files are the source's.
+        for format in ["npy", "jsonl", "safetensors"] {
+            for selection in [[], ["--selection", "nine"]] {
+                var digests: [[String]] = []
+                for (i, target) in [store, set].enumerated() {
+                    let out = "\(root)/export-\(format)-\(selection.count)-\(i)"
+                    let r = try Processes.noisy(["labels", "export", "--store", target, "--generation", "latest", "--format", format,
+                                                 "--out", out, "--json"] + selection)
+                    XCTAssertEqual(r.status, 0, r.stderr)
+                    XCTAssertNil(try Processes.schemaViolation(schema: "labels-export-manifest.schema.json", json: r.stdoutData))
+                    let m = try XCTUnwrap(try JSONSerialization.jsonObject(with: r.stdoutData) as? [String: Any])
+                    let files = try XCTUnwrap(m["files"] as? [[String: Any]])
+                    digests.append(files.map { "\($0["name"] ?? "") \($0["sha256"] ?? "")" })
+                    XCTAssertEqual(m["samples"] as? Int, selection.isEmpty ? 40 : m["samples"] as? Int)
+                }
+                XCTAssertEqual(digests[1], digests[0], "\(format) \(selection): the set's snapshot is the source store's")
+                XCTAssertFalse(digests[0].isEmpty)
+            }
+        }
+        let ids = try Processes.python("""
+        import sys, numpy as np
+        print(int(np.load(sys.argv[1] + "/export-npy-0-1/ids.npy")[-1]), int(np.load(sys.argv[1] + "/export-npy-0-1/ids.npy").size))
+        """, [root])
+        XCTAssertEqual(ids.stdout.split(separator: " ").last, "40\n", ids.stderr)
+
+        let sheets = try Processes.noisy(["labels", "samples", "--store", set, "--generation", "1", "--out", "\(root)/sheets", "--count", "2"])
+        XCTAssertEqual(sheets.status, 0, sheets.stderr)
+        let pngs = try FileManager.default.contentsOfDirectory(atPath: "\(root)/sheets").filter { $0.hasSuffix(".png") }
+        XCTAssertEqual(pngs.filter { $0.hasSuffix("-histogram.png") }.count, 3, "\(pngs)")
+        let counted = try Processes.python("""
+        import sys
+        from PIL import Image
+        import glob
+        print(sum(Image.open(f).size[0] > 0 for f in glob.glob(sys.argv[1] + "/*-confident.png")))
+        """, ["\(root)/sheets"])
+        XCTAssertNotEqual(counted.stdout, "0\n", counted.stderr)
+
+        // show: the shard that holds the sample, the source store's pixels.
+        let lastID = ids.stdout.split(separator: " ").first.map(String.init) ?? "0"
+        for (i, target) in [store, set].enumerated() {
+            let r = try Processes.noisy(["show", "--store", target, "--id", lastID, "--out", "\(root)/show\(i).png"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+        }
+        XCTAssertEqual(FileManager.default.contents(atPath: "\(root)/show0.png"), FileManager.default.contents(atPath: "\(root)/show1.png"))
+        let missing = try Processes.noisy(["show", "--store", set, "--id", "999999", "--out", "\(root)/none.png"])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.stderr.contains("no sample with id 999999"), missing.stderr)
+
+        // compact: every shard and the manifest; the copy verifies and reads the same.
+        let compact = try Processes.noisy(["compact", "--store", set, "--out", "\(root)/compact"])
+        XCTAssertEqual(compact.status, 0, compact.stderr)
+        let v = try Processes.noisy(["verify", "--store", "\(root)/compact"])
+        XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
+        XCTAssertEqual(try labelRecords(shardPaths("\(root)/compact")), try labelRecords(shardPaths(set)))
+
+        let salvage = try Processes.noisy(["salvage", "--store", set, "--out", "\(root)/saved"])
+        XCTAssertEqual(salvage.status, 1)
+        XCTAssertTrue(salvage.stderr.contains("shard set") && salvage.stderr.contains("one shard at a time")
+                      && salvage.stderr.split(separator: "\n").count == 1, salvage.stderr)
+
+        // run over the set: the loop's generations and selections are committed in the manifest.
+        let run = try Processes.noisy(["run", "--store", set, "--iterations", "2", "--depth", "0", "--teacher-epochs", "1", "--student-epochs", "1",
+                                       "--keep-per-class", "20", "--threshold", "0", "--size", "8", "--workdir", "\(root)/run",
+                                       "--report", "\(root)/report.json", "--batch-size", "8", "--threads", "1"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertNil(try Processes.schemaViolation(schema: "run-report.schema.json",
+                                                   json: try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/report.json"))))
+        let data = try XCTUnwrap(FileManager.default.contents(atPath: set + "/manifest.json"))
+        let m = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let gens = try XCTUnwrap(m["generations"] as? [[String: Any]])
+        XCTAssertEqual(gens.map { $0["generation"] as? Int }, [1, 2, 3], "the run's two generations over the set")
+        for g in gens.suffix(2) {
+            XCTAssertEqual(g["samples"] as? Int, 40)
+            XCTAssertNotNil((g["selection_entries"] as? [String: Any])?["run"], "the run's selection over the set")
+        }
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/report.json"))) as? [String: Any])
+        let iterations = try XCTUnwrap(report["iterations"] as? [[String: Any]])
+        XCTAssertEqual(iterations.compactMap { $0["generation"] as? Int }, [2, 3])
+        XCTAssertNotNil(iterations.last?["flip_rate"] as? Double, "the flip rate between the set's generations")
+        let entries = ((gens.last?["selection_entries"] as? [String: Any])?["run"] as? [Int])?.reduce(0, +)
+        XCTAssertEqual((iterations.last?["kept_per_class"] as? [Int])?.reduce(0, +), entries,
+                       "the report's counts are the set's selection (the manifest's entries over every shard)")
+        XCTAssertEqual(try Processes.noisy(["verify", "--store", set]).status, 0)
+    }
 }

@@ -46,13 +46,26 @@ public struct LabelExportManifest: Codable, Sendable {
     public var files: [File]
 }
 
+/// What an export reads, whatever holds it (one store, or the shards of a set).
+struct LabelExportInput {
+    var record: GenerationRecord
+    var precision: LabelPrecision
+    var selection: String?
+    var selectionRecord: SelectionRecord?
+    var classes: [String]
+    var storePath: String
+    /// Visits (id, copies, stored value) in id order.
+    var visit: ((UInt64, Int, UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    /// A sample's stored source path.
+    var source: (UInt64) throws -> String
+}
+
 extension Store {
     /// Writes a generation (or one of its selections) as a snapshot folder, streaming:
     /// memory stays constant whatever the number of samples. `manifest.json` is
     /// written last, so a folder without one is an interrupted export.
     public func exportLabels(_ r: LabelExportRequest) throws -> LabelExportManifest {
         let reader = try GenerationReader(store: self, generation: r.generation)
-        let g = reader.record
         let selection = try r.selection ?? reader.defaultSelection()
         var selRecord: SelectionRecord?
         if let selection {
@@ -61,28 +74,37 @@ extension Store {
                 throw StoreError(.notFound, "\(path): generation \(r.generation) has no selection '\(selection)'")
             }
         }
+        let input = LabelExportInput(
+            record: reader.record, precision: reader.precision, selection: selection, selectionRecord: selRecord,
+            classes: try classes(), storePath: path,
+            visit: { body in
+                if let selection {
+                    try self.forEachSelectionEntry(r.generation, selection) { id, copies in
+                        try self.withLabel(r.generation, id) { v in
+                            guard let v else { throw StoreError(.corrupt, "\(self.path): selected sample \(id) has no label") }
+                            try body(id, copies, v)
+                        }
+                    }
+                } else {
+                    try self.forEachLabel(r.generation) { id, v in try body(id, 1, v) }
+                }
+            },
+            source: { id in try self.sample(id)?.source ?? "" })
+        return try Self.writeLabelExport(r, input)
+    }
+
+    static func writeLabelExport(_ r: LabelExportRequest, _ input: LabelExportInput) throws -> LabelExportManifest {
+        let g = input.record
+        let selection = input.selection, selRecord = input.selectionRecord
+        let visit = input.visit, sample = input.source
         try prepareExportFolder(r.out, force: r.force)
         let c = g.classCount
         let n = selRecord?.samples ?? g.samples
-        let classNames = try classes()
+        let classNames = input.classes
         var files: [LabelExportManifest.File] = []
-
-        /// Visits (id, copies, stored value) in id order.
-        func visit(_ body: (UInt64, Int, UnsafeRawBufferPointer) throws -> Void) throws {
-            if let selection {
-                try forEachSelectionEntry(r.generation, selection) { id, copies in
-                    try withLabel(r.generation, id) { v in
-                        guard let v else { throw StoreError(.corrupt, "\(path): selected sample \(id) has no label") }
-                        try body(id, copies, v)
-                    }
-                }
-            } else {
-                try forEachLabel(r.generation) { id, v in try body(id, 1, v) }
-            }
-        }
         var probs = [Float](repeating: 0, count: c)
         func decoded(_ v: UnsafeRawBufferPointer) throws -> [Float] {
-            try probs.withUnsafeMutableBufferPointer { try LabelEncoding.decode(v, precision: reader.precision, into: $0) }
+            try probs.withUnsafeMutableBufferPointer { try LabelEncoding.decode(v, precision: input.precision, into: $0) }
             return probs
         }
         let probType = r.keepPrecision ? "<f2" : "<f4"
@@ -101,7 +123,7 @@ extension Store {
                 try ids.write([Int64(id)])
                 try pr.write(probBytes(try decoded(v)))
                 try mult.write([Int32(copies)])
-                try sources.write((try sample(id)?.source ?? "") + "\n")
+                try sources.write((try sample(id)) + "\n")
                 count += 1
             }
             let (hi, bi) = try ids.finish(), (hp, bp) = try pr.finish(), (hm, bm) = try mult.finish(), (hs, bs) = try sources.finish()
@@ -115,7 +137,7 @@ extension Store {
             var w = try TextWriter(path: r.out + "/labels.jsonl")
             try visit { id, copies, v in
                 let p = try decoded(v)
-                let src = try sample(id)?.source ?? ""
+                let src = try sample(id)
                 let srcJSON = String(decoding: try JSONEncoder().encode(src), as: UTF8.self)
                 let values = p.map { String(format: "%.7g", $0) }.joined(separator: ",")
                 try w.write("{\"id\":\(id),\"source\":\(srcJSON),\"multiplicity\":\(copies),\"probs\":[\(values)]}\n")
@@ -144,11 +166,11 @@ extension Store {
             files = [.init(name: "labels.safetensors", bytes: b, sha256: h, dtype: nil, shape: [n])]
         }
         guard count == n else {
-            throw StoreError(.corrupt, "\(path): export found \(count) samples, the metadata says \(n)")
+            throw StoreError(.corrupt, "\(input.storePath): export found \(count) samples, the metadata says \(n)")
         }
         let manifest = LabelExportManifest(
             format: "noisy-labels-export", formatVersion: 1, created: GenerationJSON.now(), export: r.format.rawValue,
-            store: path, generation: g, selection: selection, selectionThreshold: selRecord?.threshold,
+            store: input.storePath, generation: g, selection: selection, selectionThreshold: selRecord?.threshold,
             selectionPerClass: selRecord?.perClass, samples: n, entries: selRecord?.entries ?? n, classes: classNames, files: files)
         let e = GenerationJSON.encoder
         e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
@@ -159,7 +181,7 @@ extension Store {
     }
 
     /// A new or empty folder; a non-empty one only with `force`.
-    func prepareExportFolder(_ out: String, force: Bool) throws {
+    static func prepareExportFolder(_ out: String, force: Bool) throws {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: out, isDirectory: &isDir) {
