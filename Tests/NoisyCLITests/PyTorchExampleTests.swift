@@ -162,13 +162,13 @@ final class PyTorchExampleTests: ServerTestCase {
         let second = try Processes.startServer(["--store", set, "--shards", "1", "--socket", "\(root)/b.sock"] + opts, log: "\(root)/b.log")
         defer { second.terminate(); second.waitUntilExit() }
         /// Both torchrun agents at once; their output, or nil when either failed.
-        func runNodes(port: Int) throws -> (ok: Bool, text: String) {
+        func runNodes(port: Int, example: String = "ddp_train.py", arguments: [String] = ["--steps", "60"]) throws -> (ok: Bool, text: String) {
             let nodes = try (0..<2).map { node -> (Process, Pipe) in
                 let p = Process()
                 p.executableURL = URL(fileURLWithPath: try Processes.torchPython())
                 p.arguments = ["-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d",
                                "--rdzv_endpoint", "127.0.0.1:\(port)", "--rdzv_id", "two-nodes-\(port)",
-                               Processes.repositoryRoot + "/examples/ddp_train.py", "unix:\(root)/\(node == 0 ? "a" : "b").sock", "--steps", "60"]
+                               Processes.repositoryRoot + "/examples/" + example, "unix:\(root)/\(node == 0 ? "a" : "b").sock"] + arguments
                 let out = Pipe()
                 p.standardOutput = out
                 p.standardError = out
@@ -217,6 +217,25 @@ final class PyTorchExampleTests: ServerTestCase {
         }
         XCTAssertTrue(text.contains("world 2 batches per epoch 4 equal batches True samples shared in the first epoch 0"), text)
         XCTAssertTrue(serverLog.contains("rank 0 of 1"), "each node serves its local rank: \(serverLog)")
+
+        // Labelling on the same two nodes (the labeled split: this store has no other): each
+        // rank labels its part on its node's shard, and the last part in commits one
+        // generation over the set.
+        let before = try labelRecords(shardPaths(set)).keys.count
+        var label = try runNodes(port: 29_000 + Int(getpid() % 200), example: "label_torchrun.py", arguments: ["--job", "nodes", "--split", "labeled"])
+        if !label.ok { label = try runNodes(port: 29_200 + Int(getpid() % 200), example: "label_torchrun.py", arguments: ["--job", "nodes", "--split", "labeled"]) }
+        XCTAssertTrue(label.ok, String(label.text.suffix(3000)) + serverLog)
+        XCTAssertEqual(label.text.components(separatedBy: "part 0 of 1").count - 1, 2, "each node's one rank labels part 0 of 1 of its shard: \(label.text)")
+        XCTAssertEqual(label.text.components(separatedBy: ", generation ").count - 1, 1, "one rank commits: \(label.text)")
+        let labelled = try labelRecords(shardPaths(set))
+        XCTAssertEqual(labelled.keys.count, before + 1, "one generation over the set")
+        let newest = labelled.keys.compactMap(Int.init).max().map(String.init) ?? ""
+        let m = try XCTUnwrap(try JSONSerialization.jsonObject(with: try XCTUnwrap(FileManager.default.contents(atPath: set + "/manifest.json"))) as? [String: Any])
+        let listed = (m["generations"] as? [[String: Any]] ?? []).compactMap { $0["generation"] as? Int }
+        XCTAssertEqual(listed.last.map(String.init), newest, "committed in the manifest")
+        XCTAssertEqual((m["generations"] as? [[String: Any]])?.last?["samples"] as? Int,
+                       (m["shards"] as? [[String: Any]])?.compactMap { ($0["splits"] as? [String: Int])?["labeled"] }.reduce(0, +),
+                       "every sample of the split over the set, once")
 
         try FileManager.default.moveItem(atPath: "\(set)/shard-00001-of-00002.noisy", toPath: "\(root)/aside.noisy")
         let refused = try Processes.run(Processes.noisyBinary, ["serve", "--store", set, "--shards", "0", "--socket", "\(root)/c.sock"] + opts)

@@ -89,13 +89,13 @@ final class ShardTests: XCTestCase {
         let infoJSON = try Processes.noisy(["info", "--store", out, "--json"])
         XCTAssertNil(try Processes.schemaViolation(schema: "shard-manifest.schema.json", json: infoJSON.stdoutData))
         XCTAssertEqual(try Processes.noisy(["shard", "--store", store, "--shards", "2", "--out", out]).stderr.contains("not empty"), true)
-        // The pipeline reads a whole set as one source; a command that reads one store says so.
+        // The pipeline reads a whole set as one source; a command that takes one store says so.
         let bench = try Processes.noisy(["bench", "pipeline", "--store", out, "--size", "8", "--batch-size", "4", "--batches", "2",
                                          "--repeat", "1", "--threads", "1", "--generation", "1", "--json"])
         XCTAssertEqual(bench.status, 0, bench.stderr)
-        let export = try Processes.noisy(["labels", "export", "--store", out, "--generation", "1", "--format", "npy", "--out", "\(root)/x"])
-        XCTAssertEqual(export.status, 1)
-        XCTAssertTrue(export.stderr.contains("a shard set (noisy shard), not a store"), export.stderr)
+        let reshard = try Processes.noisy(["shard", "--store", out, "--shards", "2", "--out", "\(root)/x"])
+        XCTAssertEqual(reshard.status, 1)
+        XCTAssertTrue(reshard.stderr.contains("a shard set (noisy shard), not a store"), reshard.stderr)
 
         // A manifest edited by hand, a shard gone, a shard replaced: each refused by name.
         let manifest = try XCTUnwrap(FileManager.default.contents(atPath: "\(out)/manifest.json"))
