@@ -74,9 +74,8 @@ public final class Store: Sendable {
         if exists && !hasData {
             let contents = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0 != stagingName }
             if contents.contains(ShardManifest.fileName) {
-                throw StoreError(.notAStore, "\(path): a shard set (noisy shard), not a store; this command takes one store: "
-                                 + "salvage works one shard at a time (--store \(path)/shard-00000-of-...), ingest and shard work on "
-                                 + "the store the set was cut from; every other command reads a set")
+                throw StoreError(.notAStore, "\(path): a shard set (noisy shard), not a store; ingest and shard work on the "
+                                 + "store the set was cut from; every other command reads a set")
             }
             if !contents.isEmpty || !create {
                 throw StoreError(.notAStore, "\(path): not a store (no data.mdb inside)")

@@ -157,6 +157,7 @@ struct Salvage: ParsableCommand {
         Examples:
           noisy salvage --store damaged.noisy --out saved.noisy
           noisy salvage --store damaged.noisy --out saved.noisy --json
+          noisy salvage --store shards/ --out saved-shards/    # a shard set: every shard, then a new manifest
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -167,6 +168,7 @@ struct Salvage: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
+            if ShardManifest.isSet(storeOption.store) { return try salvageSet() }
             let start = Date()
             let progress = ProgressLine("salvage", unit: "samples", quiet: json)
             let r = try Store.salvage(from: storeOption.store, to: out) { done, total in
@@ -195,6 +197,37 @@ struct Salvage: ParsableCommand {
             }
             if !r.verified { throw ExitCode.failure }
         }
+    }
+}
+
+extension Salvage {
+    /// A shard set: every shard salvaged, then a manifest for what survived whole.
+    func salvageSet() throws {
+        let start = Date()
+        let progress = ProgressLine("salvage", unit: "samples", quiet: json)
+        let r = try ShardManifest.salvage(set: storeOption.store, to: out) { done, total in
+            progress.update(done: done, total: total, elapsed: Date().timeIntervalSince(start))
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let reportPath = report ?? out + "/salvage-report.json"
+        do {
+            try encoder.encode(r).write(to: URL(fileURLWithPath: reportPath))
+        } catch {
+            throw ValidationError("\(reportPath): cannot write the report: \(error.localizedDescription)")
+        }
+        if json {
+            try Terminal.printJSON(r)
+        } else {
+            for (k, s) in r.shards.enumerated() where s.samplesLost > 0 || !s.structureProblems.isEmpty {
+                print("shard \(k): \(s.samplesSaved) samples saved, \(s.samplesLost) lost" + (s.structureProblems.first.map { "; damage: \($0)" } ?? ""))
+            }
+            print("samples: \(r.samplesSaved) saved, \(r.samplesLost) lost")
+            for g in r.generations { print("generation \(g.generation): \(g.saved ? "saved" : "lost")\(g.reason.map { ", \($0)" } ?? "")") }
+            for s in r.selections { print("selection \(s.generation)/\(s.selection ?? ""): \(s.saved ? "saved" : "lost")\(s.reason.map { ", \($0)" } ?? "")") }
+            print("wrote \(out) (\(r.verified ? "passes verify" : "FAILS verify")); report: \(reportPath)")
+        }
+        if !r.verified { throw ExitCode.failure }
     }
 }
 

@@ -221,7 +221,7 @@ final class ShardJobTests: XCTestCase {
     /// The rest of what reads a set: `labels export` writes the source store's snapshot
     /// files byte for byte (a merge of the shards in id order); `labels samples`, `show`
     /// and `compact` work on it; `run` makes each generation and selection one object over
-    /// the set; `salvage` refuses a set with a one-line reason.
+    /// the set.
     func testExportSamplesShowCompactAndRunReadASet() throws {
         let set = try makeSet()
         let store = "\(root)/s.noisy"
@@ -294,10 +294,6 @@ final class ShardJobTests: XCTestCase {
         XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
         XCTAssertEqual(try labelRecords(shardPaths("\(root)/compact")), try labelRecords(shardPaths(set)))
 
-        let salvage = try Processes.noisy(["salvage", "--store", set, "--out", "\(root)/saved"])
-        XCTAssertEqual(salvage.status, 1)
-        XCTAssertTrue(salvage.stderr.contains("shard set") && salvage.stderr.contains("one shard at a time")
-                      && salvage.stderr.split(separator: "\n").count == 1, salvage.stderr)
 
         // run over the set: the loop's generations and selections are committed in the manifest.
         let run = try Processes.noisy(["run", "--store", set, "--iterations", "2", "--depth", "0", "--teacher-epochs", "1", "--student-epochs", "1",
@@ -322,5 +318,66 @@ final class ShardJobTests: XCTestCase {
         XCTAssertEqual((iterations.last?["kept_per_class"] as? [Int])?.reduce(0, +), entries,
                        "the report's counts are the set's selection (the manifest's entries over every shard)")
         XCTAssertEqual(try Processes.noisy(["verify", "--store", set]).status, 0)
+    }
+
+    /// A damaged set: a flipped label bit on shard 1 (generation 1) and a changed image on
+    /// shard 2. `salvage` over the set saves every shard, drops generation 1 from every
+    /// shard (a generation over a set is one object) with its selection, keeps generation
+    /// 2 byte for byte, loses the one sample, and writes a manifest that verifies.
+    func testSalvageOfADamagedSetKeepsWhatEveryShardKeptWhole() throws {
+        let set = try makeSet()
+        XCTAssertEqual(try Processes.noisy(["labels", "jobs", "--store", set, "--part", "0", "--parts", "1", "--ids-out", "\(root)/ids.npy"]).status, 0)
+        let p = try Processes.python("""
+        import sys, numpy as np
+        ids = np.load(sys.argv[1] + "/ids.npy"); rng = np.random.default_rng(9)
+        for k in (1, 2): np.save(f"{sys.argv[1]}/p{k}.npy", rng.dirichlet([0.4] * 3, len(ids)).astype(np.float32))
+        """, [root])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        for k in [1, 2] {
+            let r = try Processes.noisy(["labels", "import", "--store", set, "--predictions", "\(root)/p\(k).npy", "--ids", "\(root)/ids.npy", "--teacher", "t\(k)"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+        }
+        XCTAssertEqual(try Processes.noisy(["labels", "filter", "--store", set, "--generation", "1", "--threshold", "0.3", "--name", "nine"]).status, 0)
+        let damaged = "\(root)/damaged"
+        try FileManager.default.copyItem(atPath: set, toPath: damaged)
+        let shards = try shardPaths(damaged)
+        let edit = try Processes.python("""
+        import lmdb, struct, sys
+        e = lmdb.open(sys.argv[1], max_dbs=32)
+        with e.begin(write=True) as t:
+            db = e.open_db(b"labels", txn=t)
+            k, v = next((k, v) for k, v in t.cursor(db) if struct.unpack(">I", k[:4])[0] == 1)
+            v = bytearray(v); v[8] ^= 0x04; t.put(k, bytes(v), db=db)
+        e.close()
+        e = lmdb.open(sys.argv[2], max_dbs=32)
+        with e.begin(write=True) as t:
+            samples, images = e.open_db(b"samples", txn=t), e.open_db(b"images", txn=t)
+            k = next(k for k, v in t.cursor(samples) if v[1] == 0)   # a labeled sample: no pseudo labels
+            v = bytearray(t.get(k, db=images)); v[len(v) // 2] ^= 0x10; t.put(k, bytes(v), db=images)
+            print(struct.unpack(">Q", k)[0])
+        """, [shards[1], shards[2]])
+        XCTAssertEqual(edit.status, 0, edit.stderr)
+        let lostID = Int(edit.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        XCTAssertEqual(try Processes.noisy(["verify", "--store", damaged]).status, 1)
+
+        let saved = "\(root)/saved"
+        let r = try Processes.noisy(["salvage", "--store", damaged, "--out", saved, "--json"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertNil(try Processes.schemaViolation(schema: "salvage-set.schema.json", json: r.stdoutData))
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: r.stdoutData) as? [String: Any])
+        let generations = (report["generations"] as? [[String: Any]] ?? []).map { "\($0["generation"] as? Int ?? 0) \($0["saved"] as? Bool ?? false)" }
+        XCTAssertEqual(generations, ["1 false", "2 true"])
+        XCTAssertEqual((report["selections"] as? [[String: Any]])?.first?["saved"] as? Bool, false)
+        XCTAssertEqual(report["samples_lost"] as? Int, 1)
+        let lost = ((report["shards"] as? [[String: Any]])?[2]["lost_samples"] as? [[String: Any]])?.compactMap { $0["id"] as? Int }
+        XCTAssertEqual(lost, lostID.map { [$0] }, "the changed image, on shard 2")
+        XCTAssertEqual(report["verified"] as? Bool, true)
+        let v = try Processes.noisy(["verify", "--store", saved])
+        XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
+        let before = try labelRecords(shardPaths(set)), after = try labelRecords(shardPaths(saved))
+        XCTAssertEqual(after.keys.sorted(), ["2"], "generation 1 is gone from every shard")
+        XCTAssertEqual(after["2"], before["2"], "generation 2 over the set, byte for byte")
+        let info = try Processes.noisy(["info", "--store", saved])
+        XCTAssertTrue(info.stdout.contains("51 samples in 3 shards"), info.stdout)
     }
 }
