@@ -23,7 +23,21 @@ pins=(
   "lmdb==1.7.5"
   "ray[data]==2.60.0"
 )
-want=$(printf '%s\n' "${pins[@]}")
+# The reference corruptions (issue 17): imagecorruptions 1.1.2, the ImageNet-C code as
+# packaged on PyPI, with the last dependencies it runs on (it calls numpy's np.float_,
+# pkg_resources and scikit-image's gaussian(multichannel=...); the tests map that last
+# argument to channel_axis, which scikit-image 0.20 renamed it to). Its own environment,
+# .venv-ic/, so that the main one keeps current numpy. About 200 MB, under a minute.
+ic_pins=(
+  "numpy==1.26.4"
+  "scipy==1.11.4"
+  "scikit-image==0.20.0"
+  "opencv-python-headless==4.8.1.78"
+  "pillow==10.4.0"
+  "setuptools==69.5.1"
+)
+ic_package="imagecorruptions==1.1.2"   # installed without its dependencies: it asks for opencv-python, with a GUI
+want=$(printf '%s\n' "${pins[@]}" "${ic_pins[@]}" "$ic_package")
 lock="$root/.venv.lock"
 
 ready() { [[ -f "$venv/.ready" ]] && [[ "$(cat "$venv/.ready")" == "$want" ]]; }
@@ -38,8 +52,12 @@ exec 9>"$lock"
 flock 9
 if ready; then echo "python-env: .venv ready"; exit 0; fi
 echo "python-env: building .venv (${pins[*]})"
-rm -rf "$venv"
+rm -rf "$venv" "$root/.venv-ic"
 /usr/bin/python3 -m venv "$venv"
 PIP_FIND_LINKS= "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir "${pins[@]}"
+echo "python-env: building .venv-ic (${ic_pins[*]} $ic_package)"
+/usr/bin/python3 -m venv "$root/.venv-ic"
+PIP_FIND_LINKS= "$root/.venv-ic/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir "${ic_pins[@]}"
+PIP_FIND_LINKS= "$root/.venv-ic/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir --no-deps "$ic_package"
 printf '%s' "$want" > "$venv/.ready"
 echo "python-env: done"

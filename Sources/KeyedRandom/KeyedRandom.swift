@@ -1,7 +1,7 @@
 /// Why each random draw is made: part of the key, so that two purposes never
 /// share a stream (the crop of sample 7 does not move when flips change).
 public enum RandomPurpose: UInt64, Sendable {
-    case shuffle = 1, crop = 2, flip = 3, randAugment = 4, cutout = 5, replacement = 6
+    case shuffle = 1, crop = 2, flip = 3, randAugment = 4, cutout = 5, replacement = 6, corruption = 7
 }
 
 /// A counter-based generator: its stream is a pure function of

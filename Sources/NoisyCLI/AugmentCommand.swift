@@ -1,5 +1,6 @@
 import ArgumentParser
 import Augment
+import DatasetStore
 import Foundation
 import ImageCodec
 import KeyedRandom
@@ -8,7 +9,7 @@ import Pixels
 struct AugmentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "augment",
-        abstract: "Apply one RandAugment op (or a whole view) to an image file and write a PNG.",
+        abstract: "Apply one RandAugment op, an ImageNet-C corruption, or a whole view to an image file and write a PNG.",
         discussion: """
         With --param the op takes its raw parameter; with --magnitude M the parameter
         comes from M as RandAugment maps it (--ra-preset picks the reference or timm
@@ -23,6 +24,11 @@ struct AugmentCommand: ParsableCommand {
           noisy augment photo.jpg out.png --op solarize --magnitude 9
           noisy augment photo.jpg out.png --op cutout --param 40 --center 100,80
           noisy augment photo.jpg view.png --view train --size 224 --randaugment 2,9 --seed 3
+          noisy augment photo.jpg foggy.png --corruption fog --severity 3 --seed 1
+
+        Corruptions (ImageNet-C, the parameters of the imagecorruptions package), severities 1-5:
+          \(Corruption.available.map(\.rawValue).joined(separator: ", "))
+        \(Corruption.allCases.compactMap { c in c.unavailable.map { "  \(c.rawValue): \($0)" } }.joined(separator: "\n"))
         """
     )
     @Argument(help: "Input JPEG or PNG.") var input: String
@@ -36,6 +42,11 @@ struct AugmentCommand: ParsableCommand {
     @Option(help: "View size.") var size: Int = 224
     @Option(help: ArgumentHelp("RandAugment for --view train.", valueName: "N,M")) var randaugment: String?
     @Option(help: "Seed for random choices.") var seed: UInt64 = 0
+    @Option(help: ArgumentHelp("Instead of an op: this ImageNet-C corruption.", valueName: "name")) var corruption: String?
+    @Option(help: "Corruption severity, 1-5.") var severity: Int = 3
+    @Option(help: ArgumentHelp("elastic_transform: the two uniform fields (float64 .npy [2, H, W]) instead of drawing them.",
+                               valueName: "F.npy")) var field: String?
+    @Option(help: ArgumentHelp("motion_blur: the angle in degrees instead of drawing it.", valueName: "deg")) var angle: Double?
 
     func run() throws {
         try runReportingErrors {
@@ -48,7 +59,10 @@ struct AugmentCommand: ParsableCommand {
             catch { throw ValidationError("\(input): \(error)") }
             let renderer = ViewRenderer(channels: header.channels, layout: .uint8NHWC)
             var image: Image
-            if let view {
+            if let corruption {
+                guard op == nil, view == nil else { throw ValidationError("give one of --op, --view and --corruption") }
+                image = try corrupt(bytes.withUnsafeBytes { try renderer.decodeFull($0) }, name: corruption)
+            } else if let view {
                 guard op == nil else { throw ValidationError("give either --op or --view") }
                 var options = try PipelineOptions.parse(["--size", "\(size)", "--view", view.rawValue, "--seed", "\(seed)"]
                                                         + (randaugment.map { ["--randaugment", $0] } ?? []))
@@ -85,6 +99,32 @@ struct AugmentCommand: ParsableCommand {
             guard FileManager.default.createFile(atPath: output, contents: Data(png)) else {
                 throw ValidationError("\(output): cannot write")
             }
+        }
+    }
+}
+
+extension AugmentCommand {
+    func corrupt(_ image: Image, name: String) throws -> Image {
+        guard let c = Corruption(rawValue: name) else {
+            throw ValidationError("unknown corruption '\(name)'; known: \(Corruption.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard (1...5).contains(severity) else { throw ValidationError("--severity \(severity): use 1 to 5") }
+        if let field {
+            guard c == .elasticTransform else { throw ValidationError("--field is for elastic_transform") }
+            let f = try NPYFile(path: field)
+            guard f.dtype == "<f8", f.shape == [2, image.height, image.width] else {
+                throw ValidationError("\(field): want float64 [2, \(image.height), \(image.width)], got \(f.dtype) \(f.shape)")
+            }
+            let n = image.width * image.height
+            let values = Array(f.data.bindMemory(to: Double.self).prefix(2 * n))
+            return Corruptions.elasticTransform(image, severity: severity, uniformX: Array(values[..<n]), uniformY: Array(values[n...]))
+        }
+        if let angle {
+            guard c == .motionBlur else { throw ValidationError("--angle is for motion_blur") }
+            return Corruptions.motionBlur(image, severity: severity, angle: angle)
+        }
+        do { return try Corruptions.apply(c, severity: severity, to: image, seed: seed, sample: 0) } catch let e as CorruptionError {
+            throw ValidationError(e.description)
         }
     }
 }
