@@ -393,10 +393,13 @@ public enum Corruptions {
         return (out, ow, oh)
     }
 
-    /// numpy.arange(start, stop, step): ceil((stop - start) / step) values.
+    /// numpy.arange(start, stop, step): ceil((stop - start) / step) values, filled as numpy
+    /// fills them (start + i * ((start + step) - start)), whose rounding decides some zoom
+    /// sizes (70 x 1.1500000000000001 rounds to 81, 70 x 1.15 to 80).
     static func arange(_ start: Double, _ stop: Double, _ step: Double) -> [Double] {
         let n = Int(((stop - start) / step).rounded(.up))
-        return (0..<max(0, n)).map { start + Double($0) * step }
+        let delta = (start + step) - start
+        return (0..<max(0, n)).map { start + Double($0) * delta }
     }
 
     static func zoomBlur(_ image: Image, _ s: Int) -> FloatImage {
@@ -627,15 +630,24 @@ public enum Corruptions {
         return out
     }
 
-    /// Pillow's NEAREST resize: output pixel x takes input floor((x + 0.5) * in / out).
+    /// Pillow's NEAREST resize (ImagingScaleAffine): the source coordinate starts at half a
+    /// step and grows by in/out per pixel, accumulated in floating point as Pillow does,
+    /// and is truncated.
     static func nearestResize(_ image: Image, width: Int, height: Int) -> Image {
+        func table(_ inSize: Int, _ outSize: Int) -> [Int] {
+            let step = Double(inSize) / Double(outSize)
+            var at = step * 0.5
+            return (0..<outSize).map { _ in
+                let i = min(max(Int(at), 0), inSize - 1)
+                at += step
+                return i
+            }
+        }
         let c = image.channels
         var out = Image(width: width, height: height, channels: c)
-        let sx = Double(image.width) / Double(width), sy = Double(image.height) / Double(height)
-        for y in 0..<height {
-            let iy = min(Int((Double(y) + 0.5) * sy), image.height - 1)
-            for x in 0..<width {
-                let ix = min(Int((Double(x) + 0.5) * sx), image.width - 1)
+        let xs = table(image.width, width), ys = table(image.height, height)
+        for (y, iy) in ys.enumerated() {
+            for (x, ix) in xs.enumerated() {
                 for p in 0..<c { out.pixels[(y * width + x) * c + p] = image.pixels[(iy * image.width + ix) * c + p] }
             }
         }

@@ -104,6 +104,13 @@ public enum Processes {
         return repositoryRoot + "/.venv/bin/python"
     }
 
+    /// The Python of `.venv-ic/`: the reference ImageNet-C corruptions (imagecorruptions 1.1.2
+    /// from PyPI, with the dependencies it runs on; tools/python-env.sh builds it).
+    public static func referencePython() throws -> String {
+        try venvReady.get()
+        return repositoryRoot + "/.venv-ic/bin/python"
+    }
+
     private static let venvReady: Result<Void, ProcessFailure> = {
         do {
             let r = try run("/bin/bash", [repositoryRoot + "/tools/python-env.sh"])
