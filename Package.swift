@@ -72,7 +72,7 @@ let package = Package(
         // CPU training on OpenBLAS; consumes batch values only (no store, no codec).
         .target(name: "Trainer", dependencies: ["Batches", "KeyedRandom", "Parallelism", "COpenBLAS", "CTensorKernels"]),
         // The Noisy Student loop over a store: train, evaluate, label, iterate.
-        .target(name: "SelfTraining", dependencies: ["Trainer", "Pipeline", "Augment", "Batches", "DatasetStore", "ImageCodec", "Digest", "KeyedRandom"]),
+        .target(name: "SelfTraining", dependencies: ["Trainer", "Pipeline", "Augment", "Batches", "DatasetStore", "ImageCodec", "Digest", "KeyedRandom", "Pixels", "Parallelism"]),
         // `noisy serve`: batches and label sessions over a socket (schemas/wire-protocol.md).
         .target(name: "StreamServer", dependencies: ["Pipeline", "Batches", "Augment", "DatasetStore", "CSharedMemory"]),
         // Example data for `noisy demo`: Fashion-MNIST IDX files written out as image folders.

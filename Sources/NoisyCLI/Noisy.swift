@@ -11,7 +11,7 @@ struct Noisy: ParsableCommand {
           noisy info --store data.noisy
         """,
         version: "0.1.0",
-        subcommands: [Ingest.self, Info.self, Show.self, Verify.self, Salvage.self, Compact.self, Shard.self, Preview.self, AugmentCommand.self, Labels.self, Train.self, Evaluate.self, LabelCommand.self, Run.self, Serve.self, Bench.self, Demo.self]
+        subcommands: [Ingest.self, Info.self, Show.self, Verify.self, Salvage.self, Compact.self, Shard.self, Preview.self, AugmentCommand.self, Labels.self, Train.self, Evaluate.self, Robustness.self, LabelCommand.self, Run.self, Serve.self, Bench.self, Demo.self]
     )
 
     /// Parses, applies the process-wide setup the chosen command needs (once, here),

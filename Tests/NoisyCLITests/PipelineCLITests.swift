@@ -85,7 +85,7 @@ final class PipelineCLITests: XCTestCase {
 
     /// Every command's help renders (the debug binary also validates option names: no duplicates).
     func testEveryCommandHasHelpWithExamples() throws {
-        let commands = ["ingest", "info", "show", "verify", "compact", "demo", "preview", "augment", "train", "evaluate", "label",
+        let commands = ["ingest", "info", "show", "verify", "compact", "demo", "preview", "augment", "train", "evaluate", "robustness", "label",
                         "run", "serve", "labels import", "labels filter", "labels list", "labels show", "labels tag",
                         "labels delete", "labels diff", "labels export", "labels samples", "bench pipeline", "bench decode",
                         "bench labels", "salvage", "shard", "labels jobs", "labels commit", "labels abandon"]
