@@ -2,6 +2,7 @@ import ArgumentParser
 import Datasets
 import DatasetStore
 import Foundation
+import SelfTraining
 import Trainer
 
 struct Demo: ParsableCommand, TrainsModels {
@@ -13,8 +14,13 @@ struct Demo: ParsableCommand, TrainsModels {
         images), ingests them into <workdir>/store.noisy, then runs `noisy run` (a CNN
         teacher on the 1,000 labels; 3 iterations of labelling, filtering and balancing,
         and a twice-wider student under noise on batches half labeled, half pseudo-labeled)
-        and writes <workdir>/report.json. About 22 minutes on 2 cores. A second run reuses
-        the work folder and resumes an interrupted loop.
+        and writes <workdir>/report.json. Then it scores the first teacher and the final
+        student under the ImageNet-C corruptions (all severities) and the perturbation
+        sequences on a seeded subset of --robustness-samples test images (see noisy
+        robustness), prints clean accuracy, mCE and mFR (baseline: the first teacher),
+        adds them to the report and draws <workdir>/robustness.png. About 22 minutes on
+        2 cores, plus the robustness pass. A second run reuses the work folder and
+        resumes an interrupted loop.
 
         Examples:
           noisy demo
@@ -26,6 +32,7 @@ struct Demo: ParsableCommand, TrainsModels {
     @Option(help: "Unlabeled images taken from the rest of the training set (max 59000 with 100 per class).") var unlabeled: Int = 59000
     @Option(help: "Folder with the Fashion-MNIST IDX files.") var data: String = FashionMNIST.defaultDirectory
     @Flag(help: "Only write the folders and ingest (no training).") var ingestOnly = false
+    @Option(help: "Test images the robustness pass scores (a seeded subset; 0: no robustness pass).") var robustnessSamples: Int = 1000
     @OptionGroup var loop: LoopOptions
 
     func validate() throws {
@@ -57,10 +64,51 @@ struct Demo: ParsableCommand, TrainsModels {
             try Info.parse(["--store", storePath]).run()
             guard !ingestOnly else { return }
             let config = try loop.config(store: store, workdir: workdir + "/run")
-            let report = try LoopOptions.runLoop(store: store, config: config, reportPath: workdir + "/report.json")
+            var report = try LoopOptions.runLoop(store: store, config: config, reportPath: workdir + "/report.json")
             if let first = report.firstTeacherAccuracy, let last = report.finalStudentAccuracy {
                 print(String(format: "demo: first teacher %.2f%%, final student %.2f%% (%+.2f points)", 100 * first, 100 * last, 100 * (last - first)))
             }
+            if robustnessSamples > 0, let student = report.iterations.last?.studentCheckpoint {
+                report.robustness = try robustness(store: store, storePath: storePath,
+                                                   checkpoints: [config.workdir + "/teacher-0.ckpt", student])
+                let e = JSONEncoder()
+                e.keyEncodingStrategy = .convertToSnakeCase
+                e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+                guard FileManager.default.createFile(atPath: workdir + "/report.json", contents: try e.encode(report)) else {
+                    throw ValidationError("\(workdir)/report.json: cannot write")
+                }
+            }
         }
+    }
+}
+
+extension Demo {
+    /// The first teacher against the final student: every available corruption at every
+    /// severity and every perturbation sequence, on a seeded subset of the test split.
+    func robustness(store: Store, storePath: String, checkpoints: [String]) throws -> RobustnessSummary {
+        let models = try checkpoints.map { path -> RobustnessModel in
+            let (h, model, opt) = try Checkpoint.load(path: path)
+            return RobustnessModel(path: path, trainer: Trainer(model: model, optimizer: opt, seed: h.seed),
+                                   size: h.architecture.height, channels: h.architecture.channels)
+        }
+        print("demo: robustness of the first teacher and the final student on \(robustnessSamples) test images ...")
+        let bar = ProgressLine("robustness", unit: "passes", quiet: false)
+        let start = Date()
+        let r = try evaluateRobustness(stores: [store], storePath: storePath, models: models, baseline: 0,
+                                       options: RobustnessOptions(limit: robustnessSamples, seed: loop.seed, threads: loop.threads)) { done, total in
+            bar.update(done: done, total: total, elapsed: Date().timeIntervalSince(start))
+        }
+        try Robustness.drawPlot(r, to: workdir + "/robustness.png")
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        _ = FileManager.default.createFile(atPath: workdir + "/robustness.json", contents: try e.encode(r))
+        for (name, m) in zip(["first teacher", "final student"], r.models) {
+            print(String(format: "demo: %@: clean %.2f%%, mCE %.1f%%, relative mCE %.1f%%, mFR %.1f%%", name, 100 * m.cleanAccuracy,
+                         100 * m.mCE, 100 * m.relativeMCE, 100 * m.mFR))
+        }
+        print(String(format: "demo: robustness over %d test images (%d corruptions x %d severities, %d perturbation sequences) in %.0f s; "
+                     + "wrote %@/robustness.png and %@/robustness.json", r.samples, r.corruptions.count, r.severities.count,
+                     r.perturbations.count, Date().timeIntervalSince(start), workdir, workdir))
+        return RobustnessSummary(r)
     }
 }

@@ -141,7 +141,7 @@ struct Robustness: ParsableCommand, TrainsModels {
 
     static func printTable(_ r: RobustnessReport) {
         let names = r.models.map { ($0.checkpoint as NSString).lastPathComponent }
-        let w = max(18, r.corruptions.map(\.count).max() ?? 0)
+        let w = max(24, r.corruptions.map(\.count).max() ?? 0)
         func row(_ label: String, _ cells: [String]) {
             print(label.padding(toLength: w + 2, withPad: " ", startingAt: 0) + cells.map { $0.padding(toLength: 16, withPad: " ", startingAt: 0) }.joined())
         }
@@ -185,7 +185,8 @@ struct Robustness: ParsableCommand, TrainsModels {
         for (k, m) in r.models.enumerated() {
             let y = 6 + k * (BitmapFont.height + 4)
             line(margin, y + 5, margin + 20, y + 5, colours[k % colours.count], thick: true)
-            sheet.drawText(((m.checkpoint as NSString).lastPathComponent) + String(format: "  clean %.1f%%, mCE %.0f%%", 100 * m.cleanAccuracy, 100 * m.mCE),
+            sheet.drawText(((m.checkpoint as NSString).lastPathComponent) + String(format: "  clean %.1f%%, mCE %.0f%%", 100 * m.cleanAccuracy, 100 * m.mCE)
+                           + (k == 0 ? "   (each panel: error % against severity)" : ""),
                            into: &img, x: margin + 26, y: y, maxWidth: img.width - margin - 30)
         }
         for (i, c) in r.corruptions.enumerated() {
@@ -194,6 +195,9 @@ struct Robustness: ParsableCommand, TrainsModels {
             let grey: [UInt8] = [200, 200, 200]
             line(ox, oy, ox, oy + ph, [0, 0, 0]); line(ox, oy + ph, ox + pw, oy + ph, [0, 0, 0])
             for g in [25, 50, 75, 100] { line(ox + 1, oy + ph - ph * g / 100, ox + pw, oy + ph - ph * g / 100, grey) }
+            for (g, label) in [(0, "0"), (50, "50"), (100, "100")] {
+                sheet.drawText(label, into: &img, x: ox - 2 - BitmapFont.width * label.count, y: oy + ph - ph * g / 100 - BitmapFont.height / 2, maxWidth: 24)
+            }
             let n = r.severities.count
             func px(_ j: Int) -> Int { ox + (n > 1 ? 6 + (pw - 12) * j / (n - 1) : pw / 2) }
             for (k, m) in r.models.enumerated() {

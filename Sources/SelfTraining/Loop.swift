@@ -67,6 +67,34 @@ public struct RunReport: Codable, Sendable {
     /// The first teacher's accuracy and the last student's.
     public var firstTeacherAccuracy: Double?
     public var finalStudentAccuracy: Double?
+    /// `noisy demo`: the first teacher's and the final student's robustness (baseline: the first teacher).
+    public var robustness: RobustnessSummary?
+}
+
+/// The demo's robustness lines: clean accuracy, mCE and mFR per model.
+public struct RobustnessSummary: Codable, Sendable {
+    public struct Model: Codable, Sendable {
+        public var checkpoint: String
+        public var cleanAccuracy: Double
+        public var mCE: Double
+        public var relativeMCE: Double
+        public var mFR: Double
+        enum CodingKeys: String, CodingKey {
+            case checkpoint, cleanAccuracy = "clean_accuracy", mCE = "mce", relativeMCE = "relative_mce", mFR = "mfr"
+        }
+    }
+    /// Test samples the corrupted sets were drawn from (a seeded subset of the test split).
+    public var samples: Int
+    public var corruptions: [String]
+    public var perturbations: [String]
+    public var models: [Model]
+
+    public init(_ r: RobustnessReport) {
+        samples = r.samples
+        corruptions = r.corruptions
+        perturbations = r.perturbations
+        models = r.models.map { Model(checkpoint: $0.checkpoint, cleanAccuracy: $0.cleanAccuracy, mCE: $0.mCE, relativeMCE: $0.relativeMCE, mFR: $0.mFR) }
+    }
 }
 
 /// Teacher on labeled data -> label the unlabeled split -> filter and balance ->
