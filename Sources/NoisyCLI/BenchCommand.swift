@@ -1,16 +1,17 @@
-import KeyedRandom
 import ArgumentParser
 import Augment
 import Batches
 import DatasetStore
 import Foundation
 import ImageCodec
+import KeyedRandom
 import Pipeline
+import Pixels
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure the pipeline and the decoder on a store.",
-        subcommands: [BenchPipeline.self, BenchDecode.self, BenchLabels.self]
+        abstract: "Measure the pipeline and the decoder on a store, and the corruptions on image files.",
+        subcommands: [BenchPipeline.self, BenchDecode.self, BenchLabels.self, BenchCorruptions.self]
     )
 }
 
@@ -256,4 +257,66 @@ func openStoreOrSet(_ path: String) throws -> [Store] {
     guard ShardManifest.isSet(path) else { return [try Store(path: path, readOnly: true)] }
     let (m, folder) = try ShardManifest.read(path)
     return try m.openShards(folder: folder)
+}
+
+struct BenchCorruptions: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "corruptions",
+        abstract: "Images per second of each ImageNet-C corruption on one thread, on the image files of a folder.",
+        discussion: """
+        Every PNG and JPEG in the folder is decoded once; each corruption then runs over
+        all of them --repeat times (keyed seeds 0, 1, ...); the median rate is reported.
+        tools/bench/corruptions.sh runs it beside the imagecorruptions package.
+
+        Examples:
+          noisy bench corruptions --images photos-224/ --severity 3 --json
+        """
+    )
+    @Option(help: ArgumentHelp("Folder of PNG or JPEG files.", valueName: "dir")) var images: String
+    @Option(help: "Severity, 1-5.") var severity: Int = 3
+    @Option(help: "Runs; the median is reported.") var `repeat`: Int = 3
+    @Option(help: ArgumentHelp("Only these corruptions (comma-separated).", valueName: "LIST")) var corruptions: String = "all"
+    @Flag(help: "Print one JSON object (schemas/bench-corruptions.schema.json).") var json = false
+
+    struct Result: Codable {
+        var images: Int
+        var width: Int
+        var height: Int
+        var severity: Int
+        /// The corruptions measured, in ImageNet-C's order.
+        var corruptions: [String]
+        var imagesPerSecond: [String: Double]
+        enum CodingKeys: String, CodingKey { case images, width, height, severity, corruptions, imagesPerSecond = "images_per_second" }
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            guard (1...5).contains(severity) else { throw ValidationError("--severity \(severity): use 1 to 5") }
+            let chosen = try Robustness.parseCorruptions(corruptions)
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: images)) ?? []).filter {
+                [".png", ".jpg", ".jpeg"].contains(where: $0.lowercased().hasSuffix)
+            }.sorted()
+            guard !names.isEmpty else { throw ValidationError("\(images): no PNG or JPEG files") }
+            let decoded = try names.map { name -> Image in
+                guard let data = FileManager.default.contents(atPath: images + "/" + name) else { throw ValidationError("\(images)/\(name): cannot read") }
+                do { return try Codec.decode([UInt8](data)) } catch { throw ValidationError("\(images)/\(name): \(error)") }
+            }
+            var rates: [String: Double] = [:]
+            for c in chosen {
+                var runs: [Double] = []
+                for r in 0..<max(1, self.repeat) {
+                    let start = Date()
+                    for (i, img) in decoded.enumerated() {
+                        _ = try Corruptions.apply(c, severity: severity, to: img, seed: UInt64(r), sample: UInt64(i))
+                    }
+                    runs.append(Double(decoded.count) / Date().timeIntervalSince(start))
+                }
+                rates[c.rawValue] = median(runs)
+                if !json { print(String(format: "%@: %.1f images/s", c.rawValue, rates[c.rawValue] ?? 0)) }
+            }
+            let result = Result(images: decoded.count, width: decoded[0].width, height: decoded[0].height, severity: severity,
+                                corruptions: chosen.map(\.rawValue), imagesPerSecond: rates)
+            if json { try Terminal.printJSON(result) }
+        }
+    }
 }

@@ -23,6 +23,13 @@ struct Serve: ParsableCommand {
           noisy serve --store data.noisy --listen 127.0.0.1:5555 --generation latest --ratio 3 --layout float32
           noisy serve --store data.noisy --listen 0.0.0.0:5555 --allow-remote --token-file secret.txt
           noisy serve --store data-8/ --shards 0-3 --socket /tmp/noisy.sock   # node 0 of 2, over a shard set
+          noisy serve --store data.noisy --socket /tmp/c.sock --size 224 --crop-fraction 1 --corruption fog --severity 3
+
+        With --corruption, label sessions stream the clean teacher view under that
+        corruption (keyed by --seed and sample id; with --crop-fraction 1, the images
+        noisy robustness scores),
+        each batch with its samples' classes ("targets"), so that a PyTorch model can be
+        scored the same way; such a server makes no generations.
 
         Over a shard set (noisy shard), each node serves its own shards (--shards) to its
         local ranks (LOCAL_RANK / LOCAL_WORLD_SIZE, which the Python client sends). Every
@@ -40,6 +47,9 @@ struct Serve: ParsableCommand {
     @Flag(help: "Allow a non-loopback --listen address (needs --token-file).") var allowRemote = false
     @Option(help: ArgumentHelp("File whose first line every client must send as its token.", valueName: "file")) var tokenFile: String?
     @Option(help: "Seconds a client has to send its hello.") var handshakeTimeout: Double = 5
+    @Option(help: ArgumentHelp("Label sessions stream the teacher view under this ImageNet-C corruption, with each sample's class, to score a model (no generations are made).",
+                               valueName: "name")) var corruption: String?
+    @Option(help: "With --corruption: its severity, 1-5.") var severity: Int = 3
     @OptionGroup var pipeline: PipelineOptions
 
     func run() throws {
@@ -75,11 +85,16 @@ struct Serve: ParsableCommand {
             let worldSize = config.worldSize
             config.rank = 0
             config.worldSize = 1
-            let serveConfig = ServeConfig(
+            var serveConfig = ServeConfig(
                 pipeline: config, generation: generation, selection: pipeline.selection,
                 labelOptions: LabelReadOptions(temperature: pipeline.temperature, hard: pipeline.hard, smoothing: pipeline.hardSmoothing),
                 teacherView: .teacher(TeacherView(size: pipeline.size, cropFraction: pipeline.cropFraction)),
                 token: token, worldSize: worldSize, handshakeTimeout: handshakeTimeout, shardSet: set)
+            serveConfig.corruption = try corruption.map { name in
+                guard (1...5).contains(severity) else { throw ValidationError("--severity \(severity): use 1 to 5") }
+                guard let c = try Robustness.parseCorruptions(name).first else { throw ValidationError("--corruption: none given") }
+                return (c, severity)
+            }
             let server = Server(store: store, config: serveConfig, log: { Terminal.info($0) })
             if let socket {
                 try server.listen(unixPath: socket)

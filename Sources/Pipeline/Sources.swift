@@ -1,5 +1,7 @@
+import Augment
 import DatasetStore
 import Foundation
+import ImageCodec
 
 /// One sample a batch needs: its id, and whether its stored pseudo label is read with it.
 public struct SampleRequest: Sendable, Equatable {
@@ -117,4 +119,43 @@ public struct PipelineError: Error, Sendable, CustomStringConvertible {
     public let kind: Kind
     public let description: String
     public init(_ kind: Kind, _ d: String) { self.kind = kind; description = d }
+}
+
+/// Samples seen through an ImageNet-C corruption: each image is rendered through `view`
+/// (a clean teacher view), corrupted (keyed by seed and sample id), and handed on as a PNG
+/// of the view's size, so that a loader rendering `identity` (the teacher view of that size
+/// with no crop, which leaves such an image as it is) streams the corrupted views. What
+/// `noisy serve --corruption` streams to label sessions.
+public struct CorruptedSampleSource: SampleSource {
+    public let base: any SampleSource
+    public let corruption: Corruption
+    public let severity: Int
+    public let seed: UInt64
+    public let view: View
+    public let channels: Int
+
+    public init(base: any SampleSource, corruption: Corruption, severity: Int, seed: UInt64, view: View, channels: Int) {
+        self.base = base; self.corruption = corruption; self.severity = severity; self.seed = seed
+        self.view = view; self.channels = channels
+    }
+
+    /// The view a loader renders this source's images through: the identity at `view`'s size.
+    public var identity: View { .teacher(TeacherView(size: view.size, cropFraction: 1)) }
+
+    public var pseudoLabels: (any SoftLabelProvider)? { nil }
+
+    public func withSamples(_ requests: [SampleRequest],
+                            _ body: (Int, UnsafeRawBufferPointer?, UnsafeRawBufferPointer?) throws -> Void) throws {
+        let renderer = ViewRenderer(channels: channels, layout: .uint8NHWC)
+        var encoded: [[UInt8]?] = []
+        try base.withSamples(requests.map { SampleRequest(id: $0.id, wantsLabel: false) }) { i, bytes, _ in
+            guard let bytes else { encoded.append(nil); return }
+            let clean = try renderer.renderImage(bytes, view: view, key: SampleKey(seed: 0, epoch: 0, sample: 0))
+            let image = try Corruptions.apply(corruption, severity: severity, to: clean, seed: seed, sample: requests[i].id)
+            encoded.append(try Codec.encodePNG(image))
+        }
+        for (i, e) in encoded.enumerated() {
+            if let e { try e.withUnsafeBytes { try body(i, $0, nil) } } else { try body(i, nil, nil) }
+        }
+    }
 }

@@ -21,6 +21,9 @@ public struct ServeConfig: Sendable {
     public var handshakeTimeout: Double
     /// This node's shards of a shard set, when serving one (train sessions only).
     public var shardSet: ShardSetServing?
+    /// Label sessions stream the teacher view under this corruption (to score a model the
+    /// way `noisy robustness` does); such a server makes no generations.
+    public var corruption: (corruption: Corruption, severity: Int)?
 
     public init(pipeline: PipelineConfig, generation: Int? = nil, selection: String? = nil,
                 labelOptions: LabelReadOptions = .init(), teacherView: View, token: String? = nil,

@@ -188,9 +188,21 @@ struct LabelSession: Session {
         }
         guard !ids.isEmpty else { throw WireError("split \(splitName) is empty" + (job.map { " in part \($0.part) of \($0.parts)" } ?? "")) }
         let classes = try store.classes()
-        let source: any SampleSource = try set.map { try ShardSetSampleSource(stores: $0.stores) } ?? StoreSampleSource(store: store)
+        var source: any SampleSource = try set.map { try ShardSetSampleSource(stores: $0.stores) } ?? StoreSampleSource(store: store)
+        var view = server.config.teacherView
+        let corrupted = server.config.corruption
+        if let corrupted {
+            // The clean view first, then the corruption; the loader then leaves the images as they are.
+            let c = CorruptedSampleSource(base: source, corruption: corrupted.corruption, severity: corrupted.severity,
+                                          seed: cfg.seed, view: view, channels: cfg.channels)
+            source = c
+            view = c.identity
+        }
+        // The class of each sample, sent with its batch (-1: none), so that a client can score itself.
+        let classOf = try Dictionary((set?.stores ?? [store]).flatMap { try $0.index(of: split) }.map { ($0.id, Int64($0.classIndex.map { Int($0) } ?? -1)) },
+                                     uniquingKeysWith: { a, _ in a })
         let batcher = try SequenceLoader(items: ids.map { (id: $0, classIndex: nil) }, source: source,
-                                         classCount: classes.count, view: server.config.teacherView, channels: cfg.channels,
+                                         classCount: classes.count, view: view, channels: cfg.channels,
                                          layout: cfg.layout, batchSize: cfg.batchSize, threads: cfg.threads)
         let c = classes.count
         let size = server.config.teacherView.size
@@ -199,6 +211,7 @@ struct LabelSession: Session {
             "samples": ids.count, "batches": batcher.batchCount, "batch_size": cfg.batchSize, "class_count": c,
             "classes": classes, "layout": cfg.layout.name, "channels": cfg.channels, "height": size, "width": size,
             "job": job.map { ["job": $0.name, "part": $0.part, "parts": $0.parts] as [String: Any] } ?? NSNull(),
+            "corruption": corrupted.map { ["name": $0.corruption.rawValue, "severity": $0.severity, "seed": Int(cfg.seed)] as [String: Any] } ?? NSNull(),
             "shards": set.map { $0.node as Any } ?? NSNull(),
         ]))
         log("\(conn.peer): label session over \(splitName) (\(ids.count) samples), teacher '\(teacher)'"
@@ -210,7 +223,9 @@ struct LabelSession: Session {
             try conn.send(Frame(header: ["type": "label_batch", "version": Server.protocolVersion, "index": index]),
                           arrays: [ArraySpec(name: "ids", dtype: "<i8", shape: [b.count],
                                              bytes: b.ids.map { Int64($0) }.withUnsafeBytes { Array($0) }),
-                                   ArraySpec.images(of: b)])
+                                   ArraySpec.images(of: b),
+                                   ArraySpec(name: "targets", dtype: "<i8", shape: [b.count],
+                                             bytes: b.ids.map { classOf[$0] ?? -1 }.withUnsafeBytes { Array($0) })])
             batcher.recycle(b)
             let answer = try conn.receive()
             guard answer.type == "predictions" else { throw WireError("expected predictions for batch \(index), got '\(answer.type)'") }
@@ -227,6 +242,10 @@ struct LabelSession: Session {
         guard last.type == "commit" else {
             log("\(conn.peer): label session aborted by the client; nothing written")
             return
+        }
+        if let corrupted {
+            throw WireError("this server streams \(corrupted.corruption.rawValue) at severity \(corrupted.severity) (--corruption): "
+                            + "it scores models and makes no generation; end the session without commit")
         }
         let info = TeacherInfo(description: teacher, model: hello["model"] as? String, checkpoint: hello["checkpoint"] as? String,
                                checkpointSha256: hello["checkpoint_sha256"] as? String)

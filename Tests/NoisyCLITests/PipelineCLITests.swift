@@ -88,7 +88,7 @@ final class PipelineCLITests: XCTestCase {
         let commands = ["ingest", "info", "show", "verify", "compact", "demo", "preview", "augment", "train", "evaluate", "robustness", "label",
                         "run", "serve", "labels import", "labels filter", "labels list", "labels show", "labels tag",
                         "labels delete", "labels diff", "labels export", "labels samples", "bench pipeline", "bench decode",
-                        "bench labels", "salvage", "shard", "labels jobs", "labels commit", "labels abandon"]
+                        "bench labels", "bench corruptions", "salvage", "shard", "labels jobs", "labels commit", "labels abandon"]
         for c in commands {
             let r = try Processes.noisy(c.split(separator: " ").map(String.init) + ["--help"])
             XCTAssertEqual(r.status, 0, "\(c): \(r.stderr)")

@@ -93,6 +93,41 @@ final class RobustnessTests: XCTestCase {
                 XCTAssertEqual(errs[severity - 1], 1 - acc, accuracy: 1e-9, "\(name) \(corruption) \(severity)")
             }
         }
+        // `noisy serve --corruption`: label sessions stream the same corrupted views (with the
+        // teacher view `noisy robustness` uses: no crop), with each sample's class, and make
+        // no generation.
+        let server = try Processes.startServer(["--store", store, "--socket", "\(root)/c.sock", "--size", "32", "--batch-size", "7",
+                                                "--crop-fraction", "1", "--threads", "1", "--corruption", "contrast", "--severity", "5"], log: "\(root)/serve.log")
+        defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+        let streamed = try Processes.python("""
+        import os, sys
+        import numpy as np
+        from PIL import Image
+        sys.path.insert(0, sys.argv[2])
+        import noisy
+        st = noisy.open_store(sys.argv[3])
+        s = noisy.connect("unix:" + sys.argv[1]).label_session("test", teacher="scoring")
+        got = {}
+        for ids, images in s:
+            for i, img, t in zip(ids, images, s.targets):
+                got[int(i)] = (img.copy(), int(t))
+            s.send(np.full((len(ids), 3), 1 / 3, np.float32))
+        try:
+            s.commit()
+            print("committed")
+        except Exception as e:
+            print("refused:", "makes no generation" in str(e))
+        same = 0
+        for rec in st.get(sorted(got)):
+            parts = rec["source"].split("/")[-2:]
+            ref = np.array(Image.open(os.path.join(sys.argv[4], *parts)))
+            img, t = got[rec["id"]]
+            same += int(np.array_equal(ref, img.reshape(ref.shape)) and t == rec["class_index"])
+        print(same, len(got), s.info["corruption"]["name"], s.info["corruption"]["severity"])
+        """, ["\(root)/c.sock", Processes.repositoryRoot + "/python", store, "\(root)/c-contrast"])
+        XCTAssertEqual(streamed.stdout, "refused: True\n30 30 contrast 5\n", streamed.stderr + ((try? String(contentsOfFile: "\(root)/serve.log", encoding: .utf8)) ?? ""))
+        server.terminate(); server.waitUntilExit()
+
         // Flip rates: probabilities in [0, 1]; the baseline's rates are 1 where defined.
         for m in models {
             for v in (m["flip_probabilities"] as? [String: Double] ?? [:]).values { XCTAssertTrue((0...1).contains(v)) }

@@ -236,6 +236,7 @@ class LabelSession:
             if local_rank is not None:
                 hello.update(local_rank=int(local_rank), local_world_size=int(local_world_size))
         self.receipt = None
+        self.targets = None   # the current batch's classes (int64, -1: none): score a model with them
         self.sock, self.info = _handshake(address, hello, parent=parent, model=model, token=token)
         self._index = None
         self._ended = False
@@ -249,6 +250,7 @@ class LabelSession:
             if header["type"] != "label_batch":
                 raise ProtocolError(f"expected a label batch, got {header['type']}")
             self._index = header["index"]
+            self.targets = arrays.get("targets")
             yield arrays["ids"], arrays["images"]
 
     def send(self, probs):
