@@ -257,24 +257,41 @@ public enum Corruptions {
 
     /// Correlates along y with `rows`, then along x with `columns`, channel by channel.
     static func separable(_ x: FloatImage, rows: [Double], columns: [Double], mode: Border) -> FloatImage {
-        var tmp = x
+        let w = x.width, h = x.height
+        // Source offsets per output row (y pass) and column (x pass), taps in order: the same
+        // sums in the same order as a tap-by-tap border lookup, without it in the inner loop.
         let ry = rows.count / 2, rx = columns.count / 2
-        for y in 0..<x.height {
-            for xx in 0..<x.width {
-                for c in 0..<3 {
-                    var acc = 0.0
-                    for (j, w) in rows.enumerated() { acc += w * x.data[(border(y + j - ry, x.height, mode) * x.width + xx) * 3 + c] }
-                    tmp.data[(y * x.width + xx) * 3 + c] = acc
+        let rowOffsets = (0..<h).flatMap { y in rows.indices.map { border(y + $0 - ry, h, mode) * w * 3 } }
+        let colOffsets = (0..<w).flatMap { xx in columns.indices.map { border(xx + $0 - rx, w, mode) * 3 } }
+        var tmp = x, out = x
+        rows.withUnsafeBufferPointer { k in
+            x.data.withUnsafeBufferPointer { src in
+                tmp.data.withUnsafeMutableBufferPointer { dst in
+                    for y in 0..<h {
+                        let base = y * k.count
+                        for i in 0..<(w * 3) {
+                            var acc = 0.0
+                            for j in 0..<k.count { acc += k[j] * src[rowOffsets[base + j] + i] }
+                            dst[y * w * 3 + i] = acc
+                        }
+                    }
                 }
             }
         }
-        var out = tmp
-        for y in 0..<x.height {
-            for xx in 0..<x.width {
-                for c in 0..<3 {
-                    var acc = 0.0
-                    for (j, w) in columns.enumerated() { acc += w * tmp.data[(y * x.width + border(xx + j - rx, x.width, mode)) * 3 + c] }
-                    out.data[(y * x.width + xx) * 3 + c] = acc
+        columns.withUnsafeBufferPointer { k in
+            tmp.data.withUnsafeBufferPointer { src in
+                out.data.withUnsafeMutableBufferPointer { dst in
+                    for y in 0..<h {
+                        let row = y * w * 3
+                        for xx in 0..<w {
+                            let base = xx * k.count
+                            for c in 0..<3 {
+                                var acc = 0.0
+                                for j in 0..<k.count { acc += k[j] * src[row + colOffsets[base + j] + c] }
+                                dst[row + xx * 3 + c] = acc
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -313,22 +330,28 @@ public enum Corruptions {
             for (j, w) in g.enumerated() { acc += w * pass[border(y + j - r, n, .reflect101) * n + x] }
             smooth[y * n + x] = Double(Float(acc))
         } }
-        // cv2.filter2D: correlation, BORDER_REFLECT_101.
+        // cv2.filter2D: correlation, BORDER_REFLECT_101. The non-zero taps in row-major order
+        // (the order of the sums), with border tables for rows and columns.
+        let taps = (0..<(n * n)).filter { smooth[$0] != 0 }
+        let weights = taps.map { smooth[$0] }, tapY = taps.map { $0 / n }, tapX = taps.map { $0 % n }
+        let w = x.width, h = x.height
+        let ys = (0..<(h + n)).map { border($0 - half, h, .reflect101) * w * 3 }
+        let xs = (0..<(w + n)).map { border($0 - half, w, .reflect101) * 3 }
         var out = x
-        for y in 0..<x.height {
-            for xx in 0..<x.width {
-                var acc = (0.0, 0.0, 0.0)
-                for ky in 0..<n {
-                    let sy = border(y + ky - half, x.height, .reflect101)
-                    for kx in 0..<n {
-                        let w = smooth[ky * n + kx]
-                        if w == 0 { continue }
-                        let o = (sy * x.width + border(xx + kx - half, x.width, .reflect101)) * 3
-                        acc.0 += w * x.data[o]; acc.1 += w * x.data[o + 1]; acc.2 += w * x.data[o + 2]
+        x.data.withUnsafeBufferPointer { src in
+            out.data.withUnsafeMutableBufferPointer { dst in
+                for y in 0..<h {
+                    for xx in 0..<w {
+                        var a0 = 0.0, a1 = 0.0, a2 = 0.0
+                        for t in 0..<weights.count {
+                            let o = ys[y + tapY[t]] + xs[xx + tapX[t]]
+                            let k = weights[t]
+                            a0 += k * src[o]; a1 += k * src[o + 1]; a2 += k * src[o + 2]
+                        }
+                        let o = (y * w + xx) * 3
+                        dst[o] = a0; dst[o + 1] = a1; dst[o + 2] = a2
                     }
                 }
-                let o = (y * x.width + xx) * 3
-                out.data[o] = acc.0; out.data[o + 1] = acc.1; out.data[o + 2] = acc.2
             }
         }
         return out
