@@ -147,6 +147,15 @@ final class RobustnessTests: XCTestCase {
         XCTAssertTrue(table.stdout.contains("12 of 30 test samples") && table.stdout.contains("mCE") && table.stdout.contains("mFR"), table.stdout)
         XCTAssertTrue(table.stdout.contains("baseline \(root)/b.ckpt"), table.stdout)
 
+        // The same figures whatever the thread count (the corruptions' randomness is keyed by sample).
+        let threaded = try [1, 2].map { t in
+            try Processes.noisy(["robustness", "--store", store, "--checkpoint", "\(root)/a.ckpt", "--checkpoint", "\(root)/b.ckpt",
+                                 "--corruptions", "gaussian_noise,glass_blur", "--severities", "2,4", "--limit", "15", "--json",
+                                 "--threads", "\(t)"]).stdout
+        }
+        XCTAssertEqual(threaded[0], threaded[1])
+        XCTAssertTrue(threaded[0].contains("glass_blur"), threaded[0])
+
         // Bad input: one line each, before any work.
         let a = "\(root)/a.ckpt"
         let cases: [([String], String)] = [
