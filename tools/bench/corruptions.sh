@@ -39,7 +39,7 @@ for size in 224 32 28; do
   "$noisy" bench corruptions --images "$work/$size" --severity 3 --repeat "$repeat" --json > "$work/noisy-$size.json"
   # The corruptions noisy has (frost and spatter are left out), in its order.
   names=$(/usr/bin/python3 -c 'import json,sys; print(",".join(json.load(open(sys.argv[1]))["corruptions"]))' "$work/noisy-$size.json")
-  [ "$size" = 28 ] || $ref tools/bench/corruptions_reference.py "$work/$size" --severity 3 --repeat "$repeat" --corruptions "$names" > "$work/ref-$size.json"
+  [ "$size" = 28 ] || tools/bench/corruptions_reference.py "$work/$size" --severity 3 --repeat "$repeat" --corruptions "$names" > "$work/ref-$size.json"
 done
 /usr/bin/python3 - "$work" "$names" <<'PY'
 import json, sys

@@ -1,13 +1,26 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Images per second of each corruption of the imagecorruptions package (1.1.2, in
 .venv-ic/) on one thread, on the image files of a folder: the baseline of
 tools/bench/corruptions.sh. Prints one JSON object shaped like `noisy bench corruptions --json`.
+Run by Debian's Python, it re-runs itself with .venv-ic/bin/python (tools/python-env.sh builds it).
 
-    .venv-ic/bin/python tools/bench/corruptions_reference.py DIR --severity 3 --repeat 3
+    tools/bench/corruptions_reference.py DIR --severity 3 --repeat 3 --corruptions fog,contrast
 """
-import argparse, json, os, time, warnings
+import argparse, json, os, sys, time, warnings
 warnings.simplefilter("ignore")
+try:
+    import imagecorruptions  # noqa: F401
+except ImportError:
+    venv = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".venv-ic", "bin", "python")
+    if "--help" not in sys.argv and os.path.exists(venv):
+        os.execv(venv, [venv] + sys.argv)
+    if "--help" not in sys.argv and "-h" not in sys.argv:
+        sys.exit("corruptions_reference.py: needs imagecorruptions: run tools/python-env.sh to build .venv-ic/")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+p = argparse.ArgumentParser(description="imagecorruptions' throughput on one thread (the baseline of tools/bench/corruptions.sh)")
+p.add_argument("dir"); p.add_argument("--severity", type=int, default=3); p.add_argument("--repeat", type=int, default=3)
+p.add_argument("--corruptions", default="", help="comma-separated names")
+a = p.parse_args()
 import numpy as np
 import skimage.filters
 import imagecorruptions.corruptions as icc
@@ -21,11 +34,6 @@ def gaussian(image, *args, multichannel=None, **kw):
         kw["channel_axis"] = -1
     return _gaussian(image, *args, **kw)
 icc.gaussian = gaussian
-
-p = argparse.ArgumentParser()
-p.add_argument("dir"); p.add_argument("--severity", type=int, default=3); p.add_argument("--repeat", type=int, default=3)
-p.add_argument("--corruptions", default="")
-a = p.parse_args()
 import cv2
 cv2.setNumThreads(1)
 names = sorted(f for f in os.listdir(a.dir) if f.lower().endswith((".png", ".jpg", ".jpeg")))
