@@ -53,8 +53,9 @@ def main():
     r = session.receipt
     if args.save:
         np.savez(os.path.join(args.save, f"rank-{rank}.npz"), ids=np.concatenate(kept_ids), probs=np.concatenate(kept_probs))
+    made = " (made by this rank's commit)" if r.get("created") else ""
     print(f"rank {rank} of {world}: part {r['part']} of {r['parts']}, {r['samples']} samples, {r['outcome']}, "
-          + (f"generation {generation}" if generation is not None else f"{len(r['missing'])} part(s) missing"), flush=True)
+          + (f"generation {generation}{made}" if generation is not None else f"{len(r['missing'])} part(s) missing"), flush=True)
 
 
 if __name__ == "__main__":

@@ -263,7 +263,8 @@ struct LabelSession: Session {
             }
             try conn.send(Frame(header: ["type": "committed", "version": Server.protocolVersion, "samples": ids.count,
                                          "generation": r.committed?.generation as Any? ?? NSNull(), "job": job.name,
-                                         "part": job.part, "parts": job.parts, "outcome": outcome, "missing": r.missing]))
+                                         "part": job.part, "parts": job.parts, "outcome": outcome, "missing": r.missing,
+                                         "created": r.committed?.created ?? false]))
             log("\(conn.peer): job \(job.name) part \(job.part) of \(job.parts) \(outcome)"
                 + (r.committed.map { "; all parts in, generation \($0.generation)" } ?? "; \(r.missing.count) part(s) missing"))
             return

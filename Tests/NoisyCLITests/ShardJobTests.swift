@@ -168,7 +168,7 @@ final class ShardJobTests: XCTestCase {
         g = s.commit()
         name = f"{sys.argv[3]}/node{sys.argv[5]}-rank{os.environ['LOCAL_RANK']}"
         np.save(name + "-ids.npy", np.concatenate(got_ids)); np.save(name + "-p.npy", np.concatenate(got_p))
-        print(s.info["shards"], s.receipt["part"], s.receipt["parts"], s.receipt["outcome"], g)
+        print(s.info["shards"], s.receipt["part"], s.receipt["parts"], s.receipt["outcome"], g, "made" if s.receipt["created"] else "-")
         """
         let python = Processes.python
         let notAJob = try Processes.python("""
@@ -192,7 +192,7 @@ final class ShardJobTests: XCTestCase {
             }
         }
         let outputs = finish(workers)
-        XCTAssertEqual(outputs.filter { $0.hasSuffix(" 1\n") }.count, 1, "one session commits generation 1: \(outputs)")
+        XCTAssertEqual(outputs.filter { $0.hasSuffix(" 1 made\n") }.count, 1, "one session's commit makes generation 1: \(outputs)")
         XCTAssertTrue(outputs.allSatisfy { $0.contains(" 2 stored ") }, "each rank's part is part LOCAL_RANK of LOCAL_WORLD_SIZE: \(outputs)")
         XCTAssertEqual(outputs.filter { $0.hasPrefix("[0]") }.count, 2, "node 0 reads shard 0: \(outputs)")
         XCTAssertEqual(outputs.filter { $0.hasPrefix("[1, 2]") }.count, 2, "node 1 reads shards 1 and 2: \(outputs)")
