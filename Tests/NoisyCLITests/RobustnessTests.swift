@@ -156,6 +156,13 @@ final class RobustnessTests: XCTestCase {
         XCTAssertEqual(threaded[0], threaded[1])
         XCTAssertTrue(threaded[0].contains("glass_blur"), threaded[0])
 
+        // noisy bench corruptions: its JSON follows its schema.
+        let bench = try Processes.noisy(["bench", "corruptions", "--images", "\(root)/t/class0", "--corruptions", "contrast,fog",
+                                         "--repeat", "1", "--json"])
+        XCTAssertEqual(bench.status, 0, bench.stderr)
+        XCTAssertNil(try Processes.schemaViolation(schema: "bench-corruptions.schema.json", json: bench.stdoutData))
+        XCTAssertTrue(bench.stdout.contains("\"images\" : 10"), bench.stdout)
+
         // Bad input: one line each, before any work.
         let a = "\(root)/a.ckpt"
         let cases: [([String], String)] = [
