@@ -1,5 +1,6 @@
 import XCTest
 import DatasetStore
+import KeyedRandom
 import TestSupport
 
 /// `noisy labels` end to end: numpy writes the predictions, the binary imports,
@@ -220,9 +221,10 @@ final class LabelsCLITests: XCTestCase {
             return rows.compactMap { $0["generation"] as? Int }
         }
         var killed = 0
+        var rng = SplitMix64(seed: 17)
         for attempt in 0..<5 {
             let p = try Processes.spawnNoisy(args)
-            usleep(UInt32(20_000 + attempt * 60_000 + Int.random(in: 0..<40_000)))
+            usleep(UInt32(20_000 + attempt * 60_000 + Int(rng.next() % 40_000)))
             if p.isRunning { kill(p.processIdentifier, SIGKILL); killed += 1 }
             p.waitUntilExit()
             _ = try visible()
