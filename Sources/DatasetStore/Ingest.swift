@@ -11,6 +11,8 @@ public struct IngestOptions: Sendable {
     public var labeled: [String] = []
     public var unlabeled: [String] = []
     public var test: [String] = []
+    /// Held-out labeled folders (one subfolder per class) for choosing settings.
+    public var validation: [String] = []
     /// Re-encode images whose long side exceeds this as JPEG (nil: store originals).
     public var maxSide: Int?
     public var quality: Int = 90
@@ -120,7 +122,8 @@ public final class Ingester {
 
     public func run() throws -> IngestSummary {
         let start = DispatchTime.now().uptimeNanoseconds
-        let roots = [(options.labeled, Split.labeled), (options.unlabeled, .unlabeled), (options.test, .test)]
+        let roots = [(options.labeled, Split.labeled), (options.unlabeled, .unlabeled), (options.test, .test),
+                     (options.validation, .validation)]
             .flatMap { dirs, split in dirs.map { ($0, split) } }
         // Every folder is checked before anything is written; a first pass counts
         // the files for progress, and the second streams them in batches.
@@ -179,7 +182,7 @@ public final class Ingester {
                            _ summary: inout IngestSummary) {
         if original.split == file.split && original.source == file.source {
             summary.alreadyStored += 1
-        } else if (original.split == .test) != (file.split == .test) {
+        } else if original.split != file.split && (original.split.isHeldOut || file.split.isHeldOut) {
             refuse(file, .duplicate, .leakage,
                    "LEAKAGE: \(file.split.rawValue) image identical to \(original.what); kept the first", &summary)
         } else {

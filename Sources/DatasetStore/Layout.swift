@@ -60,15 +60,18 @@ public enum Layout {
     }
 }
 
-/// Which part of the data a sample belongs to.
+/// Which part of the data a sample belongs to. `validation` (labeled, held out like
+/// `test`) is what every choice is made on; `test` is scored once per model, for the
+/// report. Codes are stored on disk: a new split takes the next code, never an old one.
 public enum Split: String, Sendable, Codable, CaseIterable, Comparable {
-    case labeled, unlabeled, test
+    case labeled, unlabeled, test, validation
 
     public var code: UInt8 {
         switch self {
         case .labeled: 0
         case .unlabeled: 1
         case .test: 2
+        case .validation: 3
         }
     }
 
@@ -77,9 +80,13 @@ public enum Split: String, Sendable, Codable, CaseIterable, Comparable {
         case 0: self = .labeled
         case 1: self = .unlabeled
         case 2: self = .test
+        case 3: self = .validation
         default: return nil
         }
     }
+
+    /// Held out from training: an image in one of these and in any other split leaks.
+    public var isHeldOut: Bool { self == .test || self == .validation }
 
     public static func < (a: Split, b: Split) -> Bool { a.code < b.code }
 }

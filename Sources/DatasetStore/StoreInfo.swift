@@ -8,6 +8,7 @@ public struct StoreInfo: Codable, Sendable {
         public var name: String
         public var labeled: Int
         public var test: Int
+        public var validation: Int
     }
     public struct SizeRange: Codable, Sendable {
         public var minWidth, maxWidth, minHeight, maxHeight: Int
@@ -40,6 +41,7 @@ extension Store {
         let names = try classes()
         var labeled = [Int](repeating: 0, count: names.count)
         var test = [Int](repeating: 0, count: names.count)
+        var validation = [Int](repeating: 0, count: names.count)
         var splits = Dictionary(uniqueKeysWithValues: Split.allCases.map { ($0.rawValue, 0) })
         var formats: [String: Int] = [:]
         var channels: [String: Int] = [:]
@@ -51,6 +53,7 @@ extension Store {
             if let c = r.classIndex, Int(c) < names.count {
                 if r.split == .labeled { labeled[Int(c)] += 1 }
                 if r.split == .test { test[Int(c)] += 1 }
+                if r.split == .validation { validation[Int(c)] += 1 }
             }
             formats[r.format.rawValue, default: 0] += 1
             channels[String(r.channels), default: 0] += 1
@@ -68,7 +71,8 @@ extension Store {
         let generations = try read { try $0.count(db.generations) }
         return StoreInfo(
             store: path, formatVersion: Layout.formatVersion, samples: n, splits: splits,
-            classes: names.enumerated().map { .init(index: $0, name: $1, labeled: labeled[$0], test: test[$0]) },
+            classes: names.enumerated().map { .init(index: $0, name: $1, labeled: labeled[$0], test: test[$0],
+                                                     validation: validation[$0]) },
             bytesStored: stored, bytesOriginal: original, formats: formats, channels: channels, reencoded: reencoded,
             sizeRange: range, generations: generations)
     }

@@ -51,18 +51,33 @@ public struct FashionMNIST: Sendable {
         return Split(images: Array(images[16...]), labels: Array(labels[8...]))
     }
 
-    /// Writes the demo's folders: `labeled/<class>/` with `perClass` images per class
-    /// chosen by `seed`, `unlabeled/` with up to `unlabeledCount` of the rest, and
-    /// `test/<class>/` with the test set. PNG files, named by their index.
-    public func writeFolders(to root: String, perClass: Int, unlabeledCount: Int, seed: UInt64) throws {
-        let fm = FileManager.default
-        var rng = SplitMix64(seed: seed)
+    /// The seed of the demo's validation hold-out: fixed, so that every `--seed` (which
+    /// picks the labeled images) is scored on the same validation images.
+    public static let validationSeed: UInt64 = 0x7661_6C69_6461_7465
+
+    /// Which training images go where: `validation` (`validationPerClass` per class,
+    /// chosen with `validationSeed`), then `labeled` (`perClass` per class from the rest,
+    /// chosen with `seed`), then `unlabeled` (up to `unlabeledCount` of what remains,
+    /// chosen with `seed`). The three are disjoint. Indices into `train`, ascending.
+    public func demoSplit(perClass: Int, unlabeledCount: Int, validationPerClass: Int, seed: UInt64)
+        -> (validation: [Int], labeled: [Int], unlabeled: [Int]) {
         var byClass = [[Int]](repeating: [], count: 10)
         for i in 0..<train.count { byClass[Int(train.labels[i])].append(i) }
-        var chosen = Set<Int>()
-        for c in 0..<10 { chosen.formUnion(byClass[c].shuffled(using: &rng).prefix(perClass)) }
-        let rest = (0..<train.count).filter { !chosen.contains($0) }
-        let unlabeled = Array(rest.shuffled(using: &rng).prefix(unlabeledCount)).sorted()
+        var held = SplitMix64(seed: Self.validationSeed)
+        var validation = Set<Int>()
+        for c in 0..<10 { validation.formUnion(byClass[c].shuffled(using: &held).prefix(validationPerClass)) }
+        var rng = SplitMix64(seed: seed)
+        var labeled = Set<Int>()
+        for c in 0..<10 { labeled.formUnion(byClass[c].filter { !validation.contains($0) }.shuffled(using: &rng).prefix(perClass)) }
+        let rest = (0..<train.count).filter { !labeled.contains($0) && !validation.contains($0) }
+        return (validation.sorted(), labeled.sorted(), Array(rest.shuffled(using: &rng).prefix(unlabeledCount)).sorted())
+    }
+
+    /// Writes the demo's folders (see `demoSplit`): `validation/<class>/`, `labeled/<class>/`,
+    /// `unlabeled/`, and `test/<class>/` with the test set. PNG files, named by their index.
+    public func writeFolders(to root: String, perClass: Int, unlabeledCount: Int, validationPerClass: Int = 0, seed: UInt64) throws {
+        let fm = FileManager.default
+        let split = demoSplit(perClass: perClass, unlabeledCount: unlabeledCount, validationPerClass: validationPerClass, seed: seed)
         func write(_ img: Image, _ path: String) throws {
             let png = try Codec.encodePNG(img)
             guard fm.createFile(atPath: path, contents: Data(png)) else { throw DatasetError(.io, "\(path): cannot write") }
@@ -70,12 +85,16 @@ public struct FashionMNIST: Sendable {
         for name in Self.classNames {
             try fm.createDirectory(atPath: "\(root)/labeled/\(name)", withIntermediateDirectories: true)
             try fm.createDirectory(atPath: "\(root)/test/\(name)", withIntermediateDirectories: true)
+            if validationPerClass > 0 { try fm.createDirectory(atPath: "\(root)/validation/\(name)", withIntermediateDirectories: true) }
         }
         try fm.createDirectory(atPath: "\(root)/unlabeled", withIntermediateDirectories: true)
-        for i in chosen.sorted() {
+        for i in split.validation {
+            try write(train.image(i), "\(root)/validation/\(Self.classNames[Int(train.labels[i])])/train-\(i).png")
+        }
+        for i in split.labeled {
             try write(train.image(i), "\(root)/labeled/\(Self.classNames[Int(train.labels[i])])/train-\(i).png")
         }
-        for i in unlabeled { try write(train.image(i), "\(root)/unlabeled/train-\(i).png") }
+        for i in split.unlabeled { try write(train.image(i), "\(root)/unlabeled/train-\(i).png") }
         for i in 0..<test.count {
             try write(test.image(i), "\(root)/test/\(Self.classNames[Int(test.labels[i])])/test-\(i).png")
         }

@@ -9,12 +9,15 @@ struct Demo: ParsableCommand, TrainsModels {
     static let configuration = CommandConfiguration(
         abstract: "Fashion-MNIST end to end: folders, ingest, then the Noisy Student loop for 3 iterations.",
         discussion: """
-        Writes PNG folders from Debian's dataset-fashion-mnist (100 labeled images per class
-        chosen with --seed, the other 59,000 training images unlabeled, the 10,000 test
-        images), ingests them into <workdir>/store.noisy, then runs `noisy run` (a CNN
+        Writes PNG folders from Debian's dataset-fashion-mnist (a validation split of 500
+        training images per class with their labels, held out with a fixed seed; 100
+        labeled images per class chosen from the rest with --seed; the other 54,000
+        training images unlabeled; the 10,000 test images), ingests them into
+        <workdir>/store.noisy, then runs `noisy run` (a CNN
         teacher on the 1,000 labels; 3 iterations of labelling, filtering and balancing,
         and a twice-wider student under noise on batches half labeled, half pseudo-labeled)
-        and writes <workdir>/report.json. Then it scores the first teacher and the final
+        and writes <workdir>/report.json. Every model reports validation accuracy each
+        epoch; the test split is scored once per model, for the report. Then it scores the first teacher and the final
         student under the ImageNet-C corruptions (all severities) and the perturbation
         sequences on a seeded subset of --robustness-samples test images (see noisy
         robustness), prints clean accuracy, mCE and mFR (baseline: the first teacher),
@@ -29,7 +32,8 @@ struct Demo: ParsableCommand, TrainsModels {
     )
     @Option(help: "Work folder, reused between runs.") var workdir: String = ".noisy-demo"
     @Option(help: "Labeled images per class.") var perClass: Int = 100
-    @Option(help: "Unlabeled images taken from the rest of the training set (max 59000 with 100 per class).") var unlabeled: Int = 59000
+    @Option(help: "Unlabeled images taken from the rest of the training set (at most 60000 minus the labeled and validation images).") var unlabeled: Int = 54000
+    @Option(help: "Validation images per class, held out of the training set with a fixed seed (0: none).") var validationPerClass: Int = 500
     @Option(help: "Folder with the Fashion-MNIST IDX files.") var data: String = FashionMNIST.defaultDirectory
     @Flag(help: "Only write the folders and ingest (no training).") var ingestOnly = false
     @Option(help: "Test images the robustness pass scores (a seeded subset; 0: no robustness pass).") var robustnessSamples: Int = 1000
@@ -37,18 +41,22 @@ struct Demo: ParsableCommand, TrainsModels {
 
     func validate() throws {
         if perClass < 1 || perClass > 6000 { throw ValidationError("--per-class must be 1...6000") }
+        if validationPerClass < 0 || perClass + validationPerClass > 6000 {
+            throw ValidationError("--validation-per-class must be >= 0, and with --per-class at most 6000 (the smallest class)")
+        }
         if unlabeled < 0 { throw ValidationError("--unlabeled must be >= 0") }
     }
 
     func run() throws {
         try runReportingErrors {
             let folders = workdir + "/folders"
-            let marker = folders + "/.complete-\(perClass)-\(unlabeled)-\(loop.seed)"
+            let marker = folders + "/.complete-\(perClass)-\(unlabeled)-\(validationPerClass)-\(loop.seed)"
             if !FileManager.default.fileExists(atPath: marker) {
                 try? FileManager.default.removeItem(atPath: folders)
                 print("demo: writing Fashion-MNIST folders to \(folders) ...")
                 let fm = try FashionMNIST.load(from: data)
-                try fm.writeFolders(to: folders, perClass: perClass, unlabeledCount: unlabeled, seed: loop.seed)
+                try fm.writeFolders(to: folders, perClass: perClass, unlabeledCount: unlabeled, validationPerClass: validationPerClass,
+                                    seed: loop.seed)
                 _ = FileManager.default.createFile(atPath: marker, contents: Data())
             } else {
                 print("demo: reusing \(folders)")
@@ -59,14 +67,20 @@ struct Demo: ParsableCommand, TrainsModels {
             options.labeled = [folders + "/labeled"]
             options.unlabeled = [folders + "/unlabeled"]
             options.test = [folders + "/test"]
+            options.validation = validationPerClass > 0 ? [folders + "/validation"] : []
             let summary = try IngestRunner.run(store: store, options: options, reportPath: nil, quiet: false)
             IngestRunner.printSummary(summary)
             try Info.parse(["--store", storePath]).run()
             guard !ingestOnly else { return }
             let config = try loop.config(store: store, workdir: workdir + "/run")
             var report = try LoopOptions.runLoop(store: store, config: config, reportPath: workdir + "/report.json")
+            if let first = report.firstTeacherValidationAccuracy, let last = report.finalStudentValidationAccuracy {
+                print(String(format: "demo: validation: first teacher %.2f%%, final student %.2f%% (%+.2f points)", 100 * first, 100 * last,
+                             100 * (last - first)))
+            }
             if let first = report.firstTeacherAccuracy, let last = report.finalStudentAccuracy {
-                print(String(format: "demo: first teacher %.2f%%, final student %.2f%% (%+.2f points)", 100 * first, 100 * last, 100 * (last - first)))
+                print(String(format: "demo: test (scored once per model): first teacher %.2f%%, final student %.2f%% (%+.2f points)",
+                             100 * first, 100 * last, 100 * (last - first)))
             }
             if robustnessSamples > 0, let student = report.iterations.last?.studentCheckpoint {
                 report.robustness = try robustness(store: store, storePath: storePath,

@@ -34,11 +34,12 @@ struct Info: ParsableCommand {
             if !info.classes.isEmpty {
                 print("classes (\(info.classes.count)):")
                 let w = max(5, info.classes.map(\.name.count).max() ?? 5)
-                print("  " + "idx".padding(toLength: 5, withPad: " ", startingAt: 0) + "name".padding(toLength: w + 2, withPad: " ", startingAt: 0) + "labeled     test")
+                print("  " + "idx".padding(toLength: 5, withPad: " ", startingAt: 0) + "name".padding(toLength: w + 2, withPad: " ", startingAt: 0) + "labeled     validation  test")
                 for c in info.classes {
                     print("  " + String(c.index).padding(toLength: 5, withPad: " ", startingAt: 0)
                           + c.name.padding(toLength: w + 2, withPad: " ", startingAt: 0)
-                          + String(c.labeled).padding(toLength: 12, withPad: " ", startingAt: 0) + String(c.test))
+                          + String(c.labeled).padding(toLength: 12, withPad: " ", startingAt: 0)
+                          + String(c.validation).padding(toLength: 12, withPad: " ", startingAt: 0) + String(c.test))
                 }
             }
         }

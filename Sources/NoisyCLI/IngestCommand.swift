@@ -6,13 +6,15 @@ struct Ingest: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Add image folders (JPEG, PNG, WebP) to a store, validating every file.",
         discussion: """
-        --labeled and --test folders hold one subfolder per class (DIR/<class>/**/*.jpg|png);
+        --labeled, --validation and --test folders hold one subfolder per class
+        (DIR/<class>/**/*.jpg|png|webp); validation and test are held out (an image in
+        one of them and in any other split is reported as leakage);
         --unlabeled is any tree of images. Each is optional and may be repeated; running
         the same ingest again adds exactly what is missing (it resumes after an interruption).
         Files that cannot be added are skipped with a reason; identical bytes are stored once.
 
         Examples:
-          noisy ingest --store data.noisy --labeled train/ --unlabeled extra/ --test val/
+          noisy ingest --store data.noisy --labeled train/ --unlabeled extra/ --validation val/ --test test/
           noisy ingest --store data.noisy --unlabeled more/ --max-side 512 --quality 90
           noisy ingest --store data.noisy --labeled train/ --report skipped.jsonl --strict
         """
@@ -21,19 +23,22 @@ struct Ingest: ParsableCommand {
     @OptionGroup var storeOption: StoreOption
     @Option(help: ArgumentHelp("Folder with one subfolder per class.", valueName: "dir")) var labeled: [String] = []
     @Option(help: ArgumentHelp("Any tree of images without labels.", valueName: "dir")) var unlabeled: [String] = []
-    @Option(help: ArgumentHelp("Held-out folder with one subfolder per class.", valueName: "dir")) var test: [String] = []
+    @Option(help: ArgumentHelp("Held-out folder with one subfolder per class, scored once per model for the report.", valueName: "dir"))
+    var test: [String] = []
+    @Option(help: ArgumentHelp("Held-out folder with one subfolder per class, for choosing settings (per-epoch accuracy).", valueName: "dir"))
+    var validation: [String] = []
     @Option(help: ArgumentHelp("Re-encode images whose long side exceeds N pixels as JPEG, resized to N.", valueName: "N"))
     var maxSide: Int?
     @Option(help: "JPEG quality for --max-side re-encoding (1-100).") var quality: Int = 90
     @Option(help: "Refuse images whose header claims more megapixels than this.") var maxPixels: Double = 100
     @Option(help: ArgumentHelp("Write one JSON line per file not added.", valueName: "file.jsonl")) var report: String?
-    @Flag(help: "Exit non-zero if any file was skipped or test images leak into training splits.") var strict = false
+    @Flag(help: "Exit non-zero if any file was skipped or held-out (validation or test) images leak into other splits.") var strict = false
     @Flag(help: "Print the summary as JSON.") var json = false
     @Flag(help: "No progress display.") var quiet = false
 
     func validate() throws {
-        if labeled.isEmpty && unlabeled.isEmpty && test.isEmpty {
-            throw ValidationError("give at least one of --labeled, --unlabeled, --test")
+        if labeled.isEmpty && unlabeled.isEmpty && test.isEmpty && validation.isEmpty {
+            throw ValidationError("give at least one of --labeled, --unlabeled, --validation, --test")
         }
         if let m = maxSide, m < 8 { throw ValidationError("--max-side must be at least 8") }
         if !(1...100).contains(quality) { throw ValidationError("--quality must be between 1 and 100") }
@@ -43,7 +48,7 @@ struct Ingest: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             // Check every folder before the store is created or touched.
-            for dir in labeled + unlabeled + test {
+            for dir in labeled + unlabeled + test + validation {
                 var isDir: ObjCBool = false
                 guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
                     throw StoreError(.missingFolder, "\(dir): no such folder")
@@ -53,6 +58,7 @@ struct Ingest: ParsableCommand {
             options.labeled = labeled
             options.unlabeled = unlabeled
             options.test = test
+            options.validation = validation
             options.maxSide = maxSide
             options.quality = quality
             options.maxPixels = UInt64(maxPixels * 1_000_000)
@@ -100,7 +106,7 @@ enum IngestRunner {
     static func printSummary(_ s: IngestSummary) {
         var lines = ["added \(s.added) (" + Split.allCases.map { "\($0.rawValue) \(s.addedBySplit[$0.rawValue] ?? 0)" }.joined(separator: ", ") + ")"]
         if s.alreadyStored > 0 { lines.append("already stored \(s.alreadyStored)") }
-        lines.append("duplicates \(s.duplicates)" + (s.leakage > 0 ? " (LEAKAGE: \(s.leakage) test image(s) also in a training split)" : ""))
+        lines.append("duplicates \(s.duplicates)" + (s.leakage > 0 ? " (LEAKAGE: \(s.leakage) held-out image(s) also in another split)" : ""))
         lines.append("skipped \(s.skipped)" + (s.skippedByReason.isEmpty ? "" : " (" + s.skippedByReason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"))
         if s.acceptedWithWarnings > 0 {
             lines.append("accepted with warnings \(s.acceptedWithWarnings) (junk between JPEG markers, outside the pixels; listed in --report)")

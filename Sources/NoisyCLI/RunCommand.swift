@@ -82,15 +82,19 @@ struct LoopOptions: ParsableArguments {
         let loop = set.map { NoisyStudentLoop(set: $0.path, stores: $0.stores, config: config) } ?? NoisyStudentLoop(store: store, config: config)
         loop.log = { Terminal.info($0) }
         loop.onEpoch = { name, r in
-            Terminal.info(String(format: "%@ epoch %d: loss %.4f, train %.1f%%, %.0f images/s%@", name, r.epoch, r.loss,
+            Terminal.info(String(format: "%@ epoch %d: loss %.4f, train %.1f%%, %.0f images/s%@%@", name, r.epoch, r.loss,
                                  100 * r.trainAccuracy, r.imagesPerSecond,
+                                 r.validationAccuracy.map { String(format: ", validation %.2f%%", 100 * $0) } ?? "",
                                  r.testAccuracy.map { String(format: ", test %.2f%%", 100 * $0) } ?? ""))
         }
         let report = try loop.run()
         let classes = try store.classes()
-        print("iter  teacher   student   generation  flipped   kept per class (\(classes.joined(separator: ", ")))")
+        // Validation first: it is what settings are chosen on; test is the report's number.
+        func pct(_ v: Double?) -> String { v.map { String(format: "%6.2f%%", 100 * $0) } ?? "     - " }
+        print("iter  validation (teacher -> student)  test (teacher -> student)  generation  flipped   kept per class (\(classes.joined(separator: ", ")))")
         for r in report.iterations {
-            print(String(format: "%-5d %6.2f%%   %6.2f%%   %-10d  %@   %@", r.iteration, 100 * r.teacherAccuracy, 100 * r.studentAccuracy,
+            print(String(format: "%-5d %@ -> %@               %@ -> %@         %-10d  %@   %@", r.iteration,
+                         pct(r.teacherValidationAccuracy), pct(r.studentValidationAccuracy), pct(r.teacherAccuracy), pct(r.studentAccuracy),
                          r.generation, r.flipRate.map { String(format: "%5.2f%%", 100 * $0) } ?? "    - ",
                          r.keptPerClass.map(String.init).joined(separator: " ")))
         }

@@ -34,9 +34,11 @@ struct Train: ParsableCommand, TrainsModels {
     static let configuration = CommandConfiguration(
         abstract: "Train a model on the labeled split, plus a generation's pseudo labels if given.",
         discussion: """
-        Prints per-epoch loss, train and test accuracy and images/s, and writes the
-        checkpoint (schemas/checkpoint.md) after every epoch. Run again with the same
-        options to resume an interrupted run exactly where it stopped.
+        Prints per-epoch loss, train and validation accuracy and images/s, and writes the
+        checkpoint (schemas/checkpoint.md) after every epoch. The test split is scored
+        once, after the last epoch, for the report: choose settings on validation (ingest
+        it with --validation). Run again with the same options to resume an interrupted
+        run exactly where it stopped.
 
         Examples:
           noisy train --store fmnist.noisy --size 28 --crop pad --pad 2 --model cnn --epochs 30 --out teacher.ckpt
@@ -49,7 +51,7 @@ struct Train: ParsableCommand, TrainsModels {
     @OptionGroup var pipeline: PipelineOptions
     @Option(help: ArgumentHelp("Checkpoint to write (and resume from).", valueName: "file")) var out: String
     @Flag(help: "Start over even if --out exists.") var restart = false
-    @Option(help: "Test accuracy every N epochs (0: only after the last).") var evalEvery: Int = 1
+    @Option(help: "Validation accuracy every N epochs (0: only after the last; test: only after the last).") var evalEvery: Int = 1
     @Flag(help: "Print the epoch reports as JSON lines (schemas/epoch-report.schema.json).") var json = false
 
     func run() throws {
@@ -81,9 +83,9 @@ struct Train: ParsableCommand, TrainsModels {
                     if let d = try? e.encode(r) { print(String(decoding: d, as: UTF8.self)) }
                     return
                 }
-                print(String(format: "epoch %3d  loss %.4f  train %.2f%%  test %@  %.0f images/s  %.1f s", r.epoch, r.loss,
-                             100 * r.trainAccuracy, r.testAccuracy.map { String(format: "%.2f%%", 100 * $0) } ?? "-",
-                             r.imagesPerSecond, r.seconds))
+                print(String(format: "epoch %3d  loss %.4f  train %.2f%%  validation %@%@  %.0f images/s  %.1f s", r.epoch, r.loss,
+                             100 * r.trainAccuracy, r.validationAccuracy.map { String(format: "%.2f%%", 100 * $0) } ?? "-",
+                             r.testAccuracy.map { String(format: "  test %.2f%%", 100 * $0) } ?? "", r.imagesPerSecond, r.seconds))
             }
             _ = try job.run(resume: !restart)
             if !json { print("wrote \(out)") }
@@ -93,17 +95,22 @@ struct Train: ParsableCommand, TrainsModels {
 
 struct Evaluate: ParsableCommand, TrainsModels {
     static let configuration = CommandConfiguration(
-        abstract: "Test accuracy, per-class accuracy and confusion matrix of a checkpoint.",
+        abstract: "Accuracy, per-class accuracy and confusion matrix of a checkpoint on a held-out split.",
         discussion: """
         Examples:
           noisy evaluate --store fmnist.noisy --checkpoint student.ckpt
-          noisy evaluate --store fmnist.noisy --checkpoint student.ckpt --json
+          noisy evaluate --store fmnist.noisy --checkpoint student.ckpt --split validation --json
         """
     )
     @OptionGroup var storeOption: StoreOption
     @Option(help: ArgumentHelp("Checkpoint file.", valueName: "file")) var checkpoint: String
+    @Option(help: "Held-out split to score: test or validation.") var split: Split = .test
     @Option(help: "Decode threads.") var threads: Int = 2
     @Flag(help: "Print JSON (schemas/evaluation.schema.json).") var json = false
+
+    func validate() throws {
+        guard split.isHeldOut else { throw ValidationError("--split must be test or validation (a held-out split), not \(split.rawValue)") }
+    }
 
     func run() throws {
         try runReportingErrors {
@@ -112,12 +119,12 @@ struct Evaluate: ParsableCommand, TrainsModels {
             let (h, model, opt) = try Checkpoint.load(path: checkpoint)
             let trainer = Trainer(model: model, optimizer: opt, seed: h.seed)
             guard let e = try evaluate(stores: source.set?.stores ?? [store], trainer: trainer, size: h.architecture.height,
-                                       channels: h.architecture.channels, threads: threads) else {
-                throw ValidationError("\(storeOption.store): no test split (ingest one with --test)")
+                                       channels: h.architecture.channels, threads: threads, split: split) else {
+                throw ValidationError("\(storeOption.store): no \(split.rawValue) split (ingest one with --\(split.rawValue))")
             }
             if json { try Terminal.printJSON(e, snakeCase: true); return }
             let classes = try store.classes()
-            print(String(format: "test accuracy %.2f%% over %d samples", 100 * e.accuracy, e.samples))
+            print(String(format: "%@ accuracy %.2f%% over %d samples", split.rawValue, 100 * e.accuracy, e.samples))
             let w = max(5, classes.map(\.count).max() ?? 5)
             for (i, name) in classes.enumerated() {
                 print("  " + name.padding(toLength: w + 2, withPad: " ", startingAt: 0) + String(format: "%6.2f%%  ", 100 * e.perClassAccuracy[i])

@@ -48,7 +48,10 @@ public struct LoopConfig: Sendable {
 public struct IterationReport: Codable, Sendable {
     public var iteration: Int
     public var teacherCheckpoint: String
+    /// Test accuracy (scored once per model, for the report).
     public var teacherAccuracy: Double
+    /// Validation accuracy after the model's last epoch (nil: the store has no validation split).
+    public var teacherValidationAccuracy: Double?
     public var generation: Int
     public var selection: String
     /// Entries per class in the selection (copies counted).
@@ -57,6 +60,7 @@ public struct IterationReport: Codable, Sendable {
     public var flipRate: Double?
     public var studentCheckpoint: String
     public var studentAccuracy: Double
+    public var studentValidationAccuracy: Double?
     public var seconds: Double
 }
 
@@ -64,9 +68,12 @@ public struct RunReport: Codable, Sendable {
     public var format: String
     public var store: String
     public var iterations: [IterationReport]
-    /// The first teacher's accuracy and the last student's.
+    /// The first teacher's test accuracy and the last student's.
     public var firstTeacherAccuracy: Double?
     public var finalStudentAccuracy: Double?
+    /// The same on the validation split (nil: the store has none).
+    public var firstTeacherValidationAccuracy: Double?
+    public var finalStudentValidationAccuracy: Double?
     /// `noisy demo`: the first teacher's and the final student's robustness (baseline: the first teacher).
     public var robustness: RobustnessSummary?
 }
@@ -127,6 +134,7 @@ public final class NoisyStudentLoop {
     struct State: Codable {
         var teacherCheckpoint: String?
         var teacherAccuracy: Double?
+        var teacherValidationAccuracy: Double?
         var iterations: [IterationReport] = []
         /// Within the current iteration.
         var generation: Int?
@@ -158,6 +166,7 @@ public final class NoisyStudentLoop {
             let (_, reports) = try train(config.teacher, pipeline: config.teacherPipeline, generation: nil, checkpoint: path, name: "teacher-0")
             state.teacherCheckpoint = path
             state.teacherAccuracy = reports.last?.testAccuracy ?? 0
+            state.teacherValidationAccuracy = reports.last?.validationAccuracy
             try save(state)
         }
         while state.iterations.count < config.iterations {
@@ -219,12 +228,15 @@ public final class NoisyStudentLoop {
                     ?? store.diffGenerations(previous.generation, g, selectionA: nil, selectionB: nil, maxIds: 0)).changedShare
             }
             let report = IterationReport(iteration: k, teacherCheckpoint: teacherPath, teacherAccuracy: state.teacherAccuracy ?? 0,
+                                         teacherValidationAccuracy: state.teacherValidationAccuracy,
                                          generation: g, selection: name, keptPerClass: sel?.countsAfter ?? [Int](repeating: 0, count: classes),
                                          flipRate: flip, studentCheckpoint: studentPath, studentAccuracy: reports.last?.testAccuracy ?? 0,
+                                         studentValidationAccuracy: reports.last?.validationAccuracy,
                                          seconds: Date().timeIntervalSince(start))
             state.iterations.append(report)
             state.teacherCheckpoint = studentPath
             state.teacherAccuracy = report.studentAccuracy
+            state.teacherValidationAccuracy = report.studentValidationAccuracy
             state.generation = nil
             state.selection = nil
             try save(state)
@@ -233,7 +245,9 @@ public final class NoisyStudentLoop {
         }
         return RunReport(format: "noisy-run-report", store: set?.path ?? store.path, iterations: state.iterations,
                          firstTeacherAccuracy: state.iterations.first?.teacherAccuracy,
-                         finalStudentAccuracy: state.iterations.last?.studentAccuracy)
+                         finalStudentAccuracy: state.iterations.last?.studentAccuracy,
+                         firstTeacherValidationAccuracy: state.iterations.first?.teacherValidationAccuracy,
+                         finalStudentValidationAccuracy: state.iterations.last?.studentValidationAccuracy)
     }
 
     /// The generations a run may reuse: the store's, or those the set's manifest lists
@@ -249,7 +263,8 @@ public final class NoisyStudentLoop {
         var jobConfig = TrainJobConfig(pipeline: pipeline, recipe: r, weightDecay: config.weightDecay, generation: generation,
                                        selection: generation == nil ? nil : "run", labelOptions: config.labelOptions,
                                        checkpoint: checkpoint, blasThreads: config.blasThreads)
-        jobConfig.evaluateEvery = 0
+        // Validation every epoch (nothing when the store has none); test once, after the last.
+        jobConfig.evaluateEvery = 1
         let job = try set.map { TrainJob(set: try ShardManifest.read($0.path).manifest, stores: $0.stores, config: jobConfig) }
             ?? TrainJob(store: store, config: jobConfig)
         job.onEpoch = { [onEpoch] in onEpoch(name, $0) }

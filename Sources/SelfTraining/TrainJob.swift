@@ -34,7 +34,8 @@ public struct TrainJobConfig: Sendable {
     /// Checkpoint written after every epoch (and read to resume).
     public var checkpoint: String
     public var blasThreads: Int
-    /// Test accuracy every this many epochs (and always after the last); 0: only after the last.
+    /// Validation accuracy every this many epochs (and always after the last); 0: only
+    /// after the last. The test split is scored once, after the last epoch, for the report.
     public var evaluateEvery: Int = 1
 
     public init(pipeline: PipelineConfig, recipe: ModelRecipe, weightDecay: Double = 5e-4, generation: Int? = nil,
@@ -49,6 +50,9 @@ public struct EpochReport: Codable, Sendable {
     public var epoch: Int
     public var loss: Double
     public var trainAccuracy: Double
+    /// On the validation split (nil: not due this epoch, or the store has none).
+    public var validationAccuracy: Double?
+    /// On the test split: after the last epoch only.
     public var testAccuracy: Double?
     public var imagesPerSecond: Double
     public var seconds: Double
@@ -136,15 +140,21 @@ public final class TrainJob {
             let seconds = Date().timeIntervalSince(start)
             let last = step >= total
             let due = last || (config.evaluateEvery > 0 && (epoch + 1) % config.evaluateEvery == 0)
-            let test = due ? try evaluate(stores: set?.stores ?? [store], trainer: trainer, size: size, channels: config.pipeline.channels,
-                                          threads: config.pipeline.threads) : nil
+            let stores = set?.stores ?? [store]
+            func score(_ split: Split) throws -> Evaluation? {
+                try evaluate(stores: stores, trainer: trainer, size: size, channels: config.pipeline.channels,
+                             threads: config.pipeline.threads, split: split)
+            }
+            let validation = due ? try score(.validation) : nil
+            let test = last ? try score(.test) : nil
             try Checkpoint.save(path: config.checkpoint, model: trainer.model, optimizer: trainer.optimizer,
                                 seed: config.pipeline.seed, stream: loader.state,
                                 notes: ["epochs_done": String(epoch + 1), "test_accuracy": test.map { String($0.accuracy) } ?? "",
+                                        "validation_accuracy": validation.map { String($0.accuracy) } ?? "",
                                         "generation": config.generation.map(String.init) ?? ""])
             let report = EpochReport(epoch: epoch + 1, loss: lossSum / Double(max(1, seen)),
-                                     trainAccuracy: Double(correct) / Double(max(1, seen)), testAccuracy: test?.accuracy,
-                                     imagesPerSecond: Double(seen) / max(seconds, 1e-9), seconds: seconds)
+                                     trainAccuracy: Double(correct) / Double(max(1, seen)), validationAccuracy: validation?.accuracy,
+                                     testAccuracy: test?.accuracy, imagesPerSecond: Double(seen) / max(seconds, 1e-9), seconds: seconds)
             reports.append(report)
             onEpoch(report)
         }
@@ -157,20 +167,20 @@ extension OutputLayout {
     public static let trainer = OutputLayout.float32NHWC(.centred)
 }
 
-/// Accuracy on the store's test split through the clean view (nil: no test split).
-public func evaluate(store: Store, trainer: Trainer, size: Int, channels: Int, threads: Int) throws -> Evaluation? {
-    try evaluate(stores: [store], trainer: trainer, size: size, channels: channels, threads: threads)
+/// Accuracy on a held-out split of the store through the clean view (nil: the split is empty).
+public func evaluate(store: Store, trainer: Trainer, size: Int, channels: Int, threads: Int, split: Split = .test) throws -> Evaluation? {
+    try evaluate(stores: [store], trainer: trainer, size: size, channels: channels, threads: threads, split: split)
 }
 
-/// Accuracy on the test split of a store, or of every shard of a set together, in id order.
-public func evaluate(stores: [Store], trainer: Trainer, size: Int, channels: Int, threads: Int) throws -> Evaluation? {
+/// Accuracy on a held-out split of a store, or of every shard of a set together, in id order.
+public func evaluate(stores: [Store], trainer: Trainer, size: Int, channels: Int, threads: Int, split: Split = .test) throws -> Evaluation? {
     guard let store = stores.first else { return nil }
     let view = View.teacher(TeacherView(size: size, cropFraction: 1))
     let loader: SequenceLoader
     if stores.count == 1 {
-        loader = try SequenceLoader(store: store, split: .test, view: view, channels: channels, layout: .trainer, batchSize: 256, threads: threads)
+        loader = try SequenceLoader(store: store, split: split, view: view, channels: channels, layout: .trainer, batchSize: 256, threads: threads)
     } else {
-        let items = try stores.flatMap { try $0.index(of: .test) }.sorted { $0.id < $1.id }.map { (id: $0.id, classIndex: $0.classIndex.map { Int($0) }) }
+        let items = try stores.flatMap { try $0.index(of: split) }.sorted { $0.id < $1.id }.map { (id: $0.id, classIndex: $0.classIndex.map { Int($0) }) }
         loader = try SequenceLoader(items: items, source: try ShardSetSampleSource(stores: stores), classCount: try store.classes().count,
                                     view: view, channels: channels, layout: .trainer, batchSize: 256, threads: threads)
     }

@@ -96,7 +96,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(info.status, 0, info.stderr)
         XCTAssertNil(try Processes.schemaViolation(schema: "info.schema.json", json: info.stdoutData))
         let parsed = try JSONDecoder().decode(StoreInfo.self, from: info.stdoutData)
-        XCTAssertEqual(parsed.splits, ["labeled": 6, "unlabeled": 7, "test": 1])
+        XCTAssertEqual(parsed.splits, ["labeled": 6, "unlabeled": 7, "test": 1, "validation": 0])
         XCTAssertEqual(parsed.classes.map(\.name), ["ant", "bee"])
         XCTAssertEqual(parsed.classes.map(\.labeled), [3, 3])
         XCTAssertEqual(parsed.classes.map(\.test), [1, 0])

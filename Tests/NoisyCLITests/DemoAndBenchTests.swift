@@ -13,9 +13,9 @@ final class DemoAndBenchTests: XCTestCase {
     /// a second run that reuses the work folder instead of starting over.
     func testDemoRunsTheLoopOnASliceAndReusesItsWorkFolder() throws {
         let work = "\(root)/demo"
-        let args = ["demo", "--workdir", work, "--per-class", "5", "--unlabeled", "200", "--iterations", "1",
+        let args = ["demo", "--workdir", work, "--per-class", "5", "--unlabeled", "200", "--validation-per-class", "20", "--iterations", "1",
                     "--teacher-epochs", "2", "--student-epochs", "1", "--keep-per-class", "20", "--threshold", "0",
-                    "--batch-size", "32", "--threads", "2"]
+                    "--batch-size", "32", "--threads", "2", "--robustness-samples", "20"]
         let first = try Processes.noisy(args)
         XCTAssertEqual(first.status, 0, first.stderr)
         // The folders: 10 classes x 5 labeled, 200 unlabeled.
@@ -24,18 +24,42 @@ final class DemoAndBenchTests: XCTestCase {
         XCTAssertEqual(classes.count, 10)
         for c in classes { XCTAssertEqual(try fm.contentsOfDirectory(atPath: "\(work)/folders/labeled/\(c)").count, 5, c) }
         XCTAssertEqual(try fm.subpathsOfDirectory(atPath: "\(work)/folders/unlabeled").filter { $0.hasSuffix(".png") }.count, 200)
+        // Against the IDX files read by numpy and the PNGs read by Pillow: every image is
+        // the training image its name says, under its own label, and the three splits are
+        // disjoint (by index and by pixels).
+        try checkDemoFolders("\(work)/folders", perClass: 5, validationPerClass: 20, unlabeled: 200)
         let info = try Processes.noisy(["info", "--store", "\(work)/store.noisy", "--json"])
         let i = try XCTUnwrap(JSONSerialization.jsonObject(with: info.stdoutData) as? [String: Any])
         let splits = try XCTUnwrap(i["splits"] as? [String: Any])
         XCTAssertEqual(splits["labeled"] as? Int, 50, "\(splits)")
         XCTAssertEqual(splits["unlabeled"] as? Int, 200, "\(splits)")
         XCTAssertEqual(splits["test"] as? Int, 10_000, "\(splits)")
+        XCTAssertEqual(splits["validation"] as? Int, 200, "\(splits)")
+        XCTAssertNil(try Processes.schemaViolation(schema: "info.schema.json", json: info.stdoutData))
         // The report: one iteration with a generation, valid against the schema.
         let report = try Data(contentsOf: URL(fileURLWithPath: "\(work)/report.json"))
         XCTAssertNil(try Processes.schemaViolation(schema: "run-report.schema.json", json: report))
         let r = try XCTUnwrap(JSONSerialization.jsonObject(with: report) as? [String: Any])
         XCTAssertEqual((r["iterations"] as? [Any])?.count, 1)
-        XCTAssertTrue(first.stdout.contains("demo: first teacher"), first.stdout)
+        XCTAssertEqual((r["robustness"] as? [String: Any])?["samples"] as? Int, 20, "the robustness pass on its seeded subset")
+        XCTAssertTrue(first.stdout.contains("demo: test (scored once per model): first teacher"), first.stdout)
+        XCTAssertTrue(first.stdout.contains("demo: validation: first teacher"), first.stdout)
+        // Validation every epoch (2 teacher + 1 student), test once per model.
+        XCTAssertEqual(first.stderr.components(separatedBy: ", validation ").count - 1, 3, first.stderr)
+        XCTAssertEqual(first.stderr.components(separatedBy: ", test ").count - 1, 2, first.stderr)
+        let it = try XCTUnwrap((r["iterations"] as? [[String: Any]])?.first)
+        XCTAssertNotNil(it["teacher_validation_accuracy"] as? Double)
+        XCTAssertNotNil(it["student_validation_accuracy"] as? Double)
+        // The validation images are held out with a fixed seed: another --seed picks
+        // other labeled images but the same validation images.
+        let other = "\(root)/demo-seed7"
+        let o = try Processes.noisy(["demo", "--workdir", other, "--per-class", "5", "--unlabeled", "200", "--validation-per-class", "20",
+                                     "--seed", "7", "--ingest-only"])
+        XCTAssertEqual(o.status, 0, o.stderr)
+        try checkDemoFolders("\(other)/folders", perClass: 5, validationPerClass: 20, unlabeled: 200)
+        func names(_ dir: String) throws -> Set<String> { Set(try fm.subpathsOfDirectory(atPath: dir).filter { $0.hasSuffix(".png") }) }
+        XCTAssertEqual(try names("\(work)/folders/validation"), try names("\(other)/folders/validation"))
+        XCTAssertNotEqual(try names("\(work)/folders/labeled"), try names("\(other)/folders/labeled"))
         let list = try Processes.noisy(["labels", "list", "--store", "\(work)/store.noisy", "--json"])
         XCTAssertEqual((try JSONSerialization.jsonObject(with: list.stdoutData) as? [Any])?.count, 1, "one generation")
         // Run again: the folders and the loop's finished steps are reused, nothing is redone.
@@ -44,6 +68,41 @@ final class DemoAndBenchTests: XCTestCase {
         XCTAssertTrue(again.stdout.contains("demo: reusing"), again.stdout)
         let list2 = try Processes.noisy(["labels", "list", "--store", "\(work)/store.noisy", "--json"])
         XCTAssertEqual((try JSONSerialization.jsonObject(with: list2.stdoutData) as? [Any])?.count, 1, "no second generation")
+    }
+
+    /// The demo's folders checked with numpy (the IDX files) and Pillow (the PNGs).
+    func checkDemoFolders(_ folders: String, perClass: Int, validationPerClass: Int, unlabeled: Int) throws {
+        let r = try Processes.python("""
+        import gzip, os, sys
+        import numpy as np
+        from PIL import Image
+        root, per, val, unl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+        d = "/usr/share/datasets/fashion-mnist"
+        imgs = np.frombuffer(gzip.open(d + "/train-images-idx3-ubyte.gz").read(), np.uint8, offset=16).reshape(-1, 28, 28)
+        labels = np.frombuffer(gzip.open(d + "/train-labels-idx1-ubyte.gz").read(), np.uint8, offset=8)
+        names = ["tshirt-top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
+        seen = {}
+        for split in ["validation", "labeled", "unlabeled"]:
+            idx = []
+            for dirpath, _, files in os.walk(os.path.join(root, split)):
+                for f in files:
+                    i = int(f[len("train-"):-len(".png")])
+                    px = np.asarray(Image.open(os.path.join(dirpath, f)).convert("L"))
+                    assert (px == imgs[i]).all(), (split, f, "pixels differ from the IDX image")
+                    if split != "unlabeled":
+                        assert os.path.basename(dirpath) == names[labels[i]], (split, f, "wrong class folder")
+                    idx.append(i)
+            seen[split] = set(idx)
+            assert len(idx) == len(seen[split])
+        counts = {s: np.bincount(labels[sorted(seen[s])], minlength=10).tolist() for s in ["validation", "labeled"]}
+        assert counts["validation"] == [val] * 10, counts
+        assert counts["labeled"] == [per] * 10, counts
+        assert len(seen["unlabeled"]) == unl
+        assert not (seen["validation"] & seen["labeled"]) and not (seen["validation"] & seen["unlabeled"]) and not (seen["labeled"] & seen["unlabeled"])
+        print("ok")
+        """, [folders, String(perClass), String(validationPerClass), String(unlabeled)])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "ok")
     }
 
     func makeStore() throws -> String {

@@ -33,6 +33,74 @@ final class LoopTests: XCTestCase {
         return store
     }
 
+    /// A validation split: ingested from its own folder and held out (a copy of one of
+    /// its images in the labeled folder is leakage), stored under split code 3 as
+    /// python-lmdb reads it, scored every epoch by `train`, while test is scored once.
+    func testValidationIsHeldOutAndScoredEveryEpochWhileTestIsScoredOnce() throws {
+        let fm = try FashionMNIST.load()
+        var perClass = [Int](repeating: 0, count: 10)
+        var leaked = ""
+        for i in 3000..<4000 {
+            let c = Int(fm.train.labels[i])
+            guard perClass[c] < 4 else { continue }
+            perClass[c] += 1
+            let png = try Codec.encodePNG(fm.train.image(i))
+            Fixtures.write(png, to: "\(root)/v/\(FashionMNIST.classNames[c])/\(i).png")
+            if leaked.isEmpty { leaked = "\(FashionMNIST.classNames[c])/\(i).png"; Fixtures.write(png, to: "\(root)/l2/\(leaked)") }
+        }
+        let store = try makeStore()
+        let leak = try Processes.noisy(["ingest", "--store", store, "--labeled", "\(root)/l2", "--validation", "\(root)/v",
+                                        "--strict", "--json", "--report", "\(root)/report.jsonl", "--quiet"])
+        XCTAssertEqual(leak.status, 3, "a leak fails --strict: \(leak.stderr)")
+        XCTAssertNil(try Processes.schemaViolation(schema: "ingest-summary.schema.json", json: leak.stdoutData))
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: leak.stdoutData) as? [String: Any])
+        XCTAssertEqual(summary["leakage"] as? Int, 1, "\(summary)")
+        let report = try String(contentsOfFile: "\(root)/report.jsonl", encoding: .utf8)
+        XCTAssertTrue(report.contains("LEAKAGE: validation image identical to"), report)
+        // The labeled copy came first and stays; its validation twin is refused.
+        let splits = try Processes.python("""
+        import lmdb, sys
+        env = lmdb.open(sys.argv[1], readonly=True, max_dbs=16, lock=False)
+        counts = {}
+        with env.begin() as t:
+            for k, _ in t.cursor(db=env.open_db(b"split_index", txn=t, create=False)):
+                counts[k[0]] = counts.get(k[0], 0) + 1
+        print(" ".join(f"{c}:{n}" for c, n in sorted(counts.items())))
+        """, [store])
+        XCTAssertEqual(splits.stdout, "0:81 1:160 2:60 3:39\n", splits.stderr)
+        let ids = try Processes.python("""
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        import noisy
+        with noisy.open_store(sys.argv[2]) as st: print(len(st.ids("validation")))
+        """, [Processes.repositoryRoot + "/python", store])
+        XCTAssertEqual(ids.stdout, "39\n", ids.stderr)
+        let info = try Processes.noisy(["info", "--store", store, "--json"])
+        XCTAssertNil(try Processes.schemaViolation(schema: "info.schema.json", json: info.stdoutData))
+        let classes = try XCTUnwrap((try JSONSerialization.jsonObject(with: info.stdoutData) as? [String: Any])?["classes"] as? [[String: Any]])
+        XCTAssertEqual(classes.compactMap { $0["validation"] as? Int }.reduce(0, +), 39)
+
+        let train = try Processes.noisy(["train", "--store", store, "--crop", "pad", "--pad", "2", "--model", "cnn", "--depth", "0",
+                                         "--epochs", "3", "--out", "\(root)/t.ckpt", "--json", "--size", "28", "--batch-size", "16", "--threads", "1"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let lines = train.stdout.split(separator: "\n").filter { $0.hasPrefix("{") }
+        XCTAssertNil(try Processes.schemaViolation(schema: "epoch-report.schema.json", json: Data(lines.joined(separator: "\n").utf8), lines: true))
+        let epochs = try lines.map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        XCTAssertEqual(epochs.count, 3)
+        XCTAssertEqual(epochs.map { $0["validation_accuracy"] != nil }, [true, true, true], "validation every epoch")
+        XCTAssertEqual(epochs.map { $0["test_accuracy"] != nil }, [false, false, true], "test once, after the last epoch")
+        for (split, n) in [("validation", 39), ("test", 60)] {
+            let e = try Processes.noisy(["evaluate", "--store", store, "--checkpoint", "\(root)/t.ckpt", "--split", split, "--json"])
+            XCTAssertEqual(e.status, 0, e.stderr)
+            let j = try XCTUnwrap(JSONSerialization.jsonObject(with: e.stdoutData) as? [String: Any])
+            XCTAssertEqual(j["samples"] as? Int, n)
+            XCTAssertEqual(j["accuracy"] as? Double, epochs[2]["\(split)_accuracy"] as? Double, "\(split): evaluate agrees with train's last epoch")
+        }
+        let bad = try Processes.noisy(["evaluate", "--store", store, "--checkpoint", "\(root)/t.ckpt", "--split", "labeled"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--split must be test or validation"), bad.stderr)
+    }
+
     func testTrainEvaluateLabelAndTheLoopWithLineageAndResume() throws {
         let store = try makeStore()
         let small = ["--size", "28", "--batch-size", "16", "--threads", "1"]

@@ -15,7 +15,7 @@ from typing import Iterator, Optional
 
 import lmdb
 
-SPLITS = {0: "labeled", 1: "unlabeled", 2: "test"}
+SPLITS = {0: "labeled", 1: "unlabeled", 2: "test", 3: "validation"}
 FORMATS = {1: "jpeg", 2: "png", 3: "webp"}  # schemas/store-layout.md, "format code"
 NO_CLASS = 0xFFFFFFFF
 _HEADER = struct.Struct("<BBBBIIIIIBBHQQ32s32s")  # 108 bytes
@@ -71,7 +71,7 @@ class Store:
         """The sample ids of a split, in id order (the order label jobs cut into parts)."""
         code = {v: k for k, v in SPLITS.items()}.get(split)
         if code is None:
-            raise StoreError(f"unknown split {split!r} (labeled, unlabeled or test)")
+            raise StoreError(f"unknown split {split!r} (labeled, unlabeled, test or validation)")
         index = self.env.open_db(b"split_index", create=False)
         out = []
         with self.env.begin() as txn:
