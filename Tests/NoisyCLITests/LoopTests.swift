@@ -159,7 +159,7 @@ final class LoopTests: XCTestCase {
         XCTAssertTrue(sawGeneration, "the loop made its first generation")
         let again = try Processes.noisy(args)
         XCTAssertEqual(again.status, 0, again.stderr)
-        XCTAssertTrue(again.stdout.contains("iter  teacher"), again.stdout)
+        XCTAssertTrue(again.stdout.contains("iter  validation (teacher -> student)  test (teacher -> student)"), again.stdout)
         let report = try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/report.json"))
         XCTAssertNil(try Processes.schemaViolation(schema: "run-report.schema.json", json: report))
         let r = try XCTUnwrap(JSONSerialization.jsonObject(with: report) as? [String: Any])

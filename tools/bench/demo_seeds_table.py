@@ -3,10 +3,12 @@
 
     tools/bench/demo_seeds_table.py OUT_DIR SEED [SEED ...]
 
-Reads OUT_DIR/seed-K/report.json (schemas/run-report.schema.json) and
-OUT_DIR/seed-K/time.txt (/usr/bin/time -f '%e %P %M': seconds, CPU share, peak KB),
-as tools/bench/demo_seeds.sh writes them, and prints a markdown table. The standard
-deviation is the sample one (n - 1); with one seed it is left out.
+Reads OUT_DIR/seed-K/report.json (schemas/run-report.schema.json),
+OUT_DIR/seed-K/time.txt (/usr/bin/time -f '%e %P %M': seconds, CPU share, peak KB)
+and, when the demo made one, OUT_DIR/seed-K/robustness.json (robustness.schema.json),
+as tools/bench/demo_seeds.sh writes them, and prints two markdown tables: the demo's
+numbers, and the robustness per corruption and perturbation. The standard deviation
+is the sample one (n - 1); with one seed it is left out.
 """
 import json
 import statistics
@@ -58,12 +60,39 @@ def main():
         add("CPU use (% of one core)", float(fields[1].rstrip("%")))
         add("peak memory (MB)", float(fields[2]) / 1024)
 
+    def ms(v):
+        return f"{statistics.mean(v):.2f}" + (f" ± {statistics.stdev(v):.2f}" if len(v) > 1 else "")
+
     print(f"| over seeds {', '.join(seeds)} | mean | std | per seed |")
     print("| --- | --- | --- | --- |")
     for name in order:
         v = rows[name]
         std = f"{statistics.stdev(v):.2f}" if len(v) > 1 else "-"
         print(f"| {name} | {statistics.mean(v):.2f} | {std} | {', '.join(f'{x:.2f}' for x in v)} |")
+
+    # Per corruption (error, mean over severities) and per perturbation (flip probability),
+    # first teacher against final student, each as mean ± std over the seeds.
+    robust = []
+    for s in seeds:
+        try:
+            with open(f"{out}/seed-{s}/robustness.json") as f:
+                robust.append(json.load(f))
+        except FileNotFoundError:
+            pass
+    if not robust:
+        return
+    print(f"\n| robustness over seeds {', '.join(seeds)} ({robust[0]['samples']} test images) | first teacher | final student | student CE / FR |")
+    print("| --- | --- | --- | --- |")
+    for c in robust[0]["corruptions"]:
+        t = [100 * r["models"][0]["mean_errors"][c] for r in robust]
+        st = [100 * r["models"][-1]["mean_errors"][c] for r in robust]
+        ce = [100 * r["models"][-1]["corruption_errors"][c] for r in robust]
+        print(f"| {c} error | {ms(t)} | {ms(st)} | {ms(ce)} |")
+    for p in robust[0]["perturbations"]:
+        t = [100 * r["models"][0]["flip_probabilities"][p] for r in robust]
+        st = [100 * r["models"][-1]["flip_probabilities"][p] for r in robust]
+        fr = [100 * r["models"][-1]["flip_rates"][p] for r in robust]
+        print(f"| {p} flip probability | {ms(t)} | {ms(st)} | {ms(fr)} |")
 
 
 if __name__ == "__main__":
