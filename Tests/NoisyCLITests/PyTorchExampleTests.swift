@@ -256,7 +256,7 @@ final class PyTorchExampleTests: ServerTestCase {
         let r = try Processes.run(try Processes.torchPython(),
                                   ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                                    Processes.repositoryRoot + "/examples/ddp_train.py", "unix:" + sock, "--steps", "60"])
-        XCTAssertEqual(r.status, 0, "torchrun examples/ddp_train.py: \(r.stderr)")
+        XCTAssertEqual(r.status, 0, "torchrun examples/ddp_train.py: \(r.stdout)\n\(r.stderr)")
         var ranks: [Int: (batches: Int, first: Double, last: Double)] = [:]
         for line in r.stdout.split(separator: "\n") {
             let w = line.split(separator: " ").map(String.init)
