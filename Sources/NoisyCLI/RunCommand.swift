@@ -28,7 +28,8 @@ struct LoopOptions: ParsableArguments {
     @Option(help: "Teacher noise: pad-and-crop padding.") var teacherPad: Int = 2
     @Option(help: "Student noise: pad-and-crop padding.") var studentPad: Int = 3
     @Option(help: "Student noise: Cutout side (0: off).") var cutout: Int = 10
-    @Option(help: ArgumentHelp("Student noise: RandAugment N,M (timm preset, relative geometry).", valueName: "N,M")) var randaugment: String?
+    @Option(help: ArgumentHelp("Student noise: RandAugment N,M (timm preset, relative geometry), or none. 2,5 was chosen on validation over 3 seeds (BENCHMARKS.md).",
+                               valueName: "N,M")) var randaugment: String = "2,5"
     @Option(help: "Student dropout.") var dropout: Double = 0.5
     @Option(help: "Student peak learning rate (after warm-up; cosine decay).") var studentLr: Double = 0.05
     @Option(help: "Weight decay (teacher and students).") var weightDecay: Double = 5e-4
@@ -55,10 +56,12 @@ struct LoopOptions: ParsableArguments {
         }
         let channels = try store.dominantChannels()
         var ra: RandAugment?
-        if let randaugment {
+        if randaugment != "none" {
             let p = randaugment.split(separator: ",")
-            guard p.count == 2, let n = Int(p[0]), let m = Double(p[1]) else { throw ValidationError("--randaugment wants N,M") }
-            ra = RandAugment(layers: n, magnitude: m, preset: .timm)
+            guard p.count == 2, let n = Int(p[0]), let m = Double(p[1]), n >= 0, m >= 0 else {
+                throw ValidationError("--randaugment wants N,M (e.g. 2,5) or none (got '\(randaugment)')")
+            }
+            ra = n == 0 ? nil : RandAugment(layers: n, magnitude: m, preset: .timm)
         }
         let teacherView = View.train(TrainView(size: size, crop: .padCrop(padding: teacherPad), flip: true))
         let studentView = View.train(TrainView(size: size, crop: .padCrop(padding: studentPad), flip: true, randAugment: ra, cutout: cutout))
@@ -119,7 +122,7 @@ struct Run: ParsableCommand, TrainsModels {
         the previous student) labels the unlabeled split through the clean view; the
         generation is filtered (--threshold) and balanced (--per-class); a student at
         least as wide, from scratch, learns from labeled + pseudo-labeled batches
-        (--ratio) under noise (pad-and-crop, flips, Cutout, optional RandAugment,
+        (--ratio) under noise (pad-and-crop, flips, RandAugment 2,5 by default, Cutout,
         dropout, stochastic depth). Each generation names its teacher's checkpoint.
         Interrupted, it resumes after the last finished step (--workdir holds the state).
 
