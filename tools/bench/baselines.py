@@ -33,7 +33,7 @@ if os.path.realpath(sys.prefix) != os.path.realpath(os.path.join(ROOT, ".venv"))
     if not os.path.exists(VENV_PY):
         sys.exit("baselines: no .venv; run tools/python-env.sh first")
     if subprocess.run([VENV_PY, "-c", "import sklearn"], capture_output=True).returncode != 0:
-        subprocess.run([VENV_PY, "-m", "pip", "install", "-q", SKLEARN], check=True)
+        subprocess.run([VENV_PY, "-m", "pip", "install", "-q", "--no-cache-dir", SKLEARN], check=True)
     os.execv(VENV_PY, [VENV_PY] + sys.argv)
 
 import statistics  # noqa: E402
