@@ -70,12 +70,7 @@ struct PipelineOptions: ParsableArguments {
     }
 
     func parsedRandAugment() throws -> RandAugment? {
-        guard let randaugment else { return nil }
-        let parts = randaugment.split(separator: ",")
-        guard parts.count == 2, let n = Int(parts[0]), let m = Double(parts[1]), n >= 0, m >= 0 else {
-            throw ValidationError("--randaugment wants N,M such as 2,9 (got \(randaugment))")
-        }
-        return RandAugment(layers: n, magnitude: m, preset: raPreset)
+        try randaugment.flatMap { try RandAugment(option: $0, preset: raPreset) }
     }
 
     func resolvedView() throws -> View {
@@ -140,5 +135,18 @@ struct PipelineSource {
                                generation: generation, selection: options.selection,
                                labelOptions: LabelReadOptions(temperature: options.temperature, hard: options.hard,
                                                               smoothing: options.hardSmoothing), log: log)
+    }
+}
+
+extension RandAugment {
+    /// `--randaugment N,M` (the same option in every command): nil for `none` or N = 0.
+    init?(option text: String, preset: Preset) throws {
+        if text == "none" { return nil }
+        let parts = text.split(separator: ",")
+        guard parts.count == 2, let n = Int(parts[0]), let m = Double(parts[1]), n >= 0, m >= 0 else {
+            throw ValidationError("--randaugment wants N,M such as 2,5, or none (got '\(text)')")
+        }
+        guard n > 0 else { return nil }
+        self.init(layers: n, magnitude: m, preset: preset)
     }
 }

@@ -55,14 +55,7 @@ struct LoopOptions: ParsableArguments {
             throw ValidationError("--student-epochs wants positive integers, e.g. 16 or 12,12,24 (got '\(studentEpochs)')")
         }
         let channels = try store.dominantChannels()
-        var ra: RandAugment?
-        if randaugment != "none" {
-            let p = randaugment.split(separator: ",")
-            guard p.count == 2, let n = Int(p[0]), let m = Double(p[1]), n >= 0, m >= 0 else {
-                throw ValidationError("--randaugment wants N,M (e.g. 2,5) or none (got '\(randaugment)')")
-            }
-            ra = n == 0 ? nil : RandAugment(layers: n, magnitude: m, preset: .timm)
-        }
+        let ra = try RandAugment(option: randaugment, preset: .timm)
         let teacherView = View.train(TrainView(size: size, crop: .padCrop(padding: teacherPad), flip: true))
         let studentView = View.train(TrainView(size: size, crop: .padCrop(padding: studentPad), flip: true, randAugment: ra, cutout: cutout))
         var config = LoopConfig(

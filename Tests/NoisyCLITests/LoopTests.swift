@@ -190,7 +190,7 @@ final class LoopTests: XCTestCase {
             (["--weight-decay=-0.1"], "--weight-decay"),
             (["--student-epochs", "12,x"], "--student-epochs wants positive integers"),
             (["--teacher-width", "2", "--student-width", "1"], "at least as wide as the teacher"),
-            (["--randaugment", "2"], "--randaugment wants N,M (e.g. 2,5) or none (got '2')"),
+            (["--randaugment", "2"], "--randaugment wants N,M such as 2,5, or none (got '2')"),
         ]
         for (extra, needle) in cases {
             let r = try Processes.noisy(["run", "--store", store, "--workdir", "\(root)/run"] + extra)
