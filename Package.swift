@@ -94,7 +94,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["ImageCodec", "Pixels", "KeyedRandom"], path: "Tests/TestSupport"),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Augment", "Batches", "DatasetStore", "ImageCodec", "Pixels", "KeyedRandom", "TestSupport"]),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB", "TestSupport"]),
-        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Batches", "KeyedRandom", "Parallelism"]),
+        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Batches", "KeyedRandom", "Parallelism", "TestSupport"]),
         .testTarget(name: "ImageCodecTests", dependencies: ["ImageCodec", "Pixels", "Digest", "Gzip", "TestSupport"]),
         .testTarget(name: "DatasetStoreTests", dependencies: ["DatasetStore", "LMDB", "ImageCodec", "Pixels", "Digest", "KeyedRandom", "Datasets", "TestSupport", "NoisyFuzz"]),
         // Depends on the executable so that `swift test` builds the `noisy` binary it runs.

@@ -123,3 +123,68 @@ void tk_gemm_rows(const float *a, ptrdiff_t m, ptrdiff_t k, const float *b, ptrd
         }
     }
 }
+
+/* Channels are handled in blocks so that the double accumulators live on the stack
+   whatever the width; within a block every row adds its channels in one vector loop. */
+#define BN_BLOCK 256
+
+void tk_bn_statistics(const float *x, ptrdiff_t rows, ptrdiff_t c, float *mean, float *var) {
+    double acc[BN_BLOCK], sq[BN_BLOCK];
+    const double n = (double)(rows > 0 ? rows : 1);
+    for (ptrdiff_t c0 = 0; c0 < c; c0 += BN_BLOCK) {
+        const ptrdiff_t nb = c - c0 < BN_BLOCK ? c - c0 : BN_BLOCK;
+        for (ptrdiff_t j = 0; j < nb; j++) { acc[j] = 0; sq[j] = 0; }
+        for (ptrdiff_t i = 0; i < rows; i++) {
+            const float *r = x + i * c + c0;
+            for (ptrdiff_t j = 0; j < nb; j++) acc[j] += r[j];
+        }
+        for (ptrdiff_t j = 0; j < nb; j++) { acc[j] /= n; mean[c0 + j] = (float)acc[j]; }
+        for (ptrdiff_t i = 0; i < rows; i++) {
+            const float *r = x + i * c + c0;
+            for (ptrdiff_t j = 0; j < nb; j++) { const double d = r[j] - acc[j]; sq[j] += d * d; }
+        }
+        for (ptrdiff_t j = 0; j < nb; j++) var[c0 + j] = (float)(sq[j] / n);
+    }
+}
+
+void tk_bn_forward(const float *x, ptrdiff_t rows, ptrdiff_t c, const float *mean, const float *invstd,
+                   const float *gamma, const float *beta, float *xhat, float *y) {
+    for (ptrdiff_t i = 0; i < rows; i++) {
+        const float *r = x + i * c;
+        float *o = y + i * c;
+        if (xhat) {
+            float *h = xhat + i * c;
+            for (ptrdiff_t j = 0; j < c; j++) { const float v = (r[j] - mean[j]) * invstd[j]; h[j] = v; o[j] = gamma[j] * v + beta[j]; }
+        } else {
+            for (ptrdiff_t j = 0; j < c; j++) o[j] = gamma[j] * ((r[j] - mean[j]) * invstd[j]) + beta[j];
+        }
+    }
+}
+
+void tk_bn_backward(const float *dy, const float *xhat, ptrdiff_t rows, ptrdiff_t c, const float *gamma,
+                    const float *invstd, float *dgamma, float *dbeta, float *dx) {
+    double sdy[BN_BLOCK], sdyx[BN_BLOCK];
+    float k1[BN_BLOCK], k2[BN_BLOCK], k3[BN_BLOCK];
+    const double n = (double)(rows > 0 ? rows : 1);
+    for (ptrdiff_t c0 = 0; c0 < c; c0 += BN_BLOCK) {
+        const ptrdiff_t nb = c - c0 < BN_BLOCK ? c - c0 : BN_BLOCK;
+        for (ptrdiff_t j = 0; j < nb; j++) { sdy[j] = 0; sdyx[j] = 0; }
+        for (ptrdiff_t i = 0; i < rows; i++) {
+            const float *g = dy + i * c + c0, *h = xhat + i * c + c0;
+            for (ptrdiff_t j = 0; j < nb; j++) { sdy[j] += g[j]; sdyx[j] += (double)g[j] * h[j]; }
+        }
+        for (ptrdiff_t j = 0; j < nb; j++) {
+            dgamma[c0 + j] += (float)sdyx[j];
+            dbeta[c0 + j] += (float)sdy[j];
+            /* dx = k1 * dy - k2 - k3 * xhat */
+            k1[j] = gamma[c0 + j] * invstd[c0 + j];
+            k2[j] = (float)(k1[j] * sdy[j] / n);
+            k3[j] = (float)(k1[j] * sdyx[j] / n);
+        }
+        for (ptrdiff_t i = 0; i < rows; i++) {
+            const float *g = dy + i * c + c0, *h = xhat + i * c + c0;
+            float *o = dx + i * c + c0;
+            for (ptrdiff_t j = 0; j < nb; j++) o[j] = k1[j] * g[j] - k2[j] - k3[j] * h[j];
+        }
+    }
+}

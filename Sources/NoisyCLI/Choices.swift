@@ -22,6 +22,9 @@ enum LayoutChoice: String, ExpressibleByArgument, CaseIterable { case uint8, flo
 /// `--model`: the MLP or the residual CNN.
 enum ModelChoice: String, ExpressibleByArgument, CaseIterable { case mlp, cnn }
 
+/// `noisy run --batch-norm`: which models of the loop normalise their batches.
+enum BatchNormChoice: String, ExpressibleByArgument, CaseIterable { case none, students, all }
+
 extension RandAugment.Preset: ExpressibleByArgument {}
 extension LabelExportFormat: ExpressibleByArgument {}
 extension Split: ExpressibleByArgument {}

@@ -37,6 +37,8 @@ struct LoopOptions: ParsableArguments {
     @Flag(help: "Hard pseudo labels (one-hot of the top class, smoothing 0.1) instead of soft ones.") var hardLabels = false
     @Option(help: "Student stochastic depth (final survival).") var stochasticDepth: Double = 0.8
     @Option(help: "EMA decay of the weights that evaluate and label (0: off).") var ema: Double = 0
+    @Option(help: "Batch normalisation after every convolution: in no model, the students only, or every model.")
+    var batchNorm: BatchNormChoice = .none
     @Option(help: "Seed.") var seed: UInt64 = 0
     @Option(help: "Decode threads.") var threads: Int = 2
     @Option(help: "OpenBLAS threads.") var blasThreads: Int = 1
@@ -61,9 +63,10 @@ struct LoopOptions: ParsableArguments {
         var config = LoopConfig(
             iterations: iterations,
             teacher: ModelRecipe(kind: "cnn", width: teacherWidth, depth: depth, dropout: 0.3, finalSurvival: 1, epochs: teacherEpochs,
-                                 emaDecay: ema),
+                                 emaDecay: ema, batchNorm: batchNorm == .all),
             student: ModelRecipe(kind: "cnn", width: studentWidth, depth: studentDepth ?? depth, dropout: dropout, finalSurvival: stochasticDepth,
-                                 epochs: epochs.last.flatMap { $0 } ?? 16, learningRate: studentLr, emaDecay: ema),
+                                 epochs: epochs.last.flatMap { $0 } ?? 16, learningRate: studentLr, emaDecay: ema,
+                                 batchNorm: batchNorm != .none),
             teacherPipeline: PipelineConfig(view: teacherView, channels: channels, batchSize: batchSize, seed: seed, threads: threads),
             studentPipeline: PipelineConfig(view: studentView, channels: channels, batchSize: batchSize, ratio: ratio, seed: seed, threads: threads),
             threshold: threshold, perClass: keepPerClass > 0 ? keepPerClass : nil, workdir: workdir, blasThreads: blasThreads)

@@ -20,6 +20,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Peak learning rate (after warm-up; cosine decay).") var lr: Double = 0.05
     @Option(help: "Weight decay.") var weightDecay: Double = 5e-4
     @Option(help: "EMA decay of the weights used to evaluate and label (0: off).") var ema: Double = 0
+    @Flag(help: "Batch normalisation after every convolution (CNN) or hidden layer (MLP).") var batchNorm = false
     @Option(help: "OpenBLAS threads (keep decode threads' cores free).") var blasThreads: Int = 1
 
     func validate() throws {
@@ -61,7 +62,8 @@ struct Train: ParsableCommand, TrainsModels {
             let config = try pipeline.config(store: store)
             let m = modelOptions
             let recipe = ModelRecipe(kind: m.model.rawValue, width: m.width, depth: m.depth, dropout: m.dropout,
-                                     finalSurvival: m.stochasticDepth, epochs: m.epochs, learningRate: m.lr, emaDecay: m.ema)
+                                     finalSurvival: m.stochasticDepth, epochs: m.epochs, learningRate: m.lr, emaDecay: m.ema,
+                                     batchNorm: m.batchNorm)
             var jobConfig = TrainJobConfig(
                 pipeline: config, recipe: recipe, weightDecay: m.weightDecay,
                 generation: try pipeline.generation.map { try store.resolveGeneration($0).generation },

@@ -16,10 +16,12 @@ public struct ModelRecipe: Codable, Sendable, Equatable {
     public var epochs: Int
     public var learningRate: Double
     public var emaDecay: Double
+    public var batchNorm: Bool
     public init(kind: String = "cnn", width: Double = 1, depth: Int = 1, dropout: Double = 0.3, finalSurvival: Double = 0.8,
-                epochs: Int = 30, learningRate: Double = 0.05, emaDecay: Double = 0) {
+                epochs: Int = 30, learningRate: Double = 0.05, emaDecay: Double = 0, batchNorm: Bool = false) {
         self.kind = kind; self.width = width; self.depth = depth; self.dropout = dropout
         self.finalSurvival = finalSurvival; self.epochs = epochs; self.learningRate = learningRate; self.emaDecay = emaDecay
+        self.batchNorm = batchNorm
     }
 }
 
@@ -89,7 +91,7 @@ public final class TrainJob {
         let r = config.recipe
         let arch = Architecture(kind: r.kind, width: r.width, depth: r.depth, height: size, imageWidth: size,
                                 channels: config.pipeline.channels, classes: classes, dropout: r.dropout,
-                                finalSurvival: r.finalSurvival)
+                                finalSurvival: r.finalSurvival, batchNorm: r.batchNorm)
         // A checkpoint to resume from fixes the stream state; the one loader built from
         // it also tells the epoch length, which fixes the schedule the checkpoint must match.
         let saved = resume && FileManager.default.fileExists(atPath: config.checkpoint)

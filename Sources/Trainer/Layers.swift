@@ -1,30 +1,76 @@
 import Foundation
 internal import CTensorKernels
 
-/// A learnable array with its gradient and optimiser state.
+/// An array a model keeps: learned (weights, biases) with its gradient and optimiser
+/// state, or a running average the forward pass measures (batch normalisation's
+/// statistics), which lives beside the weights so that checkpoints, replicas and the
+/// EMA carry it with them.
 public final class Parameter {
+    public enum Role: Sendable, Equatable {
+        /// Learned, with weight decay.
+        case weight
+        /// Learned, without weight decay (biases, batch-norm scales and shifts).
+        case bias
+        /// Not learned: value = (1 - momentum) * value + momentum * this step's measurement.
+        /// A training forward pass records its measurement in `grad` and the rows it
+        /// covered in `observedRows`; the shards' measurements merge weighted by rows
+        /// (`accumulate`), and the optimiser's update blends them in.
+        case runningAverage(momentum: Float)
+    }
     public let name: String
+    public let role: Role
     public var value: [Float]
     public var grad: [Float]
     public var velocity: [Float]
-    /// Weight decay applies (weights yes, biases no).
-    public let decays: Bool
-    public init(name: String, value: [Float], decays: Bool) {
-        self.name = name; self.value = value; self.decays = decays
+    /// Rows behind the measurement in `grad` (running averages; 0: none this step, as
+    /// when stochastic depth dropped the block).
+    var observedRows = 0
+
+    public init(name: String, value: [Float], role: Role) {
+        self.name = name; self.value = value; self.role = role
         grad = [Float](repeating: 0, count: value.count)
         velocity = [Float](repeating: 0, count: value.count)
     }
 
-    /// grad += other.grad, and other.grad = 0 (a shard's gradient into the live one).
+    public convenience init(name: String, value: [Float], decays: Bool) {
+        self.init(name: name, value: value, role: decays ? .weight : .bias)
+    }
+
+    /// Weight decay applies (weights yes, biases no).
+    public var decays: Bool { role == .weight }
+    /// The optimiser learns it (weights and biases; not running averages).
+    public var isLearned: Bool {
+        if case .runningAverage = role { return false }
+        return true
+    }
+
+    /// Records a training step's measurement of a running average.
+    func observe(_ measurement: [Float], rows: Int) {
+        grad = measurement
+        observedRows = rows
+    }
+
+    /// A shard's gradient into the live one: grad += other.grad, and other.grad = 0.
+    /// Running averages merge the measurements instead, weighted by their rows.
     func accumulate(from other: Parameter) {
         var mine = grad, theirs = other.grad
         grad = []; other.grad = []
+        let weights: (Float, Float)? = isLearned ? nil : {
+            let total = observedRows + other.observedRows
+            return total > 0 ? (Float(observedRows) / Float(total), Float(other.observedRows) / Float(total)) : (1, 0)
+        }()
         mine.withUnsafeMutableBufferPointer { m in
             theirs.withUnsafeMutableBufferPointer { t in
-                for i in 0..<m.count { m[i] += t[i]; t[i] = 0 }
+                if let (a, b) = weights {
+                    for i in 0..<m.count { m[i] = a * m[i] + b * t[i]; t[i] = 0 }
+                } else {
+                    for i in 0..<m.count { m[i] += t[i]; t[i] = 0 }
+                }
             }
         }
         grad = mine; other.grad = theirs
+        observedRows += other.observedRows
+        other.observedRows = 0
     }
 }
 
@@ -105,7 +151,9 @@ public final class Dense: Layer {
 /// [N*H*W, 9*Cin] by the weights [9*Cin, Cout].
 public final class Conv3x3: Layer {
     let cin: Int, cout: Int
-    let w: Parameter, b: Parameter
+    let w: Parameter
+    /// nil when batch normalisation follows (its shift makes a bias redundant).
+    let b: Parameter?
     /// The first layer's input gradient is never used: skipping it saves a GEMM and a col2im.
     var needsInputGradient = true
     /// Reused between steps: the im2col matrix (kept for the weight gradient) and its gradient.
@@ -113,13 +161,13 @@ public final class Conv3x3: Layer {
     private var dcols: [Float] = []
     private var inShape: [Int] = []
 
-    public init(_ cin: Int, _ cout: Int, rng: inout TrainerRandom, name: String) {
+    public init(_ cin: Int, _ cout: Int, bias: Bool = true, rng: inout TrainerRandom, name: String) {
         self.cin = cin; self.cout = cout
         w = Parameter(name: name + ".w", value: heInit(9 * cin * cout, fanIn: 9 * cin, rng: &rng), decays: true)
-        b = Parameter(name: name + ".b", value: [Float](repeating: 0, count: cout), decays: false)
+        b = bias ? Parameter(name: name + ".b", value: [Float](repeating: 0, count: cout), decays: false) : nil
     }
 
-    public var parameters: [Parameter] { [w, b] }
+    public var parameters: [Parameter] { b.map { [w, $0] } ?? [w] }
 
     public func forward(_ x: Tensor, _ ctx: inout StepContext) -> Tensor {
         let (n, h, wd) = (x.shape[0], x.shape[1], x.shape[2])
@@ -129,8 +177,13 @@ public final class Conv3x3: Layer {
         x.data.withUnsafeBufferPointer { src in
             cols.withUnsafeMutableBufferPointer { col in tk_im2col3x3(src.baseAddress, n, h, wd, cin, col.baseAddress) }
         }
-        var out = uninitializedFloats(rows * cout)
-        fillRows(&out, rows: rows, with: b.value)
+        var out: [Float]
+        if let b {
+            out = uninitializedFloats(rows * cout)
+            fillRows(&out, rows: rows, with: b.value)
+        } else {
+            out = [Float](repeating: 0, count: rows * cout)
+        }
         forwardGEMM(ctx, m: rows, n: cout, k: k, cols, w.value, &out)
         return Tensor(shape: [n, h, wd, cout], data: out)
     }
@@ -139,7 +192,7 @@ public final class Conv3x3: Layer {
         let (n, h, wd) = (inShape[0], inShape[1], inShape[2])
         let k = 9 * cin, rows = n * h * wd
         gemm(true, false, m: k, n: cout, k: rows, cols, lda: k, dy.data, ldb: cout, beta: 1, &w.grad, ldc: cout)
-        sumRows(dy.data, rows: rows, into: &b.grad)
+        if let b { sumRows(dy.data, rows: rows, into: &b.grad) }
         guard needsInputGradient else { return Tensor(zeros: [0]) }
         if dcols.count != rows * k { dcols = [Float](repeating: 0, count: rows * k) }
         gemm(false, true, m: rows, n: k, k: cout, dy.data, lda: cout, w.value, ldb: cout, beta: 0, &dcols, ldc: k)
@@ -262,16 +315,21 @@ public final class Dropout: Layer {
     }
 }
 
-/// y = x + f(x), f = conv-relu-conv; stochastic depth: in training f is dropped
-/// for the whole batch with probability 1 - survival, and scaled by 1/survival
-/// when kept, so that evaluation (always kept, unscaled) sees the same expectation.
+/// y = x + f(x), f = conv-relu-conv (with batch normalisation: conv-bn-relu-conv-bn,
+/// the last scale starting at 0 so that the block starts as the identity); stochastic
+/// depth: in training f is dropped for the whole batch with probability 1 - survival,
+/// and scaled by 1/survival when kept, so that evaluation (always kept, unscaled) sees
+/// the same expectation.
 public final class Residual: Layer {
     let body: [Layer]
     public var survival: Float
     private var kept = true
-    public init(channels: Int, survival: Float, rng: inout TrainerRandom, name: String) {
-        body = [Conv3x3(channels, channels, rng: &rng, name: name + ".conv1"), ReLU(),
-                Conv3x3(channels, channels, rng: &rng, name: name + ".conv2")]
+    public init(channels: Int, survival: Float, batchNorm: Bool = false, rng: inout TrainerRandom, name: String) {
+        let conv1 = Conv3x3(channels, channels, bias: !batchNorm, rng: &rng, name: name + ".conv1")
+        let conv2 = Conv3x3(channels, channels, bias: !batchNorm, rng: &rng, name: name + ".conv2")
+        body = batchNorm
+            ? [conv1, BatchNorm(channels, name: name + ".bn1"), ReLU(), conv2, BatchNorm(channels, name: name + ".bn2", scale: 0)]
+            : [conv1, ReLU(), conv2]
         self.survival = survival
     }
     public var parameters: [Parameter] { body.flatMap(\.parameters) }
@@ -298,5 +356,79 @@ public final class Residual: Layer {
             dy.data.withUnsafeBufferPointer { d in for i in 0..<o.count { o[i] += d[i] } }
         }
         return Tensor(shape: dy.shape, data: out)
+    }
+}
+
+/// Batch normalisation over the last dimension: NHWC channels after a convolution,
+/// or features after a dense layer. Training normalises with the batch's statistics
+/// (each shard's own, as each GPU's in PyTorch DDP without SyncBatchNorm) and keeps
+/// running averages of them (momentum 0.1, the unbiased variance, as PyTorch);
+/// evaluation and labelling normalise with the running averages, so a sample's output
+/// does not depend on its batch.
+public final class BatchNorm: Layer {
+    let channels: Int
+    let gamma: Parameter, beta: Parameter
+    let runningMean: Parameter, runningVariance: Parameter
+    static let epsilon: Float = 1e-5
+    /// The normalised input and 1/std of the last training forward (for backward).
+    private var xhat: [Float] = []
+    private var invstd: [Float] = []
+
+    /// - Parameter scale: gamma's initial value; 0 for the last normalisation of a
+    ///   residual branch, so that every block starts as the identity (Goyal et al., 2017).
+    public init(_ channels: Int, name: String, scale: Float = 1, momentum: Float = 0.1) {
+        self.channels = channels
+        gamma = Parameter(name: name + ".gamma", value: [Float](repeating: scale, count: channels), role: .bias)
+        beta = Parameter(name: name + ".beta", value: [Float](repeating: 0, count: channels), role: .bias)
+        runningMean = Parameter(name: name + ".mean", value: [Float](repeating: 0, count: channels), role: .runningAverage(momentum: momentum))
+        runningVariance = Parameter(name: name + ".var", value: [Float](repeating: 1, count: channels), role: .runningAverage(momentum: momentum))
+    }
+
+    public var parameters: [Parameter] { [gamma, beta, runningMean, runningVariance] }
+
+    public func forward(_ x: Tensor, _ ctx: inout StepContext) -> Tensor {
+        let c = channels, rows = x.count / max(1, c)
+        var y = uninitializedFloats(x.count)
+        var mean: [Float], inv: [Float]
+        if ctx.training {
+            var v = [Float](repeating: 0, count: c)
+            mean = [Float](repeating: 0, count: c)
+            x.data.withUnsafeBufferPointer { xp in tk_bn_statistics(xp.baseAddress, rows, c, &mean, &v) }
+            inv = v.map { 1 / ($0 + Self.epsilon).squareRoot() }
+            let unbiased = Float(rows) / Float(max(1, rows - 1))
+            runningMean.observe(mean, rows: rows)
+            runningVariance.observe(v.map { $0 * unbiased }, rows: rows)
+            if xhat.count != x.count { xhat = uninitializedFloats(x.count) }
+        } else {
+            mean = runningMean.value
+            inv = runningVariance.value.map { 1 / ($0 + Self.epsilon).squareRoot() }
+        }
+        invstd = inv
+        let training = ctx.training
+        x.data.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                if training {
+                    xhat.withUnsafeMutableBufferPointer { h in
+                        tk_bn_forward(xp.baseAddress, rows, c, mean, inv, gamma.value, beta.value, h.baseAddress, yp.baseAddress)
+                    }
+                } else {
+                    tk_bn_forward(xp.baseAddress, rows, c, mean, inv, gamma.value, beta.value, nil, yp.baseAddress)
+                }
+            }
+        }
+        return Tensor(shape: x.shape, data: y)
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        let c = channels, rows = dy.count / max(1, c)
+        var dx = uninitializedFloats(dy.count)
+        dy.data.withUnsafeBufferPointer { g in
+            xhat.withUnsafeBufferPointer { h in
+                dx.withUnsafeMutableBufferPointer { o in
+                    tk_bn_backward(g.baseAddress, h.baseAddress, rows, c, gamma.value, invstd, &gamma.grad, &beta.grad, o.baseAddress)
+                }
+            }
+        }
+        return Tensor(shape: dy.shape, data: dx)
     }
 }

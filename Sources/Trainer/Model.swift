@@ -17,11 +17,33 @@ public struct Architecture: Codable, Sendable, Equatable {
     public var dropout: Double
     /// Stochastic depth: survival of the last residual block (linear from 1).
     public var finalSurvival: Double
+    /// Batch normalisation after every convolution (CNN) or hidden dense layer (MLP).
+    public var batchNorm: Bool
 
     public init(kind: String, width: Double = 1, depth: Int = 1, height: Int, imageWidth: Int, channels: Int, classes: Int,
-                dropout: Double = 0, finalSurvival: Double = 1) {
+                dropout: Double = 0, finalSurvival: Double = 1, batchNorm: Bool = false) {
         self.kind = kind; self.width = width; self.depth = depth; self.height = height; self.imageWidth = imageWidth
         self.channels = channels; self.classes = classes; self.dropout = dropout; self.finalSurvival = finalSurvival
+        self.batchNorm = batchNorm
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case kind, width, depth, height, imageWidth, channels, classes, dropout, finalSurvival, batchNorm
+    }
+
+    /// Checkpoints written before batch normalisation existed have no `batch_norm`: false.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        kind = try c.decode(String.self, forKey: .kind)
+        width = try c.decode(Double.self, forKey: .width)
+        depth = try c.decode(Int.self, forKey: .depth)
+        height = try c.decode(Int.self, forKey: .height)
+        imageWidth = try c.decode(Int.self, forKey: .imageWidth)
+        channels = try c.decode(Int.self, forKey: .channels)
+        classes = try c.decode(Int.self, forKey: .classes)
+        dropout = try c.decode(Double.self, forKey: .dropout)
+        finalSurvival = try c.decode(Double.self, forKey: .finalSurvival)
+        batchNorm = try c.decodeIfPresent(Bool.self, forKey: .batchNorm) ?? false
     }
 }
 
@@ -45,6 +67,7 @@ public final class Model {
             l.append(Flatten())
             for i in 0..<max(1, a.depth) {
                 l.append(Dense(inputs, w(256), rng: &rng, name: "fc\(i)"))
+                if a.batchNorm { l.append(BatchNorm(w(256), name: "fc\(i).bn")) }
                 l.append(ReLU())
                 inputs = w(256)
             }
@@ -58,13 +81,22 @@ public final class Model {
                 block += 1
                 return Float(1 - (1 - a.finalSurvival) * Double(block) / Double(max(1, blocks)))
             }
-            let stem = Conv3x3(a.channels, c1, rng: &rng, name: "stem")
+            let bn = a.batchNorm
+            let stem = Conv3x3(a.channels, c1, bias: !bn, rng: &rng, name: "stem")
             stem.needsInputGradient = false
-            l.append(stem); l.append(ReLU())
-            for i in 0..<a.depth { l.append(Residual(channels: c1, survival: survival(), rng: &rng, name: "s1.b\(i)")); l.append(ReLU()) }
+            l.append(stem)
+            if bn { l.append(BatchNorm(c1, name: "stem.bn")) }
+            l.append(ReLU())
+            for i in 0..<a.depth {
+                l.append(Residual(channels: c1, survival: survival(), batchNorm: bn, rng: &rng, name: "s1.b\(i)")); l.append(ReLU())
+            }
             l.append(MaxPool2())
-            l.append(Conv3x3(c1, c2, rng: &rng, name: "conv2")); l.append(ReLU())
-            for i in 0..<a.depth { l.append(Residual(channels: c2, survival: survival(), rng: &rng, name: "s2.b\(i)")); l.append(ReLU()) }
+            l.append(Conv3x3(c1, c2, bias: !bn, rng: &rng, name: "conv2"))
+            if bn { l.append(BatchNorm(c2, name: "conv2.bn")) }
+            l.append(ReLU())
+            for i in 0..<a.depth {
+                l.append(Residual(channels: c2, survival: survival(), batchNorm: bn, rng: &rng, name: "s2.b\(i)")); l.append(ReLU())
+            }
             l.append(MaxPool2())
             l.append(Flatten())
             l.append(Dense((a.height / 4) * (a.imageWidth / 4) * c2, w(128), rng: &rng, name: "fc")); l.append(ReLU())
@@ -84,7 +116,8 @@ public final class Model {
     }
 
     public var parameters: [Parameter] { layers.flatMap(\.parameters) }
-    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+    /// Learned values (running statistics excluded, as PyTorch counts).
+    public var parameterCount: Int { parameters.filter(\.isLearned).reduce(0) { $0 + $1.value.count } }
 
     /// Logits [N, classes].
     public func forward(_ x: Tensor, _ ctx: inout StepContext) -> Tensor {

@@ -46,6 +46,10 @@ public final class SGD {
         let lr = Float(config.rate(at: step)), mu = Float(config.momentum), wd = Float(config.weightDecay)
         let nesterov = config.nesterov
         for p in parameters {
+            if case .runningAverage(let momentum) = p.role {
+                blend(p, momentum: momentum)
+                continue
+            }
             let decay = p.decays ? wd : 0
             // Move the arrays out of the class for the loop: no exclusivity checks per element.
             var value = p.value, grad = p.grad, velocity = p.velocity
@@ -76,6 +80,21 @@ public final class SGD {
             ema = averaged
         }
         step += 1
+    }
+
+    /// value = (1 - momentum) * value + momentum * this step's measurement, when the
+    /// forward pass made one (a block that stochastic depth dropped did not).
+    private func blend(_ p: Parameter, momentum: Float) {
+        if p.observedRows > 0 {
+            var value = p.value
+            p.value = []
+            value.withUnsafeMutableBufferPointer { v in
+                p.grad.withUnsafeBufferPointer { g in for i in 0..<v.count { v[i] += momentum * (g[i] - v[i]) } }
+            }
+            p.value = value
+        }
+        p.grad = [Float](repeating: 0, count: p.value.count)
+        p.observedRows = 0
     }
 
     /// Runs `body` with the EMA weights in place of the live ones (evaluation, labelling).

@@ -8,48 +8,6 @@ import Batches
 final class TrainerTests: XCTestCase {
     override func setUp() { setBLASThreads(1) }
 
-    func random(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
-        var r = TrainerRandom(seed: seed)
-        return Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in r.normal() * scale })
-    }
-
-    /// Checks dL/dx and dL/dparams of `layers` for L = sum(y * g) with a fixed random g.
-    /// A small `eps` where ReLUs sit inside the checked function, so that steps rarely cross a kink.
-    func gradientCheck(_ layers: [Layer], input: Tensor, eps: Float = 1e-2, file: StaticString = #filePath, line: UInt = #line) {
-        func run(_ x: Tensor) -> Tensor {
-            var ctx = StepContext(training: true, seed: 1)
-            var h = x
-            for l in layers { h = l.forward(h, &ctx) }
-            return h
-        }
-        let y = run(input)
-        let g = random(y.shape, seed: 99)
-        func loss(_ x: Tensor) -> Double { zip(run(x).data, g.data).reduce(0) { $0 + Double($1.0 * $1.1) } }
-        for p in layers.flatMap(\.parameters) { p.grad = [Float](repeating: 0, count: p.value.count) }
-        _ = run(input)
-        var dx = g
-        for l in layers.reversed() { dx = l.backward(dx) }
-        var worst = 0.0
-        for i in stride(from: 0, to: input.count, by: max(1, input.count / 23)) {
-            var a = input, b = input
-            a.data[i] += eps; b.data[i] -= eps
-            let numeric = (loss(a) - loss(b)) / Double(2 * eps)
-            worst = max(worst, abs(numeric - Double(dx.data[i])) / max(1, abs(numeric)))
-        }
-        for p in layers.flatMap(\.parameters) {
-            let analytic = p.grad
-            for i in stride(from: 0, to: p.value.count, by: max(1, p.value.count / 17)) {
-                let v = p.value[i]
-                p.value[i] = v + eps; let up = loss(input)
-                p.value[i] = v - eps; let down = loss(input)
-                p.value[i] = v
-                let numeric = (up - down) / Double(2 * eps)
-                worst = max(worst, abs(numeric - Double(analytic[i])) / max(1, abs(numeric)))
-            }
-        }
-        XCTAssertLessThan(worst, 2e-2, "worst relative gradient error \(worst)", file: file, line: line)
-    }
-
     func testDenseGradients() {
         var r = TrainerRandom(seed: 1)
         gradientCheck([Dense(7, 5, rng: &r, name: "d")], input: random([3, 7], seed: 2))
@@ -118,33 +76,6 @@ final class TrainerTests: XCTestCase {
                            - SoftCrossEntropy.lossAndGradient(logits: b, targets: targets, weights: weights).0) / (2 * eps)
             XCTAssertEqual(grad.data[i], numeric, accuracy: 2e-3)
         }
-    }
-
-    /// A toy task: class = whether the left half of the image is brighter.
-    func toyBatch(_ index: Int, n: Int = 16) -> Batch {
-        var r = TrainerRandom(seed: UInt64(index) &* 7919 &+ 1)
-        var px = [UInt8](repeating: 0, count: n * 8 * 8)
-        var targets = [Float](repeating: 0, count: n * 2)
-        for i in 0..<n {
-            let left = r.unit() < 0.5
-            for y in 0..<8 {
-                for x in 0..<8 {
-                    let bright = (x < 4) == left
-                    px[(i * 8 + y) * 8 + x] = UInt8(min(255, Int(r.unit() * 100) + (bright ? 120 : 0)))
-                }
-            }
-            targets[i * 2 + (left ? 0 : 1)] = 1
-        }
-        return Batch(index: index, count: n, channels: 1, height: 8, width: 8,
-                     images: .float32(px.map { Float($0) * (1 / 255) - 0.5 }), layout: Model.inputLayout, classCount: 2,
-                     targets: targets, weights: [Float](repeating: 1, count: n), ids: (0..<n).map { UInt64($0) },
-                     origins: [SampleOrigin](repeating: .labeled, count: n),
-                     stateAfter: StreamState(labeled: SamplerState(seed: 0, epoch: 0, position: index + 1), batches: index + 1))
-    }
-
-    func architecture(_ kind: String = "cnn") -> Architecture {
-        Architecture(kind: kind, width: 0.5, depth: 1, height: 8, imageWidth: 8, channels: 1, classes: 2,
-                     dropout: 0.2, finalSurvival: 0.8)
     }
 
     /// Two shards compute the same step as one: the per-shard losses and gradients,
@@ -278,5 +209,78 @@ extension TrainerTests {
             XCTAssertThrowsError(try t.predict(b))
         }
         XCTAssertNoThrow(try t.step(toyBatch(0)))
+    }
+}
+
+/// Helpers shared by the trainer's test classes.
+extension XCTestCase {
+    func random(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
+        var r = TrainerRandom(seed: seed)
+        return Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in r.normal() * scale })
+    }
+
+    /// Checks dL/dx and dL/dparams of `layers` for L = sum(y * g) with a fixed random g.
+    /// A small `eps` where ReLUs sit inside the checked function, so that steps rarely cross a kink.
+    func gradientCheck(_ layers: [Layer], input: Tensor, eps: Float = 1e-2, file: StaticString = #filePath, line: UInt = #line) {
+        func run(_ x: Tensor) -> Tensor {
+            var ctx = StepContext(training: true, seed: 1)
+            var h = x
+            for l in layers { h = l.forward(h, &ctx) }
+            return h
+        }
+        let y = run(input)
+        let g = random(y.shape, seed: 99)
+        func loss(_ x: Tensor) -> Double { zip(run(x).data, g.data).reduce(0) { $0 + Double($1.0 * $1.1) } }
+        let learned = layers.flatMap(\.parameters).filter(\.isLearned)
+        for p in learned { p.grad = [Float](repeating: 0, count: p.value.count) }
+        _ = run(input)
+        var dx = g
+        for l in layers.reversed() { dx = l.backward(dx) }
+        var worst = 0.0
+        for i in stride(from: 0, to: input.count, by: max(1, input.count / 23)) {
+            var a = input, b = input
+            a.data[i] += eps; b.data[i] -= eps
+            let numeric = (loss(a) - loss(b)) / Double(2 * eps)
+            worst = max(worst, abs(numeric - Double(dx.data[i])) / max(1, abs(numeric)))
+        }
+        for p in learned {
+            let analytic = p.grad
+            for i in stride(from: 0, to: p.value.count, by: max(1, p.value.count / 17)) {
+                let v = p.value[i]
+                p.value[i] = v + eps; let up = loss(input)
+                p.value[i] = v - eps; let down = loss(input)
+                p.value[i] = v
+                let numeric = (up - down) / Double(2 * eps)
+                worst = max(worst, abs(numeric - Double(analytic[i])) / max(1, abs(numeric)))
+            }
+        }
+        XCTAssertLessThan(worst, 2e-2, "worst relative gradient error \(worst)", file: file, line: line)
+    }
+
+    /// A toy task: class = whether the left half of the image is brighter.
+    func toyBatch(_ index: Int, n: Int = 16) -> Batch {
+        var r = TrainerRandom(seed: UInt64(index) &* 7919 &+ 1)
+        var px = [UInt8](repeating: 0, count: n * 8 * 8)
+        var targets = [Float](repeating: 0, count: n * 2)
+        for i in 0..<n {
+            let left = r.unit() < 0.5
+            for y in 0..<8 {
+                for x in 0..<8 {
+                    let bright = (x < 4) == left
+                    px[(i * 8 + y) * 8 + x] = UInt8(min(255, Int(r.unit() * 100) + (bright ? 120 : 0)))
+                }
+            }
+            targets[i * 2 + (left ? 0 : 1)] = 1
+        }
+        return Batch(index: index, count: n, channels: 1, height: 8, width: 8,
+                     images: .float32(px.map { Float($0) * (1 / 255) - 0.5 }), layout: Model.inputLayout, classCount: 2,
+                     targets: targets, weights: [Float](repeating: 1, count: n), ids: (0..<n).map { UInt64($0) },
+                     origins: [SampleOrigin](repeating: .labeled, count: n),
+                     stateAfter: StreamState(labeled: SamplerState(seed: 0, epoch: 0, position: index + 1), batches: index + 1))
+    }
+
+    func architecture(_ kind: String = "cnn") -> Architecture {
+        Architecture(kind: kind, width: 0.5, depth: 1, height: 8, imageWidth: 8, channels: 1, classes: 2,
+                     dropout: 0.2, finalSurvival: 0.8)
     }
 }

@@ -35,4 +35,18 @@ void tk_sum_rows(const float *m, ptrdiff_t rows, ptrdiff_t n, float *acc);
 /// how samples are batched (label jobs in parts).
 void tk_gemm_rows(const float *a, ptrdiff_t m, ptrdiff_t k, const float *b, ptrdiff_t n, float *c);
 
+/// Batch normalisation over the last dimension of x [rows, c] (NHWC channels, or
+/// dense features). Statistics in double, the mean first and then the variance
+/// around it (one-pass sums of squares cancel badly when the mean is large).
+/// mean [c] and var [c] (biased: divided by rows) receive the batch's statistics.
+void tk_bn_statistics(const float *x, ptrdiff_t rows, ptrdiff_t c, float *mean, float *var);
+/// y = gamma * (x - mean) * invstd + beta per channel; xhat (NULL in evaluation)
+/// receives (x - mean) * invstd for the backward pass.
+void tk_bn_forward(const float *x, ptrdiff_t rows, ptrdiff_t c, const float *mean, const float *invstd,
+                   const float *gamma, const float *beta, float *xhat, float *y);
+/// The backward pass of a training-mode forward: dgamma += sum(dy * xhat),
+/// dbeta += sum(dy), and dx = gamma * invstd / rows * (rows * dy - sum(dy) - xhat * sum(dy * xhat)).
+void tk_bn_backward(const float *dy, const float *xhat, ptrdiff_t rows, ptrdiff_t c, const float *gamma,
+                    const float *invstd, float *dgamma, float *dbeta, float *dx);
+
 #endif
