@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo's table over several seeds (issue 18): runs `noisy demo --seed K` for each
 # seed in a fresh work folder (each seed picks other labeled images and other training
-# noise; the validation hold-out is the same for all), timed by /usr/bin/time, then
+# noise; the validation hold-out is the same for all), timed and profiled phase by phase
+# by tools/bench/cpu_profile.py (seed-K/time.txt, seed-K/profile.md), then
 # prints the mean and standard deviation of every number in the table as markdown.
 #
 #   tools/bench/demo_seeds.sh [OUT_DIR] [SEEDS...]     # defaults: /tmp/noisy-demo-seeds 1 2 3
@@ -27,8 +28,11 @@ for s in "${seeds[@]}"; do
   fi
   echo "demo_seeds: seed $s -> $work ($(date +%H:%M:%S))"
   # shellcheck disable=SC2086
-  /usr/bin/time -f '%e %P %M' -o "$work.time" "$bin" demo --workdir "$work" --seed "$s" ${EXTRA:-} >"$out/seed-$s.log" 2>&1 || {
+  # cpu_profile.py times the run like /usr/bin/time -f '%e %P %M' and adds where the cores went, phase by phase.
+  tools/bench/cpu_profile.py "$out/seed-$s.log" --time "$work.time" --table "$work.profile" -- \
+    "$bin" demo --workdir "$work" --seed "$s" ${EXTRA:-} >/dev/null || {
     echo "demo_seeds: seed $s failed; see $out/seed-$s.log" >&2; exit 1; }
   mv "$work.time" "$work/time.txt"
+  mv "$work.profile" "$work/profile.md"
 done
 /usr/bin/python3 tools/bench/demo_seeds_table.py "$out" "${seeds[@]}"
