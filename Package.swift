@@ -76,7 +76,7 @@ let package = Package(
         // `noisy serve`: batches and label sessions over a socket (schemas/wire-protocol.md).
         .target(name: "StreamServer", dependencies: ["Pipeline", "Batches", "Augment", "DatasetStore", "CSharedMemory"]),
         // Example data for `noisy demo`: Fashion-MNIST IDX files written out as image folders.
-        .target(name: "Datasets", dependencies: ["ImageCodec", "Pixels", "Gzip", "KeyedRandom"]),
+        .target(name: "Datasets", dependencies: ["ImageCodec", "Pixels", "Gzip", "KeyedRandom", "Parallelism"]),
 
         .executableTarget(
             name: "NoisyCLI",

@@ -2,6 +2,7 @@ import Foundation
 import ImageCodec
 import Gzip
 import KeyedRandom
+import Parallelism
 import Pixels
 
 /// Fashion-MNIST as Debian's `dataset-fashion-mnist` ships it: gzip'd IDX files.
@@ -75,29 +76,44 @@ public struct FashionMNIST: Sendable {
 
     /// Writes the demo's folders (see `demoSplit`): `validation/<class>/`, `labeled/<class>/`,
     /// `unlabeled/`, and `test/<class>/` with the test set. PNG files, named by their index.
-    public func writeFolders(to root: String, perClass: Int, unlabeledCount: Int, validationPerClass: Int = 0, seed: UInt64) throws {
+    public func writeFolders(to root: String, perClass: Int, unlabeledCount: Int, validationPerClass: Int = 0, seed: UInt64,
+                             threads: Int = 2) throws {
         let fm = FileManager.default
         let split = demoSplit(perClass: perClass, unlabeledCount: unlabeledCount, validationPerClass: validationPerClass, seed: seed)
-        func write(_ img: Image, _ path: String) throws {
-            let png = try Codec.encodePNG(img)
-            guard fm.createFile(atPath: path, contents: Data(png)) else { throw DatasetError(.io, "\(path): cannot write") }
-        }
         for name in Self.classNames {
             try fm.createDirectory(atPath: "\(root)/labeled/\(name)", withIntermediateDirectories: true)
             try fm.createDirectory(atPath: "\(root)/test/\(name)", withIntermediateDirectories: true)
             if validationPerClass > 0 { try fm.createDirectory(atPath: "\(root)/validation/\(name)", withIntermediateDirectories: true) }
         }
         try fm.createDirectory(atPath: "\(root)/unlabeled", withIntermediateDirectories: true)
-        for i in split.validation {
-            try write(train.image(i), "\(root)/validation/\(Self.classNames[Int(train.labels[i])])/train-\(i).png")
+        // (from the test set, index, path): PNG encoding is most of the work, so the
+        // files are shared out over `threads` workers; which worker writes a file
+        // changes nothing in it.
+        var list: [(test: Bool, index: Int, path: String)] = []
+        list += split.validation.map { (false, $0, "\(root)/validation/\(Self.classNames[Int(train.labels[$0])])/train-\($0).png") }
+        list += split.labeled.map { (false, $0, "\(root)/labeled/\(Self.classNames[Int(train.labels[$0])])/train-\($0).png") }
+        list += split.unlabeled.map { (false, $0, "\(root)/unlabeled/train-\($0).png") }
+        list += (0..<test.count).map { (true, $0, "\(root)/test/\(Self.classNames[Int(test.labels[$0])])/test-\($0).png") }
+        let jobs = list
+        let workers = max(1, min(threads, 16))
+        let failures = ConcurrentSlots<String?>(count: workers, initial: nil)
+        let data = self
+        failures.forEachWorker { k in
+            for j in stride(from: k, to: jobs.count, by: workers) {
+                let job = jobs[j]
+                do {
+                    let png = try Codec.encodePNG(job.test ? data.test.image(job.index) : data.train.image(job.index))
+                    guard FileManager.default.createFile(atPath: job.path, contents: Data(png)) else {
+                        failures[k] = "\(job.path): cannot write"
+                        return
+                    }
+                } catch {
+                    failures[k] = "\(job.path): \(error)"
+                    return
+                }
+            }
         }
-        for i in split.labeled {
-            try write(train.image(i), "\(root)/labeled/\(Self.classNames[Int(train.labels[i])])/train-\(i).png")
-        }
-        for i in split.unlabeled { try write(train.image(i), "\(root)/unlabeled/train-\(i).png") }
-        for i in 0..<test.count {
-            try write(test.image(i), "\(root)/test/\(Self.classNames[Int(test.labels[i])])/test-\(i).png")
-        }
+        if let first = failures.values.compactMap({ $0 }).first { throw DatasetError(.io, first) }
     }
 }
 

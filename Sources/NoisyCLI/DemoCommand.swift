@@ -54,9 +54,10 @@ struct Demo: ParsableCommand, TrainsModels {
             if !FileManager.default.fileExists(atPath: marker) {
                 try? FileManager.default.removeItem(atPath: folders)
                 print("demo: writing Fashion-MNIST folders to \(folders) ...")
+                fflush(nil)  // all streams: the line shows before the work it announces, also through a pipe
                 let fm = try FashionMNIST.load(from: data)
                 try fm.writeFolders(to: folders, perClass: perClass, unlabeledCount: unlabeled, validationPerClass: validationPerClass,
-                                    seed: loop.seed)
+                                    seed: loop.seed, threads: loop.threads)
                 _ = FileManager.default.createFile(atPath: marker, contents: Data())
             } else {
                 print("demo: reusing \(folders)")

@@ -96,6 +96,19 @@ func forwardGEMM(_ ctx: StepContext, m: Int, n: Int, k: Int, _ a: UnsafePointer<
     }
 }
 
+/// a[m x k] * b[k x n] into a new array: OpenBLAS writes every element (beta 0), so
+/// the array skips its zero fill; the row-by-row product adds, so it starts from zeros.
+func productGEMM(_ ctx: StepContext, m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> [Float] {
+    if ctx.batchInvariant {
+        var c = [Float](repeating: 0, count: m * n)
+        tk_gemm_rows(a, m, k, b, n, &c)
+        return c
+    }
+    var c = uninitializedFloats(m * n)
+    gemm(false, false, m: m, n: n, k: k, a, lda: k, b, ldb: n, beta: 0, &c, ldc: n)
+    return c
+}
+
 /// A layer keeps what its backward pass needs from the last forward pass.
 public protocol Layer: AnyObject {
     func forward(_ x: Tensor, _ ctx: inout StepContext) -> Tensor
@@ -141,7 +154,7 @@ public final class Dense: Layer {
         let n = dy.batch
         gemm(true, false, m: inputs, n: outputs, k: n, x.data, lda: inputs, dy.data, ldb: outputs, beta: 1, &w.grad, ldc: outputs)
         sumRows(dy.data, rows: n, into: &b.grad)
-        var dx = [Float](repeating: 0, count: n * inputs)
+        var dx = uninitializedFloats(n * inputs)  // beta 0: the product writes every element
         gemm(false, true, m: n, n: inputs, k: outputs, dy.data, lda: outputs, w.value, ldb: outputs, beta: 0, &dx, ldc: inputs)
         return Tensor(shape: x.shape, data: dx)
     }
@@ -181,10 +194,10 @@ public final class Conv3x3: Layer {
         if let b {
             out = uninitializedFloats(rows * cout)
             fillRows(&out, rows: rows, with: b.value)
+            forwardGEMM(ctx, m: rows, n: cout, k: k, cols, w.value, &out)
         } else {
-            out = [Float](repeating: 0, count: rows * cout)
+            out = productGEMM(ctx, m: rows, n: cout, k: k, cols, w.value)
         }
-        forwardGEMM(ctx, m: rows, n: cout, k: k, cols, w.value, &out)
         return Tensor(shape: [n, h, wd, cout], data: out)
     }
 

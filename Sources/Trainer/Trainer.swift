@@ -87,7 +87,12 @@ public final class Trainer {
         // Sum the replicas' gradients into the live ones, in shard order, and clear them.
         let live = model.parameters
         for k in 1..<ranges.count {
-            for (dst, src) in zip(live, model(forShard: k).parameters) { dst.accumulate(from: src) }
+            for (dst, src) in zip(live, model(forShard: k).parameters) {
+                dst.accumulate(from: src)
+                // The replica shared the live array since `syncReplicas`; letting go of it
+                // lets the update write in place instead of copying every weight first.
+                src.value = []
+            }
         }
         optimizer.update()
         return (loss, results.values.reduce(0) { $0 + $1.correct })
