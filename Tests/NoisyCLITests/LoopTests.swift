@@ -104,8 +104,9 @@ final class LoopTests: XCTestCase {
     func testTrainEvaluateLabelAndTheLoopWithLineageAndResume() throws {
         let store = try makeStore()
         let small = ["--size", "28", "--batch-size", "16", "--threads", "1"]
+        // With batch normalisation: its running statistics go through the checkpoint into evaluate and label.
         let train = try Processes.noisy(["train", "--store", store, "--crop", "pad", "--pad", "2", "--model", "cnn", "--depth", "0",
-                                         "--epochs", "2", "--out", "\(root)/t.ckpt", "--json"] + small)
+                                         "--batch-norm", "--epochs", "2", "--out", "\(root)/t.ckpt", "--json"] + small)
         XCTAssertEqual(train.status, 0, train.stderr)
         XCTAssertEqual(train.stdout.split(separator: "\n").filter { $0.hasPrefix("{") }.count, 2, "one JSON report per epoch: \(train.stdout)")
         XCTAssertNil(try Processes.schemaViolation(schema: "epoch-report.schema.json",
@@ -116,6 +117,8 @@ final class LoopTests: XCTestCase {
         (n,) = struct.unpack("<Q", b[12:20]); sys.stdout.write(b[20:20 + n].decode())
         """, ["\(root)/t.ckpt"])
         XCTAssertNil(try Processes.schemaViolation(schema: "checkpoint.schema.json", json: header.stdoutData))
+        let arch = (try JSONSerialization.jsonObject(with: header.stdoutData) as? [String: Any])?["architecture"] as? [String: Any]
+        XCTAssertEqual(arch?["batch_norm"] as? Bool, true)
         let eval = try Processes.noisy(["evaluate", "--store", store, "--checkpoint", "\(root)/t.ckpt", "--json"])
         XCTAssertEqual(eval.status, 0, eval.stderr)
         XCTAssertNil(try Processes.schemaViolation(schema: "evaluation.schema.json", json: eval.stdoutData))
@@ -146,7 +149,8 @@ final class LoopTests: XCTestCase {
 
         // The loop, killed once after its first generation appears, then resumed.
         let args = ["run", "--store", store, "--iterations", "2", "--depth", "0", "--teacher-epochs", "1", "--student-epochs", "1",
-                    "--keep-per-class", "20", "--threshold", "0", "--workdir", "\(root)/run", "--report", "\(root)/report.json", "--batch-size", "16", "--threads", "1"]
+                    "--keep-per-class", "20", "--threshold", "0", "--workdir", "\(root)/run", "--report", "\(root)/report.json", "--batch-size", "16", "--threads", "1",
+                    "--batch-norm", "students"]
         let first = try Processes.spawnNoisy(args)
         var sawGeneration = false
         for _ in 0..<600 where first.isRunning {
