@@ -126,6 +126,7 @@ struct Run: ParsableCommand, TrainsModels {
           noisy run --store fmnist.noisy --iterations 3 --report run.json
           noisy run --store fmnist.noisy --student-width 2 --student-epochs 5 --randaugment 2,9 --workdir runs/a
           noisy run --store fmnist-4/ --iterations 2 --workdir runs/sharded    # a shard set: generations over the set
+          noisy run --store fmnist.noisy --batch-norm students --student-depth 1 --workdir runs/bn   # normalised, deeper students
         """
     )
     @OptionGroup var storeOption: StoreOption

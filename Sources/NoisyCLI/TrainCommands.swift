@@ -45,6 +45,7 @@ struct Train: ParsableCommand, TrainsModels {
           noisy train --store fmnist.noisy --size 28 --crop pad --pad 2 --model cnn --epochs 30 --out teacher.ckpt
           noisy train --store fmnist.noisy --generation 1 --ratio 3 --size 28 --crop pad --pad 3 --cutout 10 \\
                       --model cnn --width 2 --dropout 0.5 --stochastic-depth 0.8 --epochs 10 --out student.ckpt
+          noisy train --store fmnist.noisy --size 28 --crop pad --pad 2 --model cnn --depth 1 --batch-norm --epochs 30 --out bn.ckpt
         """
     )
     @OptionGroup var storeOption: StoreOption
