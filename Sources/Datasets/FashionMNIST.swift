@@ -89,12 +89,11 @@ public struct FashionMNIST: Sendable {
         // (from the test set, index, path): PNG encoding is most of the work, so the
         // files are shared out over `threads` workers; which worker writes a file
         // changes nothing in it.
-        var list: [(test: Bool, index: Int, path: String)] = []
-        list += split.validation.map { (false, $0, "\(root)/validation/\(Self.classNames[Int(train.labels[$0])])/train-\($0).png") }
-        list += split.labeled.map { (false, $0, "\(root)/labeled/\(Self.classNames[Int(train.labels[$0])])/train-\($0).png") }
-        list += split.unlabeled.map { (false, $0, "\(root)/unlabeled/train-\($0).png") }
-        list += (0..<test.count).map { (true, $0, "\(root)/test/\(Self.classNames[Int(test.labels[$0])])/test-\($0).png") }
-        let jobs = list
+        let jobs: [(test: Bool, index: Int, path: String)] =
+            split.validation.map { (false, $0, "\(root)/validation/\(Self.classNames[Int(train.labels[$0])])/train-\($0).png") }
+            + split.labeled.map { (false, $0, "\(root)/labeled/\(Self.classNames[Int(train.labels[$0])])/train-\($0).png") }
+            + split.unlabeled.map { (false, $0, "\(root)/unlabeled/train-\($0).png") }
+            + (0..<test.count).map { (true, $0, "\(root)/test/\(Self.classNames[Int(test.labels[$0])])/test-\($0).png") }
         let workers = max(1, min(threads, 16))
         let failures = ConcurrentSlots<String?>(count: workers, initial: nil)
         let data = self

@@ -93,7 +93,7 @@ public final class SGD {
             }
             p.value = value
         }
-        p.grad = [Float](repeating: 0, count: p.value.count)
+        // The measurement left in `grad` counts for nothing once no rows stand behind it.
         p.observedRows = 0
     }
 
