@@ -155,13 +155,20 @@ public enum Processes {
                              stderr: String(decoding: errBox.data, as: UTF8.self), stdoutData: outData)
     }
 
-    /// Starts `noisy` in the background with its output discarded (for kill and concurrency tests).
-    public static func spawnNoisy(_ arguments: [String]) throws -> Process {
+    /// Starts `noisy` in the background with its output discarded (for kill and
+    /// concurrency tests); with `stderr`, its error output goes to that file, so a
+    /// failure can say why.
+    public static func spawnNoisy(_ arguments: [String], stderr: String? = nil) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: noisyBinary)
         p.arguments = arguments
         p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
+        if let stderr, FileManager.default.createFile(atPath: stderr, contents: nil),
+           let handle = FileHandle(forWritingAtPath: stderr) {
+            p.standardError = handle
+        } else {
+            p.standardError = FileHandle.nullDevice
+        }
         try p.run()
         return p
     }
