@@ -139,12 +139,13 @@ struct PipelineSource {
 }
 
 extension RandAugment {
-    /// `--randaugment N,M` (the same option in every command): nil for `none` or N = 0.
-    init?(option text: String, preset: Preset) throws {
+    /// `--randaugment N,M` (the same option in every command; `name` is the flag the
+    /// error names): nil for `none` or N = 0.
+    init?(option text: String, name: String = "--randaugment", preset: Preset) throws {
         if text == "none" { return nil }
         let parts = text.split(separator: ",")
         guard parts.count == 2, let n = Int(parts[0]), let m = Double(parts[1]), n >= 0, m >= 0 else {
-            throw ValidationError("--randaugment wants N,M such as 2,5, or none (got '\(text)')")
+            throw ValidationError("\(name) wants N,M such as 2,5, or none (got '\(text)')")
         }
         guard n > 0 else { return nil }
         self.init(layers: n, magnitude: m, preset: preset)

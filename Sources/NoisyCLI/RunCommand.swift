@@ -26,6 +26,8 @@ struct LoopOptions: ParsableArguments {
     var ratio: Double = 1
     @Option(help: "Batch size.") var batchSize: Int = 64
     @Option(help: "Teacher noise: pad-and-crop padding.") var teacherPad: Int = 2
+    @Option(help: ArgumentHelp("Teacher noise: RandAugment N,M (timm preset) for the first teacher, or none (the paper trains its teachers with RandAugment too).",
+                               valueName: "N,M")) var teacherRandaugment: String = "none"
     @Option(help: "Student noise: pad-and-crop padding.") var studentPad: Int = 3
     @Option(help: "Student noise: Cutout side (0: off).") var cutout: Int = 10
     @Option(help: ArgumentHelp("Student noise: RandAugment N,M (timm preset, relative geometry), or none. 2,5 was chosen on validation over 3 seeds (BENCHMARKS.md).",
@@ -58,7 +60,8 @@ struct LoopOptions: ParsableArguments {
         }
         let channels = try store.dominantChannels()
         let ra = try RandAugment(option: randaugment, preset: .timm)
-        let teacherView = View.train(TrainView(size: size, crop: .padCrop(padding: teacherPad), flip: true))
+        let teacherRA = try RandAugment(option: teacherRandaugment, name: "--teacher-randaugment", preset: .timm)
+        let teacherView = View.train(TrainView(size: size, crop: .padCrop(padding: teacherPad), flip: true, randAugment: teacherRA))
         let studentView = View.train(TrainView(size: size, crop: .padCrop(padding: studentPad), flip: true, randAugment: ra, cutout: cutout))
         var config = LoopConfig(
             iterations: iterations,

@@ -150,7 +150,7 @@ final class LoopTests: XCTestCase {
         // The loop, killed once after its first generation appears, then resumed.
         let args = ["run", "--store", store, "--iterations", "2", "--depth", "0", "--teacher-epochs", "1", "--student-epochs", "1",
                     "--keep-per-class", "20", "--threshold", "0", "--workdir", "\(root)/run", "--report", "\(root)/report.json", "--batch-size", "16", "--threads", "1",
-                    "--batch-norm", "students"]
+                    "--batch-norm", "students", "--teacher-randaugment", "2,5"]
         let first = try Processes.spawnNoisy(args)
         var sawGeneration = false
         for _ in 0..<600 where first.isRunning {
@@ -195,6 +195,7 @@ final class LoopTests: XCTestCase {
             (["--student-epochs", "12,x"], "--student-epochs wants positive integers"),
             (["--teacher-width", "2", "--student-width", "1"], "at least as wide as the teacher"),
             (["--randaugment", "2"], "--randaugment wants N,M such as 2,5, or none (got '2')"),
+            (["--teacher-randaugment", "2,x"], "--teacher-randaugment wants N,M such as 2,5, or none (got '2,x')"),
         ]
         for (extra, needle) in cases {
             let r = try Processes.noisy(["run", "--store", store, "--workdir", "\(root)/run"] + extra)
