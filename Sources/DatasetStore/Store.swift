@@ -72,13 +72,11 @@ public final class Store: Sendable {
             throw StoreError(.notAStore, "\(path): not a store (it is a file; a store is a folder)")
         }
         if exists && !hasData {
-            // LMDB's lock file and the staging folder are a store in the making, not
-            // something else. Another process may finish creating the store between
-            // the check above and this listing (it renames data.mdb into place, then
-            // opens it, which makes lock.mdb): look for data.mdb again after listing.
-            let contents = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [])
-                .filter { $0 != stagingName && $0 != "lock.mdb" }
-            if contents.contains("data.mdb") || FileManager.default.fileExists(atPath: path + "/data.mdb") { return }
+            let contents = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0 != stagingName }
+            // Another process may finish creating the store between the check above and
+            // this listing (it renames data.mdb into place, then opens it, which makes
+            // lock.mdb): what the listing shows is then a store. Look again.
+            if FileManager.default.fileExists(atPath: path + "/data.mdb") { return }
             if contents.contains(ShardManifest.fileName) {
                 throw StoreError(.notAStore, "\(path): a shard set (noisy shard), not a store; ingest and shard work on the "
                                  + "store the set was cut from; every other command reads a set")
