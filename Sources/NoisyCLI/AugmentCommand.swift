@@ -16,19 +16,22 @@ struct AugmentCommand: ParsableCommand {
         mapping; signed ops take a random sign from --seed).
 
         Ops and their raw parameters:
-        \(AugmentOp.allCases.map { "  \($0.rawValue): \($0.parameterMeaning)" }.joined(separator: "\n"))
+        \(AugmentOp.allCases.map { Terminal.wrapped("\($0.rawValue): \($0.parameterMeaning)", indent: "  ", hanging: "  ") }.joined(separator: "\n"))
 
         Examples:
           noisy augment photo.jpg rotated.png --op rotate --param 30
-          noisy augment photo.jpg sheared.png --op shear_x --param=-0.3   # negative values need =
+          # negative values need =
+          noisy augment photo.jpg sheared.png --op shear_x --param=-0.3
           noisy augment photo.jpg out.png --op solarize --magnitude 9
           noisy augment photo.jpg out.png --op cutout --param 40 --center 100,80
-          noisy augment photo.jpg view.png --view train --size 224 --randaugment 2,9 --seed 3
+          noisy augment photo.jpg view.png --view train --size 224 --randaugment 2,9 \\
+              --seed 3
           noisy augment photo.jpg foggy.png --corruption fog --severity 3 --seed 1
 
-        Corruptions (ImageNet-C, the parameters of the imagecorruptions package), severities 1-5:
-          \(Corruption.available.map(\.rawValue).joined(separator: ", "))
-        \(Corruption.allCases.compactMap { c in c.unavailable.map { "  \(c.rawValue): \($0)" } }.joined(separator: "\n"))
+        Corruptions (ImageNet-C, the parameters of the imagecorruptions package),
+        severities 1-5:
+        \(Terminal.wrapped(Corruption.available.map(\.rawValue).joined(separator: ", "), indent: "  "))
+        \(Corruption.allCases.compactMap { c in c.unavailable.map { Terminal.wrapped("\(c.rawValue): \($0)", indent: "  ", hanging: "  ") } }.joined(separator: "\n"))
         """
     )
     @Argument(help: "Input JPEG or PNG.") var input: String

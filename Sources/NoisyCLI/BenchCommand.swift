@@ -64,7 +64,8 @@ struct BenchPipeline: ParsableCommand {
         Examples:
           noisy bench pipeline --store data.noisy --size 224 --threads 1 --batches 20
           noisy bench pipeline --store data.noisy --threads 2 --randaugment 2,9 --json
-          noisy bench pipeline --store data.noisy --epochs 10   # memory after each epoch
+          # memory after each epoch
+          noisy bench pipeline --store data.noisy --epochs 10
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -130,7 +131,8 @@ struct BenchDecode: ParsableCommand {
         discussion: """
         Examples:
           noisy bench decode --store data.noisy --json
-          noisy bench decode --store shards/                    # a shard set: the labeled split over every shard
+          # a shard set: the labeled split over every shard
+          noisy bench decode --store shards/
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -184,8 +186,10 @@ struct BenchLabels: ParsableCommand {
         abstract: "Random lookups of one sample's full distribution in a generation (read transaction, decode).",
         discussion: """
         Examples:
-          noisy bench labels --store data.noisy --generation latest --lookups 100000 --json
-          noisy bench labels --store shards/ --generation 2     # a shard set: each lookup on its sample's shard
+          noisy bench labels --store data.noisy --generation latest --lookups 100000 \\
+              --json
+          # a shard set: each lookup on its sample's shard
+          noisy bench labels --store shards/ --generation 2
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -264,9 +268,10 @@ struct BenchCorruptions: ParsableCommand {
         commandName: "corruptions",
         abstract: "Images per second of each ImageNet-C corruption on one thread, on the image files of a folder.",
         discussion: """
-        Every PNG and JPEG in the folder is decoded once; each corruption then runs over
-        all of them --repeat times (keyed seeds 0, 1, ...); the median rate is reported.
-        tools/bench/corruptions.sh runs it beside the imagecorruptions package.
+        Every PNG and JPEG in the folder is decoded once; each corruption then runs
+        over all of them --repeat times (keyed seeds 0, 1, ...); the median rate is
+        reported. tools/bench/corruptions.sh runs it beside the imagecorruptions
+        package.
 
         Examples:
           noisy bench corruptions --images photos-224/ --severity 3 --json

@@ -10,7 +10,8 @@ struct Info: ParsableCommand {
         Examples:
           noisy info --store data.noisy
           noisy info --store data.noisy --json | jq .splits
-          noisy info --store data-8/            # a shard set (noisy shard): its manifest, checked
+          # a shard set (noisy shard): its manifest, checked
+          noisy info --store data-8/
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -53,7 +54,8 @@ struct Show: ParsableCommand {
         Examples:
           noisy show --store data.noisy --id 0 --out sample0.png
           noisy show --store data.noisy --id 42 --out - > s.png
-          noisy show --store shards/ --id 42 --out s.png      # a shard set: the shard that holds it
+          # a shard set: the shard that holds it
+          noisy show --store shards/ --id 42 --out s.png
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -106,8 +108,8 @@ struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check a store without trusting it: every page, sample, index, seal and label digest; exit 0 only when all is consistent.",
         discussion: """
-        First walks data.mdb itself and validates every page before LMDB may follow
-        it (damage is reported by database, page and the sample ids it covers); only a
+        First walks data.mdb itself and validates every page before LMDB may follow it
+        (damage is reported by database, page and the sample ids it covers); only a
         sound file is then read through LMDB: every sample re-hashed and decoded, every
         index checked both ways, every database's seal and every generation's and
         selection's digest. Never crashes, whatever the store's state; when it finds
@@ -116,7 +118,8 @@ struct Verify: ParsableCommand {
         Examples:
           noisy verify --store data.noisy
           noisy verify --store data.noisy --json
-          noisy verify --store data-8/          # a shard set: every shard, and the manifest
+          # a shard set: every shard, and the manifest
+          noisy verify --store data-8/
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -158,7 +161,8 @@ struct Salvage: ParsableCommand {
         Examples:
           noisy salvage --store damaged.noisy --out saved.noisy
           noisy salvage --store damaged.noisy --out saved.noisy --json
-          noisy salvage --store shards/ --out saved-shards/    # a shard set: every shard, then a new manifest
+          # a shard set: every shard, then a new manifest
+          noisy salvage --store shards/ --out saved-shards/
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -238,7 +242,8 @@ struct Compact: ParsableCommand {
         discussion: """
         Examples:
           noisy compact --store data.noisy --out data-compact.noisy
-          noisy compact --store shards/ --out shards-compact/    # a shard set: every shard, then the manifest
+          # a shard set: every shard, then the manifest
+          noisy compact --store shards/ --out shards-compact/
         """
     )
     @OptionGroup var storeOption: StoreOption

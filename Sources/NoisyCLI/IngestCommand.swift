@@ -8,15 +8,18 @@ struct Ingest: ParsableCommand {
         discussion: """
         --labeled, --validation and --test folders hold one subfolder per class
         (DIR/<class>/**/*.jpg|png|webp); validation and test are held out (an image in
-        one of them and in any other split is reported as leakage);
-        --unlabeled is any tree of images. Each is optional and may be repeated; running
-        the same ingest again adds exactly what is missing (it resumes after an interruption).
-        Files that cannot be added are skipped with a reason; identical bytes are stored once.
+        one of them and in any other split is reported as leakage); --unlabeled is any
+        tree of images. Each is optional and may be repeated; running the same ingest
+        again adds exactly what is missing (it resumes after an interruption). Files
+        that cannot be added are skipped with a reason; identical bytes are stored
+        once.
 
         Examples:
-          noisy ingest --store data.noisy --labeled train/ --unlabeled extra/ --validation val/ --test test/
+          noisy ingest --store data.noisy --labeled train/ --unlabeled extra/ \\
+              --validation val/ --test test/
           noisy ingest --store data.noisy --unlabeled more/ --max-side 512 --quality 90
-          noisy ingest --store data.noisy --labeled train/ --report skipped.jsonl --strict
+          noisy ingest --store data.noisy --labeled train/ --report skipped.jsonl \\
+              --strict
         """
     )
 

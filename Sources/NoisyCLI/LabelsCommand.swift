@@ -9,16 +9,20 @@ struct Labels: ParsableCommand {
         abstract: "Pseudo-label generations: import, filter/balance, inspect, tag, diff, export.",
         discussion: """
         A generation is the label set one teacher made for the unlabeled data: soft
-        distributions per sample, the teacher and where the predictions came from,
-        and named selections (filter + balance results). Once written it never changes.
+        distributions per sample, the teacher and where the predictions came from, and
+        named selections (filter + balance results). Once written it never changes.
 
         Examples:
-          noisy labels import --store data.noisy --predictions p.npy --ids ids.npy --teacher "cnn w1, epoch 30"
-          noisy labels filter --store data.noisy --generation 1 --threshold 0.3 --per-class 3000
+          noisy labels import --store data.noisy --predictions p.npy --ids ids.npy \\
+              --teacher "cnn w1, epoch 30"
+          noisy labels filter --store data.noisy --generation 1 --threshold 0.3 \\
+              --per-class 3000
           noisy labels list --store data.noisy
           noisy labels diff --store data.noisy 1 2
-          noisy labels export --store data.noisy --generation latest --format npy --out snap/
-          noisy labels import --store data.noisy --job gen2 --part 3 --parts 8 --predictions p3.npy --ids ids3.npy --teacher t
+          noisy labels export --store data.noisy --generation latest --format npy \\
+              --out snap/
+          noisy labels import --store data.noisy --job gen2 --part 3 --parts 8 \\
+              --predictions p3.npy --ids ids3.npy --teacher t
           noisy labels jobs --store data.noisy
         """,
         subcommands: [LabelsImport.self, LabelsFilter.self, LabelsList.self, LabelsShow.self, LabelsTag.self,
@@ -60,14 +64,15 @@ struct LabelsImport: ParsableCommand {
         abstract: "Create the next generation from a teacher's predictions (NPY or JSON Lines).",
         discussion: """
         --predictions is a float32 .npy of shape [N, C] (probabilities, or scores with
-        --logits), rows matched to samples by --ids (int64 .npy, shape [N]) or --sources
-        (a text file, one stored source path per line). Or --jsonl FILE with one object
-        per line: {"id": 12, "probs": [...]} or {"source": "a/b.jpg", "logits": [...]}.
+        --logits), rows matched to samples by --ids (int64 .npy, shape [N]) or
+        --sources (a text file, one stored source path per line). Or --jsonl FILE with
+        one object per line: {"id": 12, "probs": [...]} or {"source": "a/b.jpg",
+        "logits": [...]}.
 
         The whole input is checked first (shape, class count, unknown or repeated ids,
         NaN/Inf, negative or unnormalised rows); a bad input writes nothing. The
-        generation appears at once when complete; a killed import leaves nothing.
-        The NPY is memory-mapped, so its size does not matter.
+        generation appears at once when complete; a killed import leaves nothing. The
+        NPY is memory-mapped, so its size does not matter.
 
         Precision: f16 (default), f32, or topk:K (the K largest probabilities and the
         rest of the mass, which reading spreads evenly over the other classes).
@@ -75,16 +80,21 @@ struct LabelsImport: ParsableCommand {
         A job in parts (--job NAME --part i --parts W): many workers label one split
         with one teacher, each submitting its part (the samples at positions i, i+W,
         ... of the split in id order; `noisy labels jobs --ids-out` writes them). Each
-        part is stored whole or not at all; a part submitted twice keeps the first copy.
-        The generation appears, in one step, when the last part arrives (or with
+        part is stored whole or not at all; a part submitted twice keeps the first
+        copy. The generation appears, in one step, when the last part arrives (or with
         `noisy labels commit --job NAME`), and holds the same bytes as one import of
         all the predictions.
 
         Examples:
-          noisy labels import --store data.noisy --predictions p.npy --ids ids.npy --teacher "resnet18 gen 1"
-          noisy labels import --store data.noisy --predictions logits.npy --sources files.txt --logits --teacher t --precision topk:32
-          noisy labels import --store data.noisy --jsonl preds.jsonl --teacher "api model" --parent none
-          noisy labels import --store data.noisy --job gen2 --part $SLURM_ARRAY_TASK_ID --parts 64 --predictions p.npy --ids ids.npy --teacher "resnet50 gen 1"
+          noisy labels import --store data.noisy --predictions p.npy --ids ids.npy \\
+              --teacher "resnet18 gen 1"
+          noisy labels import --store data.noisy --predictions logits.npy \\
+              --sources files.txt --logits --teacher t --precision topk:32
+          noisy labels import --store data.noisy --jsonl preds.jsonl \\
+              --teacher "api model" --parent none
+          noisy labels import --store data.noisy --job gen2 \\
+              --part $SLURM_ARRAY_TASK_ID --parts 64 --predictions p.npy \\
+              --ids ids.npy --teacher "resnet50 gen 1"
         """
     )
     @OptionGroup var job: JobPartOptions
@@ -176,7 +186,8 @@ struct LabelsFilter: ParsableCommand {
 
         Examples:
           noisy labels filter --store data.noisy --generation 1 --threshold 0.3
-          noisy labels filter --store data.noisy --generation latest --threshold 0.3 --per-class 3000 --name balanced
+          noisy labels filter --store data.noisy --generation latest --threshold 0.3 \\
+              --per-class 3000 --name balanced
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -299,7 +310,8 @@ struct LabelsJobs: ParsableCommand {
         Examples:
           noisy labels jobs --store data.noisy
           noisy labels jobs --store data.noisy --json
-          noisy labels jobs --store data.noisy --job gen2 --part 3 --parts 8 --ids-out ids3.npy
+          noisy labels jobs --store data.noisy --job gen2 --part 3 --parts 8 \\
+              --ids-out ids3.npy
         """
     )
     @OptionGroup var storeOption: StoreOption

@@ -12,15 +12,18 @@ struct LabelsExport: ParsableCommand {
         discussion: """
         Without --selection the 'default' selection is exported if there is one, else
         every sample once. npy writes ids.npy (int64), probs.npy (float32 [N, C], or
-        float16 with --keep-precision), multiplicity.npy (int32, copies per sample)
-        and sources.txt; jsonl writes labels.jsonl; safetensors labels.safetensors
-        (ids, probs, multiplicity). manifest.json (written last) holds the generation's
+        float16 with --keep-precision), multiplicity.npy (int32, copies per sample) and
+        sources.txt; jsonl writes labels.jsonl; safetensors labels.safetensors (ids,
+        probs, multiplicity). manifest.json (written last) holds the generation's
         metadata, the files and their SHA-256. Memory stays constant whatever N is.
 
         Examples:
-          noisy labels export --store data.noisy --generation 2 --format npy --out snap-2/
-          noisy labels export --store data.noisy --generation latest --selection balanced --format jsonl --out snap/
-          noisy labels export --store shards/ --generation 2 --format npy --out snap-2/    # a shard set: one snapshot, id order
+          noisy labels export --store data.noisy --generation 2 --format npy \\
+              --out snap-2/
+          noisy labels export --store data.noisy --generation latest \\
+              --selection balanced --format jsonl --out snap/
+          # a shard set: one snapshot, id order
+          noisy labels export --store shards/ --generation 2 --format npy --out snap-2/
         """
     )
     @OptionGroup var storeOption: StoreOption

@@ -23,7 +23,8 @@ struct LabelsList: ParsableCommand {
         Examples:
           noisy labels list --store data.noisy
           noisy labels list --store data.noisy --json
-          noisy labels list --store data-8/        # a shard set: the generations its manifest lists
+          # a shard set: the generations its manifest lists
+          noisy labels list --store data-8/
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -97,7 +98,8 @@ struct LabelsShow: ParsableCommand {
         Examples:
           noisy labels show --store data.noisy --generation 2
           noisy labels show --store data.noisy --generation latest --json
-          noisy labels show --store data-8/ --generation 2      # a shard set: the set's figures
+          # a shard set: the set's figures
+          noisy labels show --store data-8/ --generation 2
         """
     )
     @OptionGroup var storeOption: StoreOption

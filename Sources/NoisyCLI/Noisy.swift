@@ -7,7 +7,8 @@ struct Noisy: ParsableCommand {
         abstract: "The data side of Noisy Student self-training: an LMDB image store, views and batches, pseudo-label generations.",
         discussion: """
         Start with `noisy demo` (Fashion-MNIST), or ingest your own folders:
-          noisy ingest --store data.noisy --labeled train/ --unlabeled extra/ --test val/
+          noisy ingest --store data.noisy --labeled train/ --unlabeled extra/ \\
+              --test val/
           noisy info --store data.noisy
         """,
         version: "0.1.0",

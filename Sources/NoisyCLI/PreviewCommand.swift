@@ -11,13 +11,14 @@ struct Preview: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a contact sheet of augmented samples with their labels.",
         discussion: """
-        The first batch of the stream, exactly as a trainer would get it: the same
-        seed gives the same PNG bytes.
+        The first batch of the stream, exactly as a trainer would get it: the same seed
+        gives the same PNG bytes.
 
         Examples:
           noisy preview --store data.noisy --count 16 --seed 1 --out grid.png
           noisy preview --store data.noisy --randaugment 2,9 --out ra.png
-          noisy preview --store fmnist.noisy --size 28 --crop pad --pad 2 --cutout 10 --out f.png
+          noisy preview --store fmnist.noisy --size 28 --crop pad --pad 2 --cutout 10 \\
+              --out f.png
           noisy preview --store data.noisy --view teacher --out clean.png
         """
     )

@@ -15,22 +15,25 @@ struct Robustness: ParsableCommand, TrainsModels {
         and severity (computed on the fly from the clean teacher view at the model's
         size; nothing is written to the store), and along perturbation sequences.
 
-        Figures: clean accuracy; the error per corruption (mean over severities);
-        CE_c = sum_s E(s,c) / sum_s E_baseline(s,c) and mCE, its mean over the common
+        Figures: clean accuracy; the error per corruption (mean over severities); CE_c
+        = sum_s E(s,c) / sum_s E_baseline(s,c) and mCE, its mean over the common
         ImageNet-C corruptions evaluated; relative mCE, the same over the degradation
         from clean, sum_s (E(s,c) - E_clean); the flip probability per perturbation
         (translate: frame t shifted t pixels; brightness: +0.02 t; gaussian_noise:
         fresh noise of 0.02 each frame, compared with the clean frame), its ratio to
-        the baseline's (FR) and their mean (mFR). The baseline is the first
-        checkpoint unless --baseline names another of them.
+        the baseline's (FR) and their mean (mFR). The baseline is the first checkpoint
+        unless --baseline names another of them.
 
-        Corruptions: \(Corruption.available.map(\.rawValue).joined(separator: ", ")).
-        \(Corruption.allCases.compactMap { c in c.unavailable.map { "\(c.rawValue): \($0)." } }.joined(separator: "\n"))
+        \(Terminal.wrapped("Corruptions: " + Corruption.available.map(\.rawValue).joined(separator: ", ") + "."))
+        \(Corruption.allCases.compactMap { c in c.unavailable.map { Terminal.wrapped("\(c.rawValue): \($0).") } }.joined(separator: "\n"))
 
         Examples:
-          noisy robustness --store fmnist.noisy --checkpoint teacher.ckpt --checkpoint student.ckpt
-          noisy robustness --store fmnist.noisy --checkpoint t.ckpt --checkpoint s.ckpt --limit 1000 --json --plot robustness.png
-          noisy robustness --store data.noisy --checkpoint s.ckpt --corruptions gaussian_noise,fog --severities 1-3
+          noisy robustness --store fmnist.noisy --checkpoint teacher.ckpt \\
+              --checkpoint student.ckpt
+          noisy robustness --store fmnist.noisy --checkpoint t.ckpt \\
+              --checkpoint s.ckpt --limit 1000 --json --plot robustness.png
+          noisy robustness --store data.noisy --checkpoint s.ckpt \\
+              --corruptions gaussian_noise,fog --severities 1-3
         """
     )
     @OptionGroup var storeOption: StoreOption

@@ -118,19 +118,24 @@ struct Run: ParsableCommand, TrainsModels {
     static let configuration = CommandConfiguration(
         abstract: "The whole Noisy Student loop: teacher, label, filter/balance, larger noised student, repeat.",
         discussion: """
-        Iteration k: the teacher (the first one trained on the labeled split, later
-        the previous student) labels the unlabeled split through the clean view; the
+        Iteration k: the teacher (the first one trained on the labeled split, later the
+        previous student) labels the unlabeled split through the clean view; the
         generation is filtered (--threshold) and balanced (--per-class); a student at
         least as wide, from scratch, learns from labeled + pseudo-labeled batches
         (--ratio) under noise (pad-and-crop, flips, RandAugment 2,5 by default, Cutout,
         dropout, stochastic depth). Each generation names its teacher's checkpoint.
-        Interrupted, it resumes after the last finished step (--workdir holds the state).
+        Interrupted, it resumes after the last finished step (--workdir holds the
+        state).
 
         Examples:
           noisy run --store fmnist.noisy --iterations 3 --report run.json
-          noisy run --store fmnist.noisy --student-width 2 --student-epochs 5 --randaugment 2,9 --workdir runs/a
-          noisy run --store fmnist-4/ --iterations 2 --workdir runs/sharded    # a shard set: generations over the set
-          noisy run --store fmnist.noisy --batch-norm students --student-depth 1 --workdir runs/bn   # normalised, deeper students
+          noisy run --store fmnist.noisy --student-width 2 --student-epochs 5 \\
+              --randaugment 2,9 --workdir runs/a
+          # a shard set: generations over the set
+          noisy run --store fmnist-4/ --iterations 2 --workdir runs/sharded
+          # normalised, deeper students
+          noisy run --store fmnist.noisy --batch-norm students --student-depth 1 \\
+              --workdir runs/bn
         """
     )
     @OptionGroup var storeOption: StoreOption

@@ -10,33 +10,39 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Stream batches to external trainers (PyTorch, JAX) and take their predictions back.",
         discussion: """
-        Clients (the `noisy` Python package: python/noisy/client.py) open train sessions (noised batches of
-        their rank, from their resume state) or label sessions (clean teacher-view
-        batches of a split; they answer with float32 [n, C]; commit creates a
-        generation). The wire format is in schemas/wire-protocol.md. Listens on
-        loopback only unless --allow-remote, which requires --token-file. SIGINT or
-        SIGTERM closes every session; a label session that has not committed writes
-        nothing.
+        Clients (the `noisy` Python package: python/noisy/client.py) open train
+        sessions (noised batches of their rank, from their resume state) or label
+        sessions (clean teacher-view batches of a split; they answer with float32 [n,
+        C]; commit creates a generation). The wire format is in
+        schemas/wire-protocol.md. Listens on loopback only unless --allow-remote, which
+        requires --token-file. SIGINT or SIGTERM closes every session; a label session
+        that has not committed writes nothing.
 
         Examples:
-          noisy serve --store data.noisy --socket /tmp/noisy.sock --size 224 --randaugment 2,9 --batch-size 256
-          noisy serve --store data.noisy --listen 127.0.0.1:5555 --generation latest --ratio 3 --layout float32
-          noisy serve --store data.noisy --listen 0.0.0.0:5555 --allow-remote --token-file secret.txt
-          noisy serve --store data-8/ --shards 0-3 --socket /tmp/noisy.sock   # node 0 of 2, over a shard set
-          noisy serve --store data.noisy --socket /tmp/c.sock --size 224 --crop-fraction 1 --corruption fog --severity 3
+          noisy serve --store data.noisy --socket /tmp/noisy.sock --size 224 \\
+              --randaugment 2,9 --batch-size 256
+          noisy serve --store data.noisy --listen 127.0.0.1:5555 --generation latest \\
+              --ratio 3 --layout float32
+          noisy serve --store data.noisy --listen 0.0.0.0:5555 --allow-remote \\
+              --token-file secret.txt
+          # node 0 of 2, over a shard set
+          noisy serve --store data-8/ --shards 0-3 --socket /tmp/noisy.sock
+          noisy serve --store data.noisy --socket /tmp/c.sock --size 224 \\
+              --crop-fraction 1 --corruption fog --severity 3
 
         With --corruption, label sessions stream the clean teacher view under that
         corruption (keyed by --seed and sample id; with --crop-fraction 1, the images
-        noisy robustness scores),
-        each batch with its samples' classes ("targets"), so that a PyTorch model can be
-        scored the same way; such a server makes no generations.
+        noisy robustness scores), each batch with its samples' classes ("targets"), so
+        that a PyTorch model can be scored the same way; such a server makes no
+        generations.
 
-        Over a shard set (noisy shard), each node serves its own shards (--shards) to its
-        local ranks (LOCAL_RANK / LOCAL_WORLD_SIZE, which the Python client sends). Every
-        node must serve as many shards: each epoch then takes as many samples as the
-        smallest such group holds, and every rank of every node gets the same number of
-        batches (uneven counts hang DDP). A server over every shard of a set also takes
-        label sessions: one generation over the set, committed in its manifest.
+        Over a shard set (noisy shard), each node serves its own shards (--shards) to
+        its local ranks (LOCAL_RANK / LOCAL_WORLD_SIZE, which the Python client sends).
+        Every node must serve as many shards: each epoch then takes as many samples as
+        the smallest such group holds, and every rank of every node gets the same
+        number of batches (uneven counts hang DDP). A server over every shard of a set
+        also takes label sessions: one generation over the set, committed in its
+        manifest.
         """
     )
     @Option(help: ArgumentHelp("With a shard set as --store: the shards this node serves, e.g. 0-3 or 0,2 (default: all).", valueName: "list"))

@@ -11,8 +11,8 @@ struct Shard: ParsableCommand {
         only on the content. Samples keep their ids; classes, generations (each shard
         holds its samples' labels), selections and tags carry over. OUT/manifest.json
         (schemas/shard-manifest.schema.json) lists the shards, their samples and
-        digests, under a checksum; it is written last. `noisy verify --store OUT` checks
-        the whole set.
+        digests, under a checksum; it is written last. `noisy verify --store OUT`
+        checks the whole set.
 
         Examples:
           noisy shard --store data.noisy --shards 8 --out data-8/

@@ -6,6 +6,26 @@ import Foundation
 /// Output helpers: errors on stderr in one line, JSON on stdout, progress on a
 /// terminal as a bar and elsewhere as periodic plain lines.
 enum Terminal {
+    /// `text` wrapped at word boundaries into lines of at most `width` characters, each
+    /// starting with `indent` (later lines with `hanging` too). For help text made up at
+    /// run time: ArgumentParser keeps a discussion's line breaks and wraps only lines
+    /// longer than the terminal, which leaves ragged stubs.
+    static func wrapped(_ text: String, width: Int = 79, indent: String = "", hanging: String = "") -> String {
+        var lines: [String] = []
+        var line = indent
+        for word in text.split(separator: " ") {
+            let lead = lines.isEmpty ? indent : indent + hanging
+            if line.count > lead.count, line.count + 1 + word.count > width {
+                lines.append(line)
+                line = indent + hanging + word
+            } else {
+                line += (line.count > lead.count ? " " : "") + word
+            }
+        }
+        lines.append(line)
+        return lines.joined(separator: "\n")
+    }
+
     static func error(_ message: String) {
         FileHandle.standardError.write(Data("noisy: error: \(message)\n".utf8))
     }

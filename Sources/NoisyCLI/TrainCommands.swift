@@ -35,17 +35,20 @@ struct Train: ParsableCommand, TrainsModels {
     static let configuration = CommandConfiguration(
         abstract: "Train a model on the labeled split, plus a generation's pseudo labels if given.",
         discussion: """
-        Prints per-epoch loss, train and validation accuracy and images/s, and writes the
-        checkpoint (schemas/checkpoint.md) after every epoch. The test split is scored
-        once, after the last epoch, for the report: choose settings on validation (ingest
-        it with --validation). Run again with the same options to resume an interrupted
-        run exactly where it stopped.
+        Prints per-epoch loss, train and validation accuracy and images/s, and writes
+        the checkpoint (schemas/checkpoint.md) after every epoch. The test split is
+        scored once, after the last epoch, for the report: choose settings on
+        validation (ingest it with --validation). Run again with the same options to
+        resume an interrupted run exactly where it stopped.
 
         Examples:
-          noisy train --store fmnist.noisy --size 28 --crop pad --pad 2 --model cnn --epochs 30 --out teacher.ckpt
-          noisy train --store fmnist.noisy --generation 1 --ratio 3 --size 28 --crop pad --pad 3 --cutout 10 \\
-                      --model cnn --width 2 --dropout 0.5 --stochastic-depth 0.8 --epochs 10 --out student.ckpt
-          noisy train --store fmnist.noisy --size 28 --crop pad --pad 2 --model cnn --depth 1 --batch-norm --epochs 30 --out bn.ckpt
+          noisy train --store fmnist.noisy --size 28 --crop pad --pad 2 --model cnn \\
+              --epochs 30 --out teacher.ckpt
+          noisy train --store fmnist.noisy --generation 1 --ratio 3 --size 28 \\
+              --crop pad --pad 3 --cutout 10 --model cnn --width 2 --dropout 0.5 \\
+              --stochastic-depth 0.8 --epochs 10 --out student.ckpt
+          noisy train --store fmnist.noisy --size 28 --crop pad --pad 2 --model cnn \\
+              --depth 1 --batch-norm --epochs 30 --out bn.ckpt
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -102,7 +105,8 @@ struct Evaluate: ParsableCommand, TrainsModels {
         discussion: """
         Examples:
           noisy evaluate --store fmnist.noisy --checkpoint student.ckpt
-          noisy evaluate --store fmnist.noisy --checkpoint student.ckpt --split validation --json
+          noisy evaluate --store fmnist.noisy --checkpoint student.ckpt \\
+              --split validation --json
         """
     )
     @OptionGroup var storeOption: StoreOption
@@ -154,8 +158,10 @@ struct LabelCommand: ParsableCommand, TrainsModels {
         generation appears when the last part is in (see noisy labels import --help).
 
         Examples:
-          noisy label --store fmnist.noisy --checkpoint teacher.ckpt --teacher "cnn w1, 30 epochs"
-          noisy label --store fmnist.noisy --checkpoint teacher.ckpt --teacher t --job gen2 --part 0 --parts 4
+          noisy label --store fmnist.noisy --checkpoint teacher.ckpt \\
+              --teacher "cnn w1, 30 epochs"
+          noisy label --store fmnist.noisy --checkpoint teacher.ckpt --teacher t \\
+              --job gen2 --part 0 --parts 4
         """
     )
     @OptionGroup var job: JobPartOptions

@@ -83,15 +83,24 @@ final class PipelineCLITests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("solarize with parameter 128"), r.stderr)
     }
 
-    /// Every command's help renders (the debug binary also validates option names: no duplicates).
+    /// Every command's help renders (the debug binary also validates option names: no duplicates),
+    /// and its text reads as paragraphs in an 80-column terminal: ArgumentParser keeps the
+    /// discussion's own line breaks and wraps any line longer than the terminal, which left
+    /// stubs of a word or two between full lines. Rendered 200 columns wide, no line before
+    /// the usage may be longer than 79.
     func testEveryCommandHasHelpWithExamples() throws {
         let commands = ["ingest", "info", "show", "verify", "compact", "demo", "preview", "augment", "train", "evaluate", "robustness", "label",
                         "run", "serve", "labels import", "labels filter", "labels list", "labels show", "labels tag",
                         "labels delete", "labels diff", "labels export", "labels samples", "bench pipeline", "bench decode",
                         "bench labels", "bench corruptions", "salvage", "shard", "labels jobs", "labels commit", "labels abandon"]
         for c in commands {
-            let r = try Processes.noisy(c.split(separator: " ").map(String.init) + ["--help"])
+            let r = try Processes.run(Processes.noisyBinary, c.split(separator: " ").map(String.init) + ["--help"],
+                                      environment: ["COLUMNS": "200"])
             XCTAssertEqual(r.status, 0, "\(c): \(r.stderr)")
+            let text = r.stdout.components(separatedBy: "USAGE:")[0].split(separator: "\n").dropFirst()  // the overview line wraps itself
+            for line in text where line.count > 79 {  // ArgumentParser wraps a line of 80 in 80 columns
+                XCTFail("\(c) --help: a line of \(line.count) characters wraps in 80 columns: \(line)")
+            }
             // The usage line always names the command; an example is a line after "Examples:".
             let examples = r.stdout.components(separatedBy: "Examples:").dropFirst().joined()
             XCTAssertTrue(examples.contains("noisy \(c)"), "\(c) --help has an example of itself")
