@@ -19,10 +19,11 @@ struct LoopOptions: ParsableArguments {
     var studentDepth: Int?
     @Option(help: "Epochs of the first teacher (over the labeled split). 240 with RandAugment 2,5 was chosen on validation over 3 seeds (BENCHMARKS.md).")
     var teacherEpochs: Int = 240
-    @Option(help: ArgumentHelp("Epochs of each student (passes over the pseudo-labeled selection); a list gives iteration 1, 2, ... (the last repeats).",
-                               valueName: "E[,E...]")) var studentEpochs: String = "12"
+    @Option(help: ArgumentHelp("Epochs of each student (passes over the pseudo-labeled selection); a list gives iteration 1, 2, ... (the last repeats). 7 passes over every unlabeled image take as many steps as 12 over 3,000 per class did.",
+                               valueName: "E[,E...]")) var studentEpochs: String = "7"
     @Option(help: "Confidence threshold of the pseudo labels.") var threshold: Double = 0.3
-    @Option(help: "Entries per class after balancing (0: no balancing).") var keepPerClass: Int = 3000
+    @Option(help: "Entries per class after balancing (0: no balancing: every entry over the threshold, which beat 3,000 per class on validation over 3 seeds, BENCHMARKS.md).")
+    var keepPerClass: Int = 0
     @Option(help: "Pseudo-labeled samples per labeled one in each student batch (1: half of each batch is labeled).")
     var ratio: Double = 1
     @Option(help: "Batch size.") var batchSize: Int = 64
@@ -120,8 +121,9 @@ struct Run: ParsableCommand, TrainsModels {
         discussion: """
         Iteration k: the teacher (the first one trained on the labeled split, later the
         previous student) labels the unlabeled split through the clean view; the
-        generation is filtered (--threshold) and balanced (--per-class); a student at
-        least as wide, from scratch, learns from labeled + pseudo-labeled batches
+        generation is filtered (--threshold) and, with --keep-per-class N, balanced to
+        N per class (off by default: every entry over the threshold is kept); a student
+        at least as wide, from scratch, learns from labeled + pseudo-labeled batches
         (--ratio) under noise (pad-and-crop, flips, RandAugment 2,5 by default, Cutout,
         dropout, stochastic depth). Each generation names its teacher's checkpoint.
         Interrupted, it resumes after the last finished step (--workdir holds the
