@@ -19,7 +19,7 @@ struct LoopOptions: ParsableArguments {
     var studentDepth: Int?
     @Option(help: "Epochs of the first teacher (over the labeled split). 240 with RandAugment 2,5 was chosen on validation over 3 seeds (BENCHMARKS.md).")
     var teacherEpochs: Int = 240
-    @Option(help: ArgumentHelp("Epochs of each student (passes over the pseudo-labeled selection); a list gives iteration 1, 2, ... (the last repeats). 7 passes over every unlabeled image take as many steps as 12 over 3,000 per class did.",
+    @Option(help: ArgumentHelp("Epochs of each student (passes over the pseudo-labeled selection); a list gives iteration 1, 2, ... (the last repeats). 7 passes over every unlabeled image take about as many steps as 12 over 3,000 per class did.",
                                valueName: "E[,E...]")) var studentEpochs: String = "7"
     @Option(help: "Confidence threshold of the pseudo labels.") var threshold: Double = 0.3
     @Option(help: "Entries per class after balancing (0: no balancing: every entry over the threshold, which beat 3,000 per class on validation over 3 seeds, BENCHMARKS.md).")

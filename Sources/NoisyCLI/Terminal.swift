@@ -12,17 +12,16 @@ enum Terminal {
     /// longer than the terminal, which leaves ragged stubs.
     static func wrapped(_ text: String, width: Int = 79, indent: String = "", hanging: String = "") -> String {
         var lines: [String] = []
-        var line = indent
+        var line = ""
         for word in text.split(separator: " ") {
-            let lead = lines.isEmpty ? indent : indent + hanging
-            if line.count > lead.count, line.count + 1 + word.count > width {
-                lines.append(line)
-                line = indent + hanging + word
-            } else {
-                line += (line.count > lead.count ? " " : "") + word
+            let prefix = lines.isEmpty ? indent : indent + hanging
+            if !line.isEmpty, prefix.count + line.count + 1 + word.count > width {
+                lines.append(prefix + line)
+                line = ""
             }
+            line += line.isEmpty ? String(word) : " " + word
         }
-        lines.append(line)
+        lines.append((lines.isEmpty ? indent : indent + hanging) + line)
         return lines.joined(separator: "\n")
     }
 
