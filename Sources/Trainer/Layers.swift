@@ -160,8 +160,20 @@ public final class Dense: Layer {
     }
 }
 
-/// 3x3 convolution, stride 1, zero padding 1, NHWC: one GEMM of the im2col matrix
-/// [N*H*W, 9*Cin] by the weights [9*Cin, Cout].
+/// 3x3 convolution, stride 1, zero padding 1, NHWC.
+///
+/// Two ways to compute it, chosen per layer by shape (`directSupported`):
+/// - **direct** (`conv3x3.c`, AVX2 + FMA) for the residual blocks' convolutions,
+///   as many channels in as out, at most 32 and a multiple of 8: the input is
+///   copied once into a zero-bordered image and each kernel sums taps and
+///   channels in registers. There the GEMM below is a tall product only 16-32
+///   columns wide, which OpenBLAS spends as long packing as multiplying; direct,
+///   the deeper student (`--student-width 1 --student-depth 1`) trains 1.35x as
+///   fast (BENCHMARKS.md, "Direct convolutions").
+/// - **im2col + GEMM** otherwise: one GEMM of the im2col matrix [N*H*W, 9*Cin] by
+///   the weights [9*Cin, Cout]. For the stem and the stage convolutions (1 -> 16,
+///   16 -> 32, 32 -> 64 in the demo's models) it is as fast or faster, and keeping
+///   them on it leaves models without residual blocks computing exactly as before.
 public final class Conv3x3: Layer {
     let cin: Int, cout: Int
     let w: Parameter
@@ -169,7 +181,10 @@ public final class Conv3x3: Layer {
     let b: Parameter?
     /// The first layer's input gradient is never used: skipping it saves a GEMM and a col2im.
     var needsInputGradient = true
-    /// Reused between steps: the im2col matrix (kept for the weight gradient) and its gradient.
+    /// The direct kernels run this layer (see the type's comment).
+    let direct: Bool
+    /// Reused between steps: the im2col matrix (kept for the weight gradient) and its
+    /// gradient, or the direct path's zero-bordered input and output gradient.
     private var cols: [Float] = []
     private var dcols: [Float] = []
     private var inShape: [Int] = []
@@ -178,6 +193,12 @@ public final class Conv3x3: Layer {
         self.cin = cin; self.cout = cout
         w = Parameter(name: name + ".w", value: heInit(9 * cin * cout, fanIn: 9 * cin, rng: &rng), decays: true)
         b = bias ? Parameter(name: name + ".b", value: [Float](repeating: 0, count: cout), decays: false) : nil
+        direct = Conv3x3.directSupported(cin: cin, cout: cout)
+    }
+
+    /// Square convolutions of 8-32 channels (in steps of 8) on a CPU with AVX2 and FMA.
+    static func directSupported(cin: Int, cout: Int) -> Bool {
+        cin == cout && cout <= 32 && tk_conv3x3_direct_supported(cin, cout) != 0
     }
 
     public var parameters: [Parameter] { b.map { [w, $0] } ?? [w] }
@@ -186,11 +207,29 @@ public final class Conv3x3: Layer {
         let (n, h, wd) = (x.shape[0], x.shape[1], x.shape[2])
         inShape = x.shape
         let k = 9 * cin, rows = n * h * wd
+        var out: [Float]
+        if direct {
+            // Per-pixel sums in a fixed order: batch-invariant without `ctx.batchInvariant`.
+            let padded = n * (h + 2) * (wd + 2) * cin
+            if cols.count != padded { cols = uninitializedFloats(padded) }
+            x.data.withUnsafeBufferPointer { src in
+                cols.withUnsafeMutableBufferPointer { p in tk_pad1(src.baseAddress, n, h, wd, cin, p.baseAddress) }
+            }
+            if let b {
+                out = uninitializedFloats(rows * cout)
+                fillRows(&out, rows: rows, with: b.value)
+            } else {
+                out = [Float](repeating: 0, count: rows * cout)
+            }
+            cols.withUnsafeBufferPointer { p in
+                out.withUnsafeMutableBufferPointer { o in tk_conv3x3_forward(p.baseAddress, n, h, wd, cin, w.value, cout, o.baseAddress) }
+            }
+            return Tensor(shape: [n, h, wd, cout], data: out)
+        }
         if cols.count != rows * k { cols = [Float](repeating: 0, count: rows * k) }
         x.data.withUnsafeBufferPointer { src in
             cols.withUnsafeMutableBufferPointer { col in tk_im2col3x3(src.baseAddress, n, h, wd, cin, col.baseAddress) }
         }
-        var out: [Float]
         if let b {
             out = uninitializedFloats(rows * cout)
             fillRows(&out, rows: rows, with: b.value)
@@ -204,9 +243,31 @@ public final class Conv3x3: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         let (n, h, wd) = (inShape[0], inShape[1], inShape[2])
         let k = 9 * cin, rows = n * h * wd
-        gemm(true, false, m: k, n: cout, k: rows, cols, lda: k, dy.data, ldb: cout, beta: 1, &w.grad, ldc: cout)
+        if direct {
+            cols.withUnsafeBufferPointer { p in
+                dy.data.withUnsafeBufferPointer { g in tk_conv3x3_weight_grad(p.baseAddress, n, h, wd, cin, g.baseAddress, cout, &w.grad) }
+            }
+        } else {
+            gemm(true, false, m: k, n: cout, k: rows, cols, lda: k, dy.data, ldb: cout, beta: 1, &w.grad, ldc: cout)
+        }
         if let b { sumRows(dy.data, rows: rows, into: &b.grad) }
         guard needsInputGradient else { return Tensor(zeros: [0]) }
+        if direct {
+            let padded = n * (h + 2) * (wd + 2) * cout
+            if dcols.count != padded { dcols = uninitializedFloats(padded) }
+            var flipped = uninitializedFloats(9 * cin * cout)
+            tk_conv3x3_flip(w.value, cin, cout, &flipped)
+            var dx = [Float](repeating: 0, count: n * h * wd * cin)
+            dy.data.withUnsafeBufferPointer { g in
+                dcols.withUnsafeMutableBufferPointer { p in
+                    tk_pad1(g.baseAddress, n, h, wd, cout, p.baseAddress)
+                    dx.withUnsafeMutableBufferPointer { o in
+                        tk_conv3x3_forward(p.baseAddress, n, h, wd, cout, flipped, cin, o.baseAddress)
+                    }
+                }
+            }
+            return Tensor(shape: inShape, data: dx)
+        }
         if dcols.count != rows * k { dcols = [Float](repeating: 0, count: rows * k) }
         gemm(false, true, m: rows, n: k, k: cout, dy.data, lda: cout, w.value, ldb: cout, beta: 0, &dcols, ldc: k)
         var dx = [Float](repeating: 0, count: n * h * wd * cin)

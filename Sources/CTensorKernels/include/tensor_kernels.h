@@ -49,4 +49,23 @@ void tk_bn_forward(const float *x, ptrdiff_t rows, ptrdiff_t c, const float *mea
 void tk_bn_backward(const float *dy, const float *xhat, ptrdiff_t rows, ptrdiff_t c, const float *gamma,
                     const float *invstd, float *dgamma, float *dbeta, float *dx);
 
+/// Direct 3x3 convolutions (conv3x3.c): 1 when this CPU runs them (AVX2 and FMA)
+/// and the shape suits them (cout a multiple of 8); the caller uses im2col + GEMM
+/// otherwise.
+int tk_conv3x3_direct_supported(ptrdiff_t cin, ptrdiff_t cout);
+/// dst [n, h+2, w+2, c] = src [n, h, w, c] inside a border of zeros.
+void tk_pad1(const float *src, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *dst);
+/// out [n, h, w, cout] += the 3x3 convolution of the padded input xp [n, h+2, w+2, cin]
+/// with wt [9*cin, cout] (tap-major then input channel, as the im2col matrix's columns).
+void tk_conv3x3_forward(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
+                        const float *wt, ptrdiff_t cout, float *out);
+/// dw [9*cin, cout] += the weight gradient: sum over pixels of the padded input's
+/// 3x3 neighbourhood times dy [n, h, w, cout].
+void tk_conv3x3_weight_grad(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
+                            const float *dy, ptrdiff_t cout, float *dw);
+/// The weights of the input gradient's convolution: out [9*cout, cin] holds wt
+/// [9*cin, cout] with the taps mirrored and the channels transposed, so that
+/// dx = tk_conv3x3_forward(pad(dy), cin: cout, out, cout: cin).
+void tk_conv3x3_flip(const float *wt, ptrdiff_t cin, ptrdiff_t cout, float *out);
+
 #endif
