@@ -70,6 +70,34 @@ final class DemoAndBenchTests: XCTestCase {
         XCTAssertEqual((try JSONSerialization.jsonObject(with: list2.stdoutData) as? [Any])?.count, 1, "no second generation")
     }
 
+    /// `noisy demo --long` on a slice: the deeper student (width 1, one residual block
+    /// per stage, stochastic depth) for 2 iterations, as each student checkpoint's header
+    /// says (read with Python's struct and json); options given explicitly still apply.
+    func testLongDemoTrainsTheDeeperStudentForTwoIterations() throws {
+        let work = "\(root)/demo-long"
+        let r = try Processes.noisy(["demo", "--long", "--workdir", work, "--per-class", "5", "--unlabeled", "100", "--validation-per-class", "10",
+                                     "--teacher-epochs", "1", "--student-epochs", "1", "--keep-per-class", "10", "--threshold", "0",
+                                     "--batch-size", "32", "--robustness-samples", "0", "--stochastic-depth", "0.7"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(work)/report.json"))) as? [String: Any])
+        let iterations = try XCTUnwrap(report["iterations"] as? [[String: Any]])
+        XCTAssertEqual(iterations.count, 2)
+        let checkpoints = ["\(work)/run/teacher-0.ckpt"] + iterations.compactMap { $0["student_checkpoint"] as? String }
+        XCTAssertEqual(checkpoints.count, 3)
+        let headers = try Processes.python("""
+        import json, struct, sys
+        for path in sys.argv[1:]:
+            with open(path, "rb") as f:
+                magic, version, length = struct.unpack("<8sIQ", f.read(20))
+                assert magic == b"NOISYCKP", magic
+                a = json.loads(f.read(length))["architecture"]
+            print(float(a["width"]), int(a["depth"]), float(a["final_survival"]))
+        """, checkpoints)
+        XCTAssertEqual(headers.status, 0, headers.stderr)
+        let lines = headers.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines, ["1.0 0 1.0"] + Array(repeating: "1.0 1 0.7", count: 2), headers.stdout)
+    }
+
     /// The demo's folders checked with numpy (the IDX files) and Pillow (the PNGs).
     func checkDemoFolders(_ folders: String, perClass: Int, validationPerClass: Int, unlabeled: Int) throws {
         let r = try Processes.python("""
