@@ -19,8 +19,9 @@
 #include <immintrin.h>
 
 int tk_conv3x3_direct_supported(ptrdiff_t cin, ptrdiff_t cout) {
-    (void)cin;
-    return cout > 0 && cout % 8 == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    /* Output vectors of 8 channels; the input gradient runs the kernel with the roles swapped. */
+    return cin > 0 && cout > 0 && cin % 8 == 0 && cout % 8 == 0 && __builtin_cpu_supports("avx2") &&
+           __builtin_cpu_supports("fma");
 }
 
 void tk_pad1(const float *src, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *dst) {

@@ -50,8 +50,8 @@ void tk_bn_backward(const float *dy, const float *xhat, ptrdiff_t rows, ptrdiff_
                     const float *invstd, float *dgamma, float *dbeta, float *dx);
 
 /// Direct 3x3 convolutions (conv3x3.c): 1 when this CPU runs them (AVX2 and FMA)
-/// and the shape suits them (cout a multiple of 8); the caller uses im2col + GEMM
-/// otherwise.
+/// and the shape suits them (cin and cout multiples of 8: the input gradient swaps
+/// them); the caller uses im2col + GEMM otherwise.
 int tk_conv3x3_direct_supported(ptrdiff_t cin, ptrdiff_t cout);
 /// dst [n, h+2, w+2, c] = src [n, h, w, c] inside a border of zeros.
 void tk_pad1(const float *src, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *dst);
