@@ -58,6 +58,125 @@ static void nc_jpeg_install(struct jpeg_decompress_struct *cinfo, nc_jpeg_error 
     e->benign = 0;
 }
 
+/* DCT scale 1/denom and the colour space we hand out (gray, RGB, or CMYK that we invert). */
+static void nc_jpeg_set_output(struct jpeg_decompress_struct *cinfo, int denom) {
+    cinfo->scale_num = 1;
+    cinfo->scale_denom = (unsigned)denom;
+    switch (cinfo->jpeg_color_space) {
+    case JCS_GRAYSCALE: cinfo->out_color_space = JCS_GRAYSCALE; break;
+    case JCS_CMYK:
+    case JCS_YCCK: cinfo->out_color_space = JCS_CMYK; break;
+    default: cinfo->out_color_space = JCS_RGB; break;
+    }
+    jpeg_calc_output_dimensions(cinfo);
+}
+
+/*
+ * Restart slices. A baseline JPEG's entropy-coded data can only be read from its
+ * start, so a region decode must Huffman-decode every row above the crop's bottom
+ * across the full width: about two thirds of a train view's decode time. Restart
+ * markers (DRI) reset the decoder's state, so a stream whose restart segments tile
+ * whole MCU rows can be cut apart: the segments that cover a crop, renumbered and
+ * behind the same header with smaller dimensions, form a valid JPEG of their own.
+ * Its blocks are the same coefficients, so its pixels equal the full image's, except
+ * that chroma upsampling replicates at its edges; the slice therefore reaches 2
+ * scaled pixels beyond the crop on every side, as the region decode does.
+ */
+typedef struct {
+    size_t sof_dims;        /* offset of the SOF frame's height field */
+    size_t entropy;         /* first byte of the entropy-coded data */
+    int mcu_w, mcu_h;       /* MCU size in full-size pixels */
+    int mcus_per_row, mcu_rows;
+    int per_row;            /* restart segments per MCU row */
+} nc_restart_layout;
+
+/* After jpeg_read_header: 1 when the stream can be sliced (see above). */
+static int nc_restart_layout_of(struct jpeg_decompress_struct *cinfo, const uint8_t *data, size_t len,
+                                nc_restart_layout *L) {
+    if (cinfo->restart_interval == 0 || cinfo->progressive_mode || cinfo->arith_code) return 0;
+    if (jpeg_has_multiple_scans(cinfo) || cinfo->comps_in_scan != cinfo->num_components) return 0;
+    if (cinfo->num_components == 1) {
+        L->mcu_w = L->mcu_h = 8;  /* a one-component scan's MCU is one block */
+    } else {
+        L->mcu_w = 8 * cinfo->max_h_samp_factor;
+        L->mcu_h = 8 * cinfo->max_v_samp_factor;
+    }
+    L->mcus_per_row = (int)((cinfo->image_width + (unsigned)L->mcu_w - 1) / (unsigned)L->mcu_w);
+    L->mcu_rows = (int)((cinfo->image_height + (unsigned)L->mcu_h - 1) / (unsigned)L->mcu_h);
+    if (L->mcus_per_row % (int)cinfo->restart_interval != 0) return 0;
+    L->per_row = L->mcus_per_row / (int)cinfo->restart_interval;
+    L->entropy = len - cinfo->src->bytes_in_buffer;
+    /* The frame header's height and width fields, found by walking the marker segments. */
+    size_t p = 2;
+    L->sof_dims = 0;
+    while (p + 4 <= L->entropy) {
+        if (data[p] != 0xFF) return 0;
+        int m = data[p + 1];
+        if (m == 0xFF) { p++; continue; }
+        size_t seg = ((size_t)data[p + 2] << 8) | data[p + 3];
+        if (m == 0xC0 || m == 0xC1) {
+            if (p + 9 > L->entropy) return 0;
+            L->sof_dims = p + 5;
+        }
+        if (m == 0xDA) break;
+        p += 2 + seg;
+    }
+    return L->sof_dims != 0;
+}
+
+/*
+ * Writes into out (at least len + 2 bytes) a JPEG of restart-segment columns
+ * [c0, c1) and MCU rows [r0, r1); returns its length, or 0 when the markers are
+ * not where the layout says (then the caller decodes the whole stream, and libjpeg
+ * reports whatever is wrong with it).
+ */
+static size_t nc_restart_slice(const uint8_t *data, size_t len, const nc_restart_layout *L,
+                               int seg_w, int image_w, int image_h, int c0, int c1, int r0, int r1,
+                               uint8_t *out) {
+    memcpy(out, data, L->entropy);
+    int w = (c1 - c0) * seg_w, h = (r1 - r0) * L->mcu_h;
+    if (c0 * seg_w + w > image_w) w = image_w - c0 * seg_w;
+    if (r0 * L->mcu_h + h > image_h) h = image_h - r0 * L->mcu_h;
+    out[L->sof_dims] = (uint8_t)(h >> 8);
+    out[L->sof_dims + 1] = (uint8_t)h;
+    out[L->sof_dims + 2] = (uint8_t)(w >> 8);
+    out[L->sof_dims + 3] = (uint8_t)w;
+    size_t o = L->entropy;
+    const long last = (long)(r1 - 1) * L->per_row + (c1 - 1);
+    long index = 0;           /* the segment being walked */
+    size_t start = L->entropy;
+    int written = 0;
+    size_t q = L->entropy;
+    for (;;) {
+        const uint8_t *ff = q < len ? memchr(data + q, 0xFF, len - q) : NULL;
+        if (!ff || (size_t)(ff - data) + 1 >= len) return 0;  /* no end marker */
+        q = (size_t)(ff - data);
+        int m = data[q + 1];
+        if (m == 0x00 || m == 0xFF) { q += 1 + (m == 0x00); continue; }  /* stuffed or fill byte */
+        int restart = m >= 0xD0 && m <= 0xD7;
+        if (!restart && m != 0xD9) return 0;
+        if (restart && m != 0xD0 + (int)(index & 7)) return 0;
+        int row = (int)(index / L->per_row), col = (int)(index % L->per_row);
+        if (row >= r0 && col >= c0 && col < c1) {
+            if (written) {
+                out[o++] = 0xFF;
+                out[o++] = (uint8_t)(0xD0 + ((written - 1) & 7));
+            }
+            memcpy(out + o, data + start, q - start);
+            o += q - start;
+            written++;
+        }
+        if (index == last) break;
+        if (!restart) return 0;  /* the image ended early */
+        index++;
+        q += 2;
+        start = q;
+    }
+    out[o++] = 0xFF;
+    out[o++] = 0xD9;
+    return o;
+}
+
 /* Reads the header and sets scale and colour space; returns NC_OK or an error. */
 static int nc_jpeg_prepare(struct jpeg_decompress_struct *cinfo, const uint8_t *data, size_t len,
                            const nc_decode_options *opt, nc_plan *plan, char *err) {
@@ -74,15 +193,7 @@ static int nc_jpeg_prepare(struct jpeg_decompress_struct *cinfo, const uint8_t *
         nc_set_error(err, "scale must be 1, 2, 4 or 8 (got 1/%d)", denom);
         return NC_ERR_ARGUMENT;
     }
-    cinfo->scale_num = 1;
-    cinfo->scale_denom = (unsigned)denom;
-    switch (cinfo->jpeg_color_space) {
-    case JCS_GRAYSCALE: cinfo->out_color_space = JCS_GRAYSCALE; break;
-    case JCS_CMYK:
-    case JCS_YCCK: cinfo->out_color_space = JCS_CMYK; break;
-    default: cinfo->out_color_space = JCS_RGB; break;
-    }
-    jpeg_calc_output_dimensions(cinfo);
+    nc_jpeg_set_output(cinfo, denom);
     memset(plan, 0, sizeof(*plan));
     plan->info.width = (int32_t)cinfo->image_width;
     plan->info.height = (int32_t)cinfo->image_height;
@@ -130,13 +241,61 @@ static void nc_cmyk_row_to_rgb(const uint8_t *in, uint8_t *out, int width) {
     }
 }
 
+/*
+ * For a crop of a sliceable stream (see nc_restart_layout), points cinfo at a JPEG of
+ * only the restart segments the crop needs, held in *slice (malloc'd; the caller
+ * frees it), and returns the full-size pixel where that JPEG starts. Returns 0 and
+ * leaves cinfo alone when the stream cannot be sliced or a slice would not help.
+ */
+static int nc_jpeg_use_slice(struct jpeg_decompress_struct *cinfo, const uint8_t *data, size_t len,
+                             const nc_decode_options *opt, int rows, uint8_t *volatile *slice,
+                             int *x0, int *y0) {
+    nc_restart_layout L;
+    if (!nc_restart_layout_of(cinfo, data, len, &L)) return 0;
+    const int d = opt->scale_denom, W = (int)cinfo->image_width, H = (int)cinfo->image_height;
+    const int seg_w = L.mcu_w * (int)cinfo->restart_interval;
+    /* The crop in full-size pixels, 2 scaled pixels wider on each side (edge upsampling). */
+    int left = (opt->crop_x - 2) * d, top = (opt->crop_y - 2) * d;
+    int right = (opt->crop_x + opt->crop_w + 2) * d, bottom = (opt->crop_y + rows + 2) * d;
+    if (left < 0) left = 0;
+    if (top < 0) top = 0;
+    if (right > W) right = W;
+    if (bottom > H) bottom = H;
+    int c0 = left / seg_w, c1 = (right + seg_w - 1) / seg_w;
+    int r0 = top / L.mcu_h, r1 = (bottom + L.mcu_h - 1) / L.mcu_h;
+    if (c1 > L.per_row) c1 = L.per_row;
+    if (r1 > L.mcu_rows) r1 = L.mcu_rows;
+    if (c0 == 0 && c1 == L.per_row && r0 == 0) return 0;  /* the region decode reads no more */
+    uint8_t *buffer = malloc(len + 2);
+    if (!buffer) return 0;
+    size_t n = nc_restart_slice(data, len, &L, seg_w, W, H, c0, c1, r0, r1, buffer);
+    if (n == 0) {
+        free(buffer);
+        return 0;
+    }
+    *slice = buffer;  /* before anything can longjmp: the caller frees it */
+    *x0 = c0 * seg_w;
+    *y0 = r0 * L.mcu_h;
+    nc_jpeg_error *e = (nc_jpeg_error *)cinfo->err;
+    const int benign = e->benign;  /* the header is read twice: count its warnings once */
+    jpeg_abort_decompress(cinfo);
+    jpeg_mem_src(cinfo, buffer, (unsigned long)n);
+    jpeg_read_header(cinfo, TRUE);
+    e->benign = benign;
+    nc_jpeg_set_output(cinfo, d);
+    return 1;
+}
+
 int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt,
                    uint8_t *out, size_t cap, nc_plan *plan, char *err) {
     struct jpeg_decompress_struct cinfo;
     nc_jpeg_error jerr;
+    /* A restart slice, if one is decoded instead of the whole stream. */
+    uint8_t *volatile slice = NULL;
     nc_jpeg_install(&cinfo, &jerr, err);
     if (setjmp(jerr.jump)) {
         jpeg_destroy_decompress(&cinfo);
+        free(slice);
         return NC_ERR_CORRUPT;
     }
     jpeg_create_decompress(&cinfo);
@@ -160,6 +319,16 @@ int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt
     }
     const int cropping = opt->crop_w > 0;
     const int cmyk = cinfo.out_color_space == JCS_CMYK;
+    /* The crop in the coordinates of what is decoded: the image, or a restart slice of it. */
+    int crop_x = opt->crop_x, crop_y = opt->crop_y, origin_x = 0;
+    if (cropping) {
+        int x0 = 0, y0 = 0;
+        if (nc_jpeg_use_slice(&cinfo, data, len, opt, plan->out_height, &slice, &x0, &y0)) {
+            origin_x = x0 / opt->scale_denom;
+            crop_x -= origin_x;
+            crop_y -= y0 / opt->scale_denom;
+        }
+    }
     jerr.stage = "entropy data";
     jpeg_start_decompress(&cinfo);
 
@@ -167,16 +336,16 @@ int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt
     JDIMENSION xoff = 0, width = cinfo.output_width;
     int row_x = 0;  /* where our crop starts inside a decoded row */
     if (cropping) {
-        xoff = (JDIMENSION)opt->crop_x;
+        xoff = (JDIMENSION)crop_x;
         width = (JDIMENSION)opt->crop_w;
         if (xoff != 0 || width != cinfo.output_width) {
             jpeg_crop_scanline(&cinfo, &xoff, &width);
         }
-        row_x = opt->crop_x - (int)xoff;
-        if (opt->crop_y > 0) jpeg_skip_scanlines(&cinfo, (JDIMENSION)opt->crop_y);
+        row_x = crop_x - (int)xoff;
+        if (crop_y > 0) jpeg_skip_scanlines(&cinfo, (JDIMENSION)crop_y);
         if (widen) {
             /* Hand back what libjpeg-turbo decodes: no per-row copy. */
-            plan->out_x = (int32_t)xoff;
+            plan->out_x = (int32_t)xoff + origin_x;
             plan->out_width = (int32_t)width;
             row_x = 0;
         }
@@ -213,6 +382,7 @@ int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt
     }
     plan->info.warnings = jerr.benign;
     jpeg_destroy_decompress(&cinfo);
+    free(slice);
     return NC_OK;
 }
 
@@ -262,6 +432,99 @@ int nc_jpeg_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t
     jpeg_destroy_compress(&cinfo);
     *out = buffer;
     *out_len = size;
+    return NC_OK;
+}
+
+/* After jpeg_read_coefficients of a progressive file: 1 when every coefficient of every
+ * component was refined to its last bit (coef_bits 0; -1 means never sent). */
+static int nc_progressive_complete(const struct jpeg_decompress_struct *cinfo) {
+    if (!cinfo->coef_bits) return 0;
+    for (int c = 0; c < cinfo->num_components; c++) {
+        for (int k = 0; k < DCTSIZE2; k++) {
+            if (cinfo->coef_bits[c][k] != 0) return 0;
+        }
+    }
+    return 1;
+}
+
+int nc_jpeg_add_restarts(const uint8_t *data, size_t len, uint8_t **out, size_t *out_len, char *err) {
+    *out = NULL;
+    *out_len = 0;
+    struct jpeg_decompress_struct src;
+    struct jpeg_compress_struct dst;
+    nc_jpeg_error jerr;  /* both objects report through it */
+    volatile int dst_made = 0;
+    unsigned char *volatile buffer = NULL;
+    nc_jpeg_install(&src, &jerr, err);
+    if (setjmp(jerr.jump)) {
+        if (dst_made) jpeg_destroy_compress(&dst);
+        jpeg_destroy_decompress(&src);
+        free(buffer);
+        return NC_ERR_CORRUPT;
+    }
+    jpeg_create_decompress(&src);
+    jpeg_mem_src(&src, data, (unsigned long)len);
+    jpeg_save_markers(&src, JPEG_COM, 0xFFFF);
+    for (int m = 0; m < 16; m++) jpeg_save_markers(&src, JPEG_APP0 + m, 0xFFFF);
+    jpeg_read_header(&src, TRUE);
+    nc_restart_layout L;
+    const int eligible = (src.jpeg_color_space == JCS_YCbCr || src.jpeg_color_space == JCS_GRAYSCALE) &&
+                         !src.arith_code && (src.image_width >= NC_RESTART_MIN_SIDE || src.image_height >= NC_RESTART_MIN_SIDE) &&
+                         !nc_restart_layout_of(&src, data, len, &L);
+    if (!eligible) {
+        jpeg_destroy_decompress(&src);
+        return NC_OK;
+    }
+    jerr.stage = "entropy data";
+    jvirt_barray_ptr *coefficients = jpeg_read_coefficients(&src);
+    if (src.progressive_mode && !nc_progressive_complete(&src)) {
+        /* Scans are missing: libjpeg decodes such a file with block smoothing, which
+         * the same coefficients written as one baseline scan would not get. */
+        jpeg_destroy_decompress(&src);
+        return NC_OK;
+    }
+    jerr.stage = "transcode";
+    jpeg_create_compress(&dst);
+    dst.err = &jerr.pub;
+    dst_made = 1;
+    /* Ours, sized so that libjpeg never grows it (a lossless transcode with optimal
+     * Huffman tables is about the input's size); if it did, it would hand back its own. */
+    unsigned long capacity = (unsigned long)len * 2 + 65536;
+    buffer = malloc(capacity);
+    if (!buffer) {
+        jpeg_destroy_compress(&dst);
+        jpeg_destroy_decompress(&src);
+        nc_set_error(err, "out of memory for a %zu-byte transcode", len);
+        return NC_ERR_NO_MEMORY;
+    }
+    unsigned char *mem = buffer;
+    unsigned long size = capacity;
+    jpeg_mem_dest(&dst, &mem, &size);
+    jpeg_copy_critical_parameters(&src, &dst);
+    dst.optimize_coding = TRUE;
+    const int mcu_w = src.num_components == 1 ? 8 : 8 * src.max_h_samp_factor;
+    const unsigned mcus_per_row = (src.image_width + (unsigned)mcu_w - 1) / (unsigned)mcu_w;
+    /* Every 2 MCUs (32 pixels in 4:2:0) where that tiles the row, else every MCU. */
+    dst.restart_interval = mcus_per_row % 2 == 0 ? 2 : 1;
+    jpeg_write_coefficients(&dst, coefficients);
+    for (jpeg_saved_marker_ptr m = src.marker_list; m; m = m->next) {
+        /* libjpeg writes its own JFIF and Adobe markers; copy everything else (EXIF, ICC, ...). */
+        if (dst.write_JFIF_header && m->marker == JPEG_APP0 && m->data_length >= 5 && !memcmp(m->data, "JFIF", 5)) continue;
+        if (dst.write_Adobe_marker && m->marker == JPEG_APP0 + 14 && m->data_length >= 5 && !memcmp(m->data, "Adobe", 5)) continue;
+        jpeg_write_marker(&dst, m->marker, m->data, m->data_length);
+    }
+    jpeg_finish_compress(&dst);
+    jerr.stage = "trailer";
+    jpeg_finish_decompress(&src);
+    jpeg_destroy_decompress(&src);
+    if (mem != buffer) {
+        /* libjpeg outgrew our buffer and now owns the result. */
+        free(buffer);
+        buffer = NULL;
+    }
+    *out = mem;
+    *out_len = (size_t)size;
+    jpeg_destroy_compress(&dst);
     return NC_OK;
 }
 

@@ -16,6 +16,10 @@ public struct IngestOptions: Sendable {
     /// Re-encode images whose long side exceeds this as JPEG (nil: store originals).
     public var maxSide: Int?
     public var quality: Int = 90
+    /// Rewrite JPEGs losslessly with restart markers that tile their MCU rows, so that
+    /// a train view's crop decodes only the entropy-coded data it covers
+    /// (`Codec.addingRestartMarkers`). The pixels are unchanged; the bytes are not.
+    public var restartMarkers = false
     public var maxPixels: UInt64 = DecodeOptions.defaultMaxPixels
     /// Files per write transaction (and per parallel decode round).
     public var batchSize: Int = 256
@@ -65,6 +69,8 @@ public struct IngestSummary: Codable, Sendable {
     /// Files added although the decoder warned, of things outside the pixels (each
     /// is in the report with status `accepted` and the warning).
     public var acceptedWithWarnings = 0
+    /// JPEGs stored rewritten with restart markers (`--restart-markers`).
+    public var restartMarkersAdded = 0
     public var newClasses: [String] = []
     public var bytesRead = 0
     public var bytesStored = 0
@@ -74,7 +80,8 @@ public struct IngestSummary: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case added, addedBySplit = "added_by_split", alreadyStored = "already_stored", duplicates, leakage, skipped
-        case skippedByReason = "skipped_by_reason", acceptedWithWarnings = "accepted_with_warnings", newClasses = "new_classes", bytesRead = "bytes_read"
+        case skippedByReason = "skipped_by_reason", acceptedWithWarnings = "accepted_with_warnings"
+        case restartMarkersAdded = "restart_markers_added", newClasses = "new_classes", bytesRead = "bytes_read"
         case bytesStored = "bytes_stored", elapsedSeconds = "elapsed_seconds", imagesPerSecond = "images_per_second"
         case megabytesPerSecond = "megabytes_per_second"
     }
@@ -113,6 +120,8 @@ public final class Ingester {
         var data: [UInt8]
         /// Why the file was accepted despite a warning, for the report.
         var note: String?
+        /// Stored rewritten with restart markers.
+        var restarted = false
     }
 
     private enum Checked {
@@ -284,6 +293,7 @@ public final class Ingester {
             summary.added += 1
             summary.addedBySplit[p.record.split.rawValue, default: 0] += 1
             summary.bytesStored += p.data.count
+            if p.restarted { summary.restartMarkersAdded += 1 }
         }
     }
 
@@ -332,6 +342,18 @@ public final class Ingester {
             width = w; height = h
             reencoded = true
         }
+        var restarted = false
+        if options.restartMarkers && format == .jpeg {
+            do {
+                if let rewritten = try Codec.addingRestartMarkers(data) {
+                    data = rewritten
+                    reencoded = true
+                    restarted = true
+                }
+            } catch {
+                return .refused(.corrupt, "cannot add restart markers: \(error.message)")
+            }
+        }
         var cls: UInt32? = nil
         if file.split != .unlabeled {
             guard let name = file.className, let c = classIndex[name] else {
@@ -347,7 +369,7 @@ public final class Ingester {
         let note = header.benignWarnings > 0
             ? "accepted: JPEG header: \(header.benignWarnings) run(s) of extraneous bytes between markers, outside the image data (libjpeg warns \"Corrupt JPEG data\"; Pillow decodes it too)"
             : nil
-        return .prepared(Prepared(record: record, data: data, note: note))
+        return .prepared(Prepared(record: record, data: data, note: note, restarted: restarted))
     }
 }
 

@@ -191,6 +191,21 @@ public enum Codec {
         }
     }
 
+    /// The JPEG losslessly rewritten with restart markers that tile its MCU rows (and
+    /// optimal Huffman tables, metadata kept), or nil when it is kept as it is: already
+    /// sliceable, not YCbCr or gray, arithmetic-coded, or small. It decodes to the same
+    /// pixels; a crop of it then reads only the restart segments it covers, which is what
+    /// makes train views of large crops cheaper than a region decode (`noisy ingest
+    /// --restart-markers`).
+    public static func addingRestartMarkers(_ jpeg: [UInt8]) throws(CodecError) -> [UInt8]? {
+        var out: UnsafeMutablePointer<UInt8>? = nil
+        var len = 0
+        try checked { err in nc_jpeg_add_restarts(jpeg, jpeg.count, &out, &len, err) }
+        guard let out else { return nil }
+        defer { nc_free(out) }
+        return Array(UnsafeBufferPointer(start: out, count: len))
+    }
+
     /// Runs a C function that returns a malloc'd buffer, copies it into an array and frees it.
     private static func takeBuffer(_ body: (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>, UnsafeMutablePointer<Int>, UnsafeMutablePointer<CChar>) -> Int32) throws(CodecError) -> [UInt8] {
         var out: UnsafeMutablePointer<UInt8>? = nil

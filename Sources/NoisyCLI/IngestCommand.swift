@@ -18,6 +18,7 @@ struct Ingest: ParsableCommand {
           noisy ingest --store data.noisy --labeled train/ --unlabeled extra/ \\
               --validation val/ --test test/
           noisy ingest --store data.noisy --unlabeled more/ --max-side 512 --quality 90
+          noisy ingest --store data.noisy --unlabeled photos/ --restart-markers
           noisy ingest --store data.noisy --labeled train/ --report skipped.jsonl \\
               --strict
         """
@@ -33,6 +34,9 @@ struct Ingest: ParsableCommand {
     @Option(help: ArgumentHelp("Re-encode images whose long side exceeds N pixels as JPEG, resized to N.", valueName: "N"))
     var maxSide: Int?
     @Option(help: "JPEG quality for --max-side re-encoding (1-100).") var quality: Int = 90
+    @Flag(help: ArgumentHelp("Rewrite JPEGs losslessly (same pixels, metadata kept) with restart markers, so that training crops decode only the data they cover.",
+                             discussion: "Progressive JPEGs become baseline. Files already carrying row-aligned restart markers, and files under 128 pixels on both sides, are stored as they are."))
+    var restartMarkers = false
     @Option(help: "Refuse images whose header claims more megapixels than this.") var maxPixels: Double = 100
     @Option(help: ArgumentHelp("Write one JSON line per file not added.", valueName: "file.jsonl")) var report: String?
     @Flag(help: "Exit non-zero if any file was skipped or held-out (validation or test) images leak into other splits.") var strict = false
@@ -64,6 +68,7 @@ struct Ingest: ParsableCommand {
             options.validation = validation
             options.maxSide = maxSide
             options.quality = quality
+            options.restartMarkers = restartMarkers
             options.maxPixels = UInt64(maxPixels * 1_000_000)
             let store = try Store.openOrCreate(path: storeOption.store)
             let summary = try IngestRunner.run(store: store, options: options, reportPath: report, quiet: quiet || json)
@@ -113,6 +118,9 @@ enum IngestRunner {
         lines.append("skipped \(s.skipped)" + (s.skippedByReason.isEmpty ? "" : " (" + s.skippedByReason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"))
         if s.acceptedWithWarnings > 0 {
             lines.append("accepted with warnings \(s.acceptedWithWarnings) (junk between JPEG markers, outside the pixels; listed in --report)")
+        }
+        if s.restartMarkersAdded > 0 {
+            lines.append("restart markers added to \(s.restartMarkersAdded) JPEG(s) (lossless: same pixels)")
         }
         if !s.newClasses.isEmpty { lines.append("new classes \(s.newClasses.count): \(s.newClasses.joined(separator: ", "))") }
         lines.append(String(format: "read %.1f MB, stored %.1f MB in %.1f s: %.0f images/s, %.1f MB/s",

@@ -205,6 +205,64 @@ final class IngestTests: XCTestCase {
         XCTAssertTrue(try store.verify().ok)
     }
 
+    /// --restart-markers: JPEGs are stored rewritten (restart markers, optimal Huffman
+    /// tables), with Pillow's decode of the stored bytes equal to its decode of the
+    /// original file and the EXIF and ICC segments kept; small JPEGs and PNGs are stored
+    /// as they are, and the store verifies.
+    func testRestartMarkersKeepPixelsAndMetadata() throws {
+        Fixtures.write(Fixtures.png(width: 320, height: 240, seed: 12), to: "\(root)/src.png")
+        Fixtures.write(Fixtures.png(width: 200, height: 100, seed: 13), to: "\(root)/u/graphic.png")
+        let made = try Processes.python("""
+        import sys
+        from PIL import Image
+        d = sys.argv[1]
+        src = Image.open(d + "/src.png").convert("RGB")
+        exif = Image.Exif(); exif[0x010F] = "noisy test camera"; exif[0x0132] = "2026:12:06 07:00:00"
+        src.save(d + "/u/photo.jpg", quality=88, exif=exif.tobytes(), icc_profile=b"not-a-real-profile" * 20)
+        src.resize((333, 250)).save(d + "/u/progressive.jpg", quality=80, progressive=True)
+        src.resize((64, 48)).save(d + "/u/small.jpg", quality=90)
+        """, [root])
+        XCTAssertEqual(made.status, 0, made.stderr)
+        let store = try Store.openOrCreate(path: "\(root)/s.noisy")
+        let (s, _) = try ingest(store, unlabeled: ["\(root)/u"]) { $0.restartMarkers = true }
+        XCTAssertEqual(s.added, 4)
+        XCTAssertEqual(s.restartMarkersAdded, 2)
+        XCTAssertTrue(try store.verify().ok)
+        var pairs: [String] = []
+        for id in 0..<UInt64(4) {
+            let r = try XCTUnwrap(store.sample(id))
+            let name = (r.source as NSString).lastPathComponent
+            let stored = try store.imageBytes(id)
+            let original = try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/u/\(name)"))
+            XCTAssertEqual(r.contentHash, SHA256.hash([UInt8](original)), name)
+            let rewritten = name == "photo.jpg" || name == "progressive.jpg"
+            XCTAssertEqual(r.reencoded, rewritten, name)
+            XCTAssertEqual(stored != [UInt8](original), rewritten, name)
+            XCTAssertEqual([r.width, r.height], [r.originalWidth, r.originalHeight], name)
+            Fixtures.write(stored, to: "\(root)/stored-\(name)")
+            pairs += ["\(root)/u/\(name)", "\(root)/stored-\(name)"]
+        }
+        let compared = try Processes.python("""
+        import sys
+        from PIL import Image
+        a = sys.argv[1:]
+        for orig, stored in zip(a[0::2], a[1::2]):
+            x, y = Image.open(orig), Image.open(stored)
+            same = x.convert("RGB").tobytes() == y.convert("RGB").tobytes()
+            meta = x.info.get("exif") == y.info.get("exif") and x.info.get("icc_profile") == y.info.get("icc_profile")
+            print(orig.rsplit("/", 1)[1], same, meta, "exif" in y.info)
+        """, pairs)
+        XCTAssertEqual(compared.status, 0, compared.stderr)
+        let lines = compared.stdout.split(separator: "\n").map(String.init).sorted()
+        XCTAssertEqual(lines, ["graphic.png True True False", "photo.jpg True True True",
+                               "progressive.jpg True True False", "small.jpg True True False"])
+        // The CLI: the flag, the count in --json, and the summary's schema.
+        let cli = try Processes.noisy(["ingest", "--store", "\(root)/cli.noisy", "--unlabeled", "\(root)/u", "--restart-markers", "--json"])
+        XCTAssertEqual(cli.status, 0, cli.stderr)
+        XCTAssertNil(try Processes.schemaViolation(schema: "ingest-summary.schema.json", json: cli.stdoutData))
+        XCTAssertEqual(try JSONDecoder().decode(IngestSummary.self, from: cli.stdoutData).restartMarkersAdded, 2)
+    }
+
     func testVerifyFindsTamperedBytes() throws {
         makeFolders()
         let path = "\(root)/s.noisy"

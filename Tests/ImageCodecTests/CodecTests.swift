@@ -163,10 +163,34 @@ final class FuzzCorpusReplayTests: XCTestCase {
                 }
             }
         }
+        // JPEGs: the restart-marker rewrite either refuses with a reason or yields a file
+        // whose crops (restart slices) decode like the rewrite's own region decode.
+        var rewritten = 0
+        for name in files {
+            let bytes = [UInt8](try XCTUnwrap(FileManager.default.contents(atPath: dir + "/" + name)))
+            guard case .supported(.jpeg) = bytes.withUnsafeBytes({ Codec.sniff($0) }) else { continue }
+            let restarted: [UInt8]?
+            do { restarted = try Codec.addingRestartMarkers(bytes) } catch {
+                XCTAssertFalse(error.message.isEmpty, "\(name): a refusal says why")
+                continue
+            }
+            guard let restarted, let whole = try? Codec.decode(restarted, options: DecodeOptions(maxPixels: 1 << 22)) else { continue }
+            rewritten += 1
+            let original = try Codec.decode(bytes, options: DecodeOptions(maxPixels: 1 << 22))
+            XCTAssertEqual([whole.width, whole.height, whole.channels], [original.width, original.height, original.channels], name)
+            let differing = zip(whole.pixels, original.pixels).filter { $0 != $1 }.count
+            XCTAssertEqual(differing, 0, "\(name): the rewrite is lossless")
+            if differing > 0, let dump = ProcessInfo.processInfo.environment["NOISY_DUMP_REWRITES"] {
+                _ = FileManager.default.createFile(atPath: "\(dump)/\(name).rst", contents: Data(restarted))
+            }
+            let box = PixelRect(x: whole.width / 2, y: whole.height / 3, width: max(1, whole.width / 4), height: max(1, whole.height / 3))
+            let crop = try Codec.decode(restarted, options: DecodeOptions(region: box, maxPixels: 1 << 22))
+            XCTAssertEqual([crop.width, crop.height], [box.width, box.height], name)
+        }
         // The corpus keeps inputs of both kinds: a run where everything decodes, or
         // nothing does, means the decoder (or the corpus) changed.
         XCTAssertGreaterThan(decoded, 0, "some kept inputs decode")
         XCTAssertGreaterThan(refused, 0, "some kept inputs are refused")
-        print("fuzz corpus: \(files.count) inputs, \(decoded) decodes, \(refused) refusals")
+        print("fuzz corpus: \(files.count) inputs, \(decoded) decodes, \(refused) refusals, \(rewritten) restart rewrites")
     }
 }

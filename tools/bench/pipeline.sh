@@ -20,10 +20,13 @@ py=.venv/bin/python
 swift build -c release --product noisy >/dev/null
 noisy=$(swift build -c release --show-bin-path)/noisy
 [ -d "$work/store.noisy" ] || "$noisy" ingest --store "$work/store.noisy" --labeled "$jpegs" --quiet >/dev/null
+# The same files rewritten losslessly with restart markers (ingest --restart-markers).
+[ -d "$work/store-restarts.noisy" ] || "$noisy" ingest --store "$work/store-restarts.noisy" --labeled "$jpegs" --restart-markers --quiet >/dev/null
 images=$("$noisy" info --store "$work/store.noisy" --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["splits"]["labeled"])')
 batches=$((images / 64))
 ips() { /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_second"])'; }
 nb() { "$noisy" bench pipeline --store "$work/store.noisy" --batches "$batches" --repeat 1 --json "$@" | ips; }
+nr() { "$noisy" bench pipeline --store "$work/store-restarts.noisy" --batches "$batches" --repeat 1 --json "$@" | ips; }
 declare -A r
 for round in $(seq "$rounds"); do
   echo "round $round of $rounds" >&2
@@ -36,12 +39,15 @@ for round in $(seq "$rounds"); do
   r[pil_ra]+=" $($py tools/bench/pillow_baseline.py --folder "$jpegs" --limit "$images" --repeat 1 --randaugment 2,9 | ips)"
   r[tv_ra]+=" $($py tools/bench/torchvision_baseline.py --folder "$jpegs" --limit "$images" --repeat 1 --randaugment 2,9 | ips)"
   r[t1_ra]+=" $(nb --layout float32 --threads 1 --randaugment 2,9)"
+  r[rdecode]+=" $("$noisy" bench decode --store "$work/store-restarts.noisy" --repeat 1 --json | ips)"
+  r[r1]+=" $(nr --layout float32 --threads 1)"
+  r[r1_ra]+=" $(nr --layout float32 --threads 1 --randaugment 2,9)"
 done
 versions=$($py -c 'import PIL, torch, torchvision, numpy; print(f"Pillow {PIL.__version__}, numpy {numpy.__version__}, torch {torch.__version__}, torchvision {torchvision.__version__}")')
-/usr/bin/python3 - "$versions" "$images" "${r[pil]}" "${r[tv]}" "${r[decode]}" "${r[t1]}" "${r[t2]}" "${r[t1_u8]}" "${r[pil_ra]}" "${r[tv_ra]}" "${r[t1_ra]}" <<'PY'
+/usr/bin/python3 - "$versions" "$images" "${r[pil]}" "${r[tv]}" "${r[decode]}" "${r[t1]}" "${r[t2]}" "${r[t1_u8]}" "${r[pil_ra]}" "${r[tv_ra]}" "${r[t1_ra]}" "${r[rdecode]}" "${r[r1]}" "${r[r1_ra]}" <<'PY'
 import statistics, sys
 versions, images = sys.argv[1], sys.argv[2]
-names = ["pil", "tv", "decode", "t1", "t2", "t1_u8", "pil_ra", "tv_ra", "t1_ra"]
+names = ["pil", "tv", "decode", "t1", "t2", "t1_u8", "pil_ra", "tv_ra", "t1_ra", "rdecode", "r1", "r1_ra"]
 runs = {n: [float(v) for v in s.split()] for n, s in zip(names, sys.argv[3:])}
 m = {n: statistics.median(v) for n, v in runs.items()}
 print(f"{images} images; {versions}")
@@ -59,4 +65,8 @@ row("noisy, 1 thread, uint8 NHWC", "t1_u8", ("decode", "full decode"))
 row("Pillow + numpy + RandAugment(2, 9) (PIL ops)", "pil_ra")
 row("torchvision + v2.RandAugment(2, 9)", "tv_ra")
 row("noisy, 1 thread, float32, RandAugment(2, 9)", "t1_ra", ("tv_ra", "torchvision"), ("pil_ra", "Pillow"))
+print("| **Store ingested with `--restart-markers`** (same pixels) | | | |")
+row("libjpeg-turbo full decode of the rewritten files", "rdecode", ("decode", "full decode of the originals"))
+row("noisy, 1 thread, float32 NCHW", "r1", ("decode", "full decode"), ("pil", "Pillow"), ("tv", "torchvision"), ("t1", "without restart markers"))
+row("noisy, 1 thread, float32, RandAugment(2, 9)", "r1_ra", ("tv_ra", "torchvision"), ("pil_ra", "Pillow"))
 PY

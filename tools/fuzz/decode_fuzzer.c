@@ -38,5 +38,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
     if (!out) return 0;
     decode_fn(data, len, &opt, out, cap, &plan, err);
     free(out);
+    /* JPEG: the lossless rewrite with restart markers, then a crop of the rewrite,
+     * which decodes only the restart segments it covers. */
+    if (f == NC_FORMAT_JPEG && (knob >> 4) & 1) {
+        uint8_t *rewritten = NULL;
+        size_t rewritten_len = 0;
+        if (nc_jpeg_add_restarts(data, len, &rewritten, &rewritten_len, err) == NC_OK && rewritten) {
+            nc_decode_options crop = opt;
+            nc_plan whole;
+            crop.crop_w = 0;
+            if (nc_jpeg_plan(rewritten, rewritten_len, &crop, &whole, err) == NC_OK && whole.out_width > 4 && whole.out_height > 4) {
+                crop.crop_x = whole.out_width / 2 + 1;
+                crop.crop_y = whole.out_height / 3;
+                crop.crop_w = whole.out_width / 4;
+                crop.crop_h = whole.out_height / 3;
+                size_t n = (size_t)(crop.crop_w + NC_CROP_SLACK) * (size_t)crop.crop_h * (size_t)whole.out_channels;
+                uint8_t *pixels = malloc(n ? n : 1);
+                if (pixels) nc_jpeg_decode(rewritten, rewritten_len, &crop, pixels, n, &whole, err);
+                free(pixels);
+            }
+            nc_free(rewritten);
+        }
+    }
     return 0;
 }

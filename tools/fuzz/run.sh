@@ -26,6 +26,10 @@ for i, (mode, fmt, kw) in enumerate([("RGB", "JPEG", {}), ("RGB", "JPEG", {"prog
                                       ("RGBA", "WEBP", {"quality": 50})]):
     img.convert(mode).save(f"{d}/seed{i}.{fmt.lower()}", fmt, **kw)
 img.save(f"{d}/seed-anim.webp", "WEBP", save_all=True, append_images=[img.transpose(Image.FLIP_TOP_BOTTOM)], duration=50)
+# Large enough (128 pixels or more) for the restart-marker rewrite and its crops.
+big = Image.fromarray(rng.randint(0, 255, (130, 161, 3), dtype=np.uint8))
+big.save(f"{d}/seed-big.jpg", "JPEG", quality=30)
+big.convert("L").save(f"{d}/seed-big-gray.jpg", "JPEG", quality=30, progressive=True)
 PY
 "$work/decode_fuzzer" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
   "$work/new" "$work/seeds" "$corpus" 2>&1 | tail -15

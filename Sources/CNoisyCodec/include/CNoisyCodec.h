@@ -118,6 +118,19 @@ int nc_jpeg_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t
 int nc_png_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t channels,
                   uint8_t **out, size_t *out_len, char *err);
 
+/**
+ * Losslessly transcodes a JPEG so that restart markers tile its MCU rows (every 2
+ * MCUs where that divides a row, else every MCU), with optimal Huffman tables and
+ * every APPn/COM marker kept: the decoded pixels are identical, and a crop then
+ * decodes only the restart segments it covers (nc_jpeg_decode). A progressive
+ * file becomes baseline. Leaves *out NULL (and returns NC_OK) for files it keeps
+ * as they are: already sliceable, not YCbCr or gray, arithmetic-coded, progressive
+ * with scans missing (decoded with block smoothing), or under NC_RESTART_MIN_SIDE
+ * pixels on both sides. *out is malloc'd; release it with nc_free.
+ */
+int nc_jpeg_add_restarts(const uint8_t *data, size_t len, uint8_t **out, size_t *out_len, char *err);
+#define NC_RESTART_MIN_SIDE 128
+
 void nc_free(void *p);
 
 #ifdef __cplusplus
