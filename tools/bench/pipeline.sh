@@ -42,12 +42,14 @@ for round in $(seq "$rounds"); do
   r[rdecode]+=" $("$noisy" bench decode --store "$work/store-restarts.noisy" --repeat 1 --json | ips)"
   r[r1]+=" $(nr --layout float32 --threads 1)"
   r[r1_ra]+=" $(nr --layout float32 --threads 1 --randaugment 2,9)"
+  r[tc]+=" $(nb --layout float32 --threads 1 --view teacher)"
+  r[rtc]+=" $(nr --layout float32 --threads 1 --view teacher)"
 done
 versions=$($py -c 'import PIL, torch, torchvision, numpy; print(f"Pillow {PIL.__version__}, numpy {numpy.__version__}, torch {torch.__version__}, torchvision {torchvision.__version__}")')
-/usr/bin/python3 - "$versions" "$images" "${r[pil]}" "${r[tv]}" "${r[decode]}" "${r[t1]}" "${r[t2]}" "${r[t1_u8]}" "${r[pil_ra]}" "${r[tv_ra]}" "${r[t1_ra]}" "${r[rdecode]}" "${r[r1]}" "${r[r1_ra]}" <<'PY'
+/usr/bin/python3 - "$versions" "$images" "${r[pil]}" "${r[tv]}" "${r[decode]}" "${r[t1]}" "${r[t2]}" "${r[t1_u8]}" "${r[pil_ra]}" "${r[tv_ra]}" "${r[t1_ra]}" "${r[rdecode]}" "${r[r1]}" "${r[r1_ra]}" "${r[tc]}" "${r[rtc]}" <<'PY'
 import statistics, sys
 versions, images = sys.argv[1], sys.argv[2]
-names = ["pil", "tv", "decode", "t1", "t2", "t1_u8", "pil_ra", "tv_ra", "t1_ra", "rdecode", "r1", "r1_ra"]
+names = ["pil", "tv", "decode", "t1", "t2", "t1_u8", "pil_ra", "tv_ra", "t1_ra", "rdecode", "r1", "r1_ra", "tc", "rtc"]
 runs = {n: [float(v) for v in s.split()] for n, s in zip(names, sys.argv[3:])}
 m = {n: statistics.median(v) for n, v in runs.items()}
 print(f"{images} images; {versions}")
@@ -69,4 +71,7 @@ print("| **Store ingested with `--restart-markers`** (same pixels) | | | |")
 row("libjpeg-turbo full decode of the rewritten files", "rdecode", ("decode", "full decode of the originals"))
 row("noisy, 1 thread, float32 NCHW", "r1", ("decode", "full decode"), ("pil", "Pillow"), ("tv", "torchvision"), ("t1", "without restart markers"))
 row("noisy, 1 thread, float32, RandAugment(2, 9)", "r1_ra", ("tv_ra", "torchvision"), ("pil_ra", "Pillow"))
+print("| **The teacher's clean view** (resize to 256, centre crop 224), 1 thread, float32 | | | |")
+row("noisy, plain store", "tc", ("decode", "full decode"))
+row("noisy, store with restart markers", "rtc", ("decode", "full decode"), ("tc", "plain store"))
 PY
