@@ -263,6 +263,40 @@ final class IngestTests: XCTestCase {
         XCTAssertEqual(try JSONDecoder().decode(IngestSummary.self, from: cli.stdoutData).restartMarkersAdded, 2)
     }
 
+    /// With --max-side too, the re-encoded JPEG gets the markers (and stays sliceable):
+    /// its crops decode like its full decode.
+    func testRestartMarkersApplyToMaxSideReencodes() throws {
+        Fixtures.write(Fixtures.png(width: 600, height: 300, seed: 21), to: "\(root)/u/wide.png")
+        let store = try Store.openOrCreate(path: "\(root)/s.noisy")
+        let (s, _) = try ingest(store, unlabeled: ["\(root)/u"]) { $0.maxSide = 400; $0.restartMarkers = true }
+        XCTAssertEqual([s.added, s.restartMarkersAdded], [1, 1])
+        let stored = try store.imageBytes(0)
+        // A DRI segment (FF DD) before the scan, and restart markers in it.
+        let sos = try XCTUnwrap((0..<stored.count - 1).first { stored[$0] == 0xFF && stored[$0 + 1] == 0xDA })
+        XCTAssertTrue((0..<sos).contains { stored[$0] == 0xFF && stored[$0 + 1] == 0xDD })
+        XCTAssertGreaterThan((sos..<stored.count - 1).filter { stored[$0] == 0xFF && (0xD0...0xD7).contains(stored[$0 + 1]) }.count, 10)
+        let box = PixelRect(x: 150, y: 60, width: 90, height: 50)
+        let crop = try Codec.decode(stored, options: DecodeOptions(region: PixelRect(x: box.x - 2, y: box.y - 2, width: box.width + 4, height: box.height + 4)))
+        Fixtures.write(stored, to: "\(root)/stored.jpg")
+        let pillow = try Processes.python("""
+        import sys
+        from PIL import Image
+        im = Image.open(sys.argv[1]); assert im.size == (400, 200), im.size
+        sys.stdout.buffer.write(im.convert("RGB").crop((150, 60, 240, 110)).tobytes())
+        """, ["\(root)/stored.jpg"])
+        XCTAssertEqual(pillow.status, 0, pillow.stderr)
+        let theirs = [UInt8](pillow.stdoutData)
+        XCTAssertEqual(theirs.count, box.width * box.height * 3)
+        var differing = 0
+        for y in 0..<box.height {
+            for x in 0..<box.width * 3 where theirs.count == box.width * box.height * 3 {
+                if crop.pixels[((y + 2) * crop.width + 2) * 3 + x] != theirs[y * box.width * 3 + x] { differing += 1 }
+            }
+        }
+        XCTAssertEqual(differing, 0, "a restart slice's crop against Pillow's decode of the stored file")
+        XCTAssertTrue(try store.verify().ok)
+    }
+
     func testVerifyFindsTamperedBytes() throws {
         makeFolders()
         let path = "\(root)/s.noisy"
