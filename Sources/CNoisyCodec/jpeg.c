@@ -403,15 +403,25 @@ int nc_jpeg_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t
     jerr.err = err;
     jerr.stage = "encode";
     jerr.benign = 0;
-    unsigned char *volatile buffer = NULL;
-    unsigned long size = 0;
+    /* Our buffer, sized past what a JPEG of these pixels takes, so that libjpeg never
+     * grows it. (Given none, libjpeg allocates one, frees it when it grows and hands
+     * the new one back only at the end: on an error in between, neither pointer is
+     * ours to free.) If it did grow, libjpeg hands back its own and ours is freed. */
+    const size_t raw = (size_t)width * (size_t)height * (size_t)components;
+    unsigned long capacity = (unsigned long)(raw + raw / 2 + 65536);
+    unsigned char *volatile buffer = malloc(capacity);
+    if (!buffer) {
+        nc_set_error(err, "out of memory for a %dx%dx%d encode", width, height, components);
+        return NC_ERR_NO_MEMORY;
+    }
     if (setjmp(jerr.jump)) {
         jpeg_destroy_compress(&cinfo);
         free(buffer);
         return NC_ERR_CORRUPT;
     }
     jpeg_create_compress(&cinfo);
-    unsigned char *mem = NULL;
+    unsigned char *mem = buffer;
+    unsigned long size = capacity;
     jpeg_mem_dest(&cinfo, &mem, &size);
     cinfo.image_width = (JDIMENSION)width;
     cinfo.image_height = (JDIMENSION)height;
@@ -425,12 +435,11 @@ int nc_jpeg_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t
     while (cinfo.next_scanline < cinfo.image_height) {
         JSAMPROW row = (JSAMPROW)(pixels + (size_t)cinfo.next_scanline * stride);
         jpeg_write_scanlines(&cinfo, &row, 1);
-        buffer = mem;
     }
     jpeg_finish_compress(&cinfo);
-    buffer = mem;
     jpeg_destroy_compress(&cinfo);
-    *out = buffer;
+    if (mem != buffer) free(buffer);  /* libjpeg outgrew ours and owns the result */
+    *out = mem;
     *out_len = size;
     return NC_OK;
 }
