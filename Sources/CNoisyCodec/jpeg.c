@@ -85,26 +85,37 @@ static void nc_jpeg_set_output(struct jpeg_decompress_struct *cinfo, int denom) 
 typedef struct {
     size_t sof_dims;        /* offset of the SOF frame's height field */
     size_t entropy;         /* first byte of the entropy-coded data */
-    int mcu_w, mcu_h;       /* MCU size in full-size pixels */
-    int mcus_per_row, mcu_rows;
+    int width, height;      /* the image, full size */
+    int mcu_h;              /* MCU height in full-size pixels */
+    int seg_w;              /* restart segment width in full-size pixels */
+    int mcu_rows;
     int per_row;            /* restart segments per MCU row */
 } nc_restart_layout;
+
+/* The MCU size in full-size pixels of a single-scan stream (after jpeg_read_header). */
+static void nc_jpeg_mcu_size(const struct jpeg_decompress_struct *cinfo, int *w, int *h) {
+    if (cinfo->num_components == 1) {
+        *w = *h = 8;  /* a one-component scan's MCU is one block */
+    } else {
+        *w = 8 * cinfo->max_h_samp_factor;
+        *h = 8 * cinfo->max_v_samp_factor;
+    }
+}
 
 /* After jpeg_read_header: 1 when the stream can be sliced (see above). */
 static int nc_restart_layout_of(struct jpeg_decompress_struct *cinfo, const uint8_t *data, size_t len,
                                 nc_restart_layout *L) {
     if (cinfo->restart_interval == 0 || cinfo->progressive_mode || cinfo->arith_code) return 0;
     if (jpeg_has_multiple_scans(cinfo) || cinfo->comps_in_scan != cinfo->num_components) return 0;
-    if (cinfo->num_components == 1) {
-        L->mcu_w = L->mcu_h = 8;  /* a one-component scan's MCU is one block */
-    } else {
-        L->mcu_w = 8 * cinfo->max_h_samp_factor;
-        L->mcu_h = 8 * cinfo->max_v_samp_factor;
-    }
-    L->mcus_per_row = (int)((cinfo->image_width + (unsigned)L->mcu_w - 1) / (unsigned)L->mcu_w);
-    L->mcu_rows = (int)((cinfo->image_height + (unsigned)L->mcu_h - 1) / (unsigned)L->mcu_h);
-    if (L->mcus_per_row % (int)cinfo->restart_interval != 0) return 0;
-    L->per_row = L->mcus_per_row / (int)cinfo->restart_interval;
+    int mcu_w;
+    nc_jpeg_mcu_size(cinfo, &mcu_w, &L->mcu_h);
+    L->width = (int)cinfo->image_width;
+    L->height = (int)cinfo->image_height;
+    const int mcus_per_row = (L->width + mcu_w - 1) / mcu_w;
+    L->mcu_rows = (L->height + L->mcu_h - 1) / L->mcu_h;
+    if (mcus_per_row % (int)cinfo->restart_interval != 0) return 0;
+    L->per_row = mcus_per_row / (int)cinfo->restart_interval;
+    L->seg_w = mcu_w * (int)cinfo->restart_interval;
     L->entropy = len - cinfo->src->bytes_in_buffer;
     /* The frame header's height and width fields, found by walking the marker segments. */
     size_t p = 2;
@@ -131,12 +142,11 @@ static int nc_restart_layout_of(struct jpeg_decompress_struct *cinfo, const uint
  * reports whatever is wrong with it).
  */
 static size_t nc_restart_slice(const uint8_t *data, size_t len, const nc_restart_layout *L,
-                               int seg_w, int image_w, int image_h, int c0, int c1, int r0, int r1,
-                               uint8_t *out) {
+                               int c0, int c1, int r0, int r1, uint8_t *out) {
     memcpy(out, data, L->entropy);
-    int w = (c1 - c0) * seg_w, h = (r1 - r0) * L->mcu_h;
-    if (c0 * seg_w + w > image_w) w = image_w - c0 * seg_w;
-    if (r0 * L->mcu_h + h > image_h) h = image_h - r0 * L->mcu_h;
+    int w = (c1 - c0) * L->seg_w, h = (r1 - r0) * L->mcu_h;
+    if (c0 * L->seg_w + w > L->width) w = L->width - c0 * L->seg_w;
+    if (r0 * L->mcu_h + h > L->height) h = L->height - r0 * L->mcu_h;
     out[L->sof_dims] = (uint8_t)(h >> 8);
     out[L->sof_dims + 1] = (uint8_t)h;
     out[L->sof_dims + 2] = (uint8_t)(w >> 8);
@@ -252,8 +262,7 @@ static int nc_jpeg_use_slice(struct jpeg_decompress_struct *cinfo, const uint8_t
                              int *x0, int *y0) {
     nc_restart_layout L;
     if (!nc_restart_layout_of(cinfo, data, len, &L)) return 0;
-    const int d = opt->scale_denom, W = (int)cinfo->image_width, H = (int)cinfo->image_height;
-    const int seg_w = L.mcu_w * (int)cinfo->restart_interval;
+    const int d = opt->scale_denom, W = L.width, H = L.height, seg_w = L.seg_w;
     /* The crop in full-size pixels, 2 scaled pixels wider on each side (edge upsampling). */
     int left = (opt->crop_x - 2) * d, top = (opt->crop_y - 2) * d;
     int right = (opt->crop_x + opt->crop_w + 2) * d, bottom = (opt->crop_y + rows + 2) * d;
@@ -268,7 +277,7 @@ static int nc_jpeg_use_slice(struct jpeg_decompress_struct *cinfo, const uint8_t
     if (c0 == 0 && c1 == L.per_row && r0 == 0) return 0;  /* the region decode reads no more */
     uint8_t *buffer = malloc(len + 2);
     if (!buffer) return 0;
-    size_t n = nc_restart_slice(data, len, &L, seg_w, W, H, c0, c1, r0, r1, buffer);
+    size_t n = nc_restart_slice(data, len, &L, c0, c1, r0, r1, buffer);
     if (n == 0) {
         free(buffer);
         return 0;
@@ -386,6 +395,18 @@ int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt
     return NC_OK;
 }
 
+/*
+ * Encoders write into a malloc'd buffer of ours, given to jpeg_mem_dest and sized past
+ * the output so that libjpeg does not grow it. (Given none, libjpeg allocates one,
+ * frees it when it grows and hands the new one back only at the end: on an error in
+ * between, neither pointer would be ours to free.) After jpeg_finish_compress this
+ * returns the result: ours, or, if libjpeg did outgrow it, libjpeg's (ours freed).
+ */
+static unsigned char *nc_jpeg_result(unsigned char *ours, unsigned char *written) {
+    if (written != ours) free(ours);
+    return written;
+}
+
 int nc_jpeg_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t components,
                    int32_t quality, int32_t progressive, uint8_t **out, size_t *out_len,
                    char *err) {
@@ -403,10 +424,7 @@ int nc_jpeg_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t
     jerr.err = err;
     jerr.stage = "encode";
     jerr.benign = 0;
-    /* Our buffer, sized past what a JPEG of these pixels takes, so that libjpeg never
-     * grows it. (Given none, libjpeg allocates one, frees it when it grows and hands
-     * the new one back only at the end: on an error in between, neither pointer is
-     * ours to free.) If it did grow, libjpeg hands back its own and ours is freed. */
+    /* Our destination buffer (see nc_jpeg_result), past what a JPEG of these pixels takes. */
     const size_t raw = (size_t)width * (size_t)height * (size_t)components;
     unsigned long capacity = (unsigned long)(raw + raw / 2 + 65536);
     unsigned char *volatile buffer = malloc(capacity);
@@ -438,8 +456,7 @@ int nc_jpeg_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t
     }
     jpeg_finish_compress(&cinfo);
     jpeg_destroy_compress(&cinfo);
-    if (mem != buffer) free(buffer);  /* libjpeg outgrew ours and owns the result */
-    *out = mem;
+    *out = nc_jpeg_result(buffer, mem);
     *out_len = size;
     return NC_OK;
 }
@@ -496,8 +513,8 @@ int nc_jpeg_add_restarts(const uint8_t *data, size_t len, uint8_t **out, size_t 
     jpeg_create_compress(&dst);
     dst.err = &jerr.pub;
     dst_made = 1;
-    /* Ours, sized so that libjpeg never grows it (a lossless transcode with optimal
-     * Huffman tables is about the input's size); if it did, it would hand back its own. */
+    /* Our destination buffer (see nc_jpeg_result): a lossless transcode with optimal
+     * Huffman tables is about the input's size. */
     unsigned long capacity = (unsigned long)len * 2 + 65536;
     buffer = malloc(capacity);
     if (!buffer) {
@@ -511,7 +528,8 @@ int nc_jpeg_add_restarts(const uint8_t *data, size_t len, uint8_t **out, size_t 
     jpeg_mem_dest(&dst, &mem, &size);
     jpeg_copy_critical_parameters(&src, &dst);
     dst.optimize_coding = TRUE;
-    const int mcu_w = src.num_components == 1 ? 8 : 8 * src.max_h_samp_factor;
+    int mcu_w, mcu_h;
+    nc_jpeg_mcu_size(&src, &mcu_w, &mcu_h);
     const unsigned mcus_per_row = (src.image_width + (unsigned)mcu_w - 1) / (unsigned)mcu_w;
     /* Every 2 MCUs (32 pixels in 4:2:0) where that tiles the row, else every MCU. */
     dst.restart_interval = mcus_per_row % 2 == 0 ? 2 : 1;
@@ -526,14 +544,9 @@ int nc_jpeg_add_restarts(const uint8_t *data, size_t len, uint8_t **out, size_t 
     jerr.stage = "trailer";
     jpeg_finish_decompress(&src);
     jpeg_destroy_decompress(&src);
-    if (mem != buffer) {
-        /* libjpeg outgrew our buffer and now owns the result. */
-        free(buffer);
-        buffer = NULL;
-    }
-    *out = mem;
-    *out_len = (size_t)size;
     jpeg_destroy_compress(&dst);
+    *out = nc_jpeg_result(buffer, mem);
+    *out_len = (size_t)size;
     return NC_OK;
 }
 

@@ -198,21 +198,22 @@ public enum Codec {
     /// makes train views of large crops cheaper than a region decode (`noisy ingest
     /// --restart-markers`).
     public static func addingRestartMarkers(_ jpeg: [UInt8]) throws(CodecError) -> [UInt8]? {
-        var out: UnsafeMutablePointer<UInt8>? = nil
-        var len = 0
-        try checked { err in nc_jpeg_add_restarts(jpeg, jpeg.count, &out, &len, err) }
-        guard let out else { return nil }
-        defer { nc_free(out) }
-        return Array(UnsafeBufferPointer(start: out, count: len))
+        try takeOptionalBuffer { out, len, err in nc_jpeg_add_restarts(jpeg, jpeg.count, out, len, err) }
     }
 
     /// Runs a C function that returns a malloc'd buffer, copies it into an array and frees it.
     private static func takeBuffer(_ body: (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>, UnsafeMutablePointer<Int>, UnsafeMutablePointer<CChar>) -> Int32) throws(CodecError) -> [UInt8] {
+        guard let bytes = try takeOptionalBuffer(body) else { throw CodecError(.noMemory, "encoder returned no buffer") }
+        return bytes
+    }
+
+    /// As `takeBuffer`, for functions that may succeed without a buffer (nil).
+    private static func takeOptionalBuffer(_ body: (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>, UnsafeMutablePointer<Int>, UnsafeMutablePointer<CChar>) -> Int32) throws(CodecError) -> [UInt8]? {
         var out: UnsafeMutablePointer<UInt8>? = nil
         var len = 0
         try checked { err in body(&out, &len, err) }
+        guard let out else { return nil }
         defer { nc_free(out) }
-        guard let out else { throw CodecError(.noMemory, "encoder returned no buffer") }
         return Array(UnsafeBufferPointer(start: out, count: len))
     }
 

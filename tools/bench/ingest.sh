@@ -17,7 +17,7 @@ for run in 1 2 3; do
   rm -rf "$work/store.noisy" "$work/base.lmdb" "$work/restarts.noisy"
   ours+=("$("$noisy" ingest --store "$work/store.noisy" --labeled "$work/jpegs" --json --quiet | rate)")
   restarts+=("$("$noisy" ingest --store "$work/restarts.noisy" --labeled "$work/jpegs" --restart-markers --json --quiet | rate)")
-  base+=("$(/usr/bin/python3 tools/bench/ingest_baseline.py "$work/jpegs" "$work/base.lmdb" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["images_per_second"], d["megabytes_per_second"])')")
+  base+=("$(/usr/bin/python3 tools/bench/ingest_baseline.py "$work/jpegs" "$work/base.lmdb" | rate)")
 done
 /usr/bin/python3 - "${ours[@]}" -- "${base[@]}" -- "${restarts[@]}" <<'PY'
 import statistics, sys
