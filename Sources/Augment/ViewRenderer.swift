@@ -52,6 +52,8 @@ public final class ViewRenderer {
     public let augmenter = Augmenter()
     private var a = Plane()
     private var b = Plane()
+    /// The JPEG planes of the YCbCr path (`resizePlanes`).
+    private let planeBuffer = PlaneBuffer()
     /// Float output: v * scale[c] + offset[c] = (v / 255 - mean) / std.
     private var scale: [Float] = []
     private var offset: [Float] = []
@@ -194,6 +196,14 @@ public final class ViewRenderer {
                                  size: Int, fast: Bool, exactRegion: Bool, target: ResizeTarget) throws(CodecError) -> Bool {
         let plan = ViewGeometry.decodePlan(format: header.format, width: header.width, height: header.height, box: box,
                                            outWidth: size, outHeight: size, fast: fast, exactRegion: exactRegion)
+        if fast, header.format == .jpeg, channels == 3 {
+            let options = DecodeOptions(scaleDenominator: plan.scaleDenominator, region: plan.region)
+            if let planes = try Codec.decodePlanes(bytes, options: options, into: planeBuffer) {
+                try resizePlanes(planes, plan: plan, size: size, cut: exactRegion && plan.scaleDenominator == 1,
+                                 target: target)
+                return true
+            }
+        }
         let shift = try decode(bytes, header: header, scale: plan.scaleDenominator, region: plan.region)
         var bx = plan.box
         bx.x0 += Double(shift); bx.x1 += Double(shift)
@@ -241,6 +251,35 @@ public final class ViewRenderer {
         try done.get()
         swap(&a, &b)
         return true
+    }
+
+    /// The YCbCr path of `decodeAndResize`: the plan's box, moved to the planes' first
+    /// sample, resized from the planes into the target (or the next plane, then `a`).
+    private func resizePlanes(_ planes: DecodedPlanes, plan: DecodePlan, size: Int, cut: Bool,
+                              target: ResizeTarget) throws(CodecError) {
+        let dx = Double((plan.region?.x ?? 0) - planes.originX), dy = Double((plan.region?.y ?? 0) - planes.originY)
+        let box = (Float(plan.box.x0 + dx), Float(plan.box.y0 + dy), Float(plan.box.x1 + dx), Float(plan.box.y1 + dy))
+        let resampler = self.resampler
+        func resize(into output: PixelOutput) throws(CodecError) {
+            do {
+                try resampler.resizeYCbCr(planes.planes, box: box, cut: cut, into: output, width: size, height: size)
+            } catch {
+                // The box lies inside the decoded planes; what is left is running out of memory.
+                throw CodecError(.noMemory, "resize: \(error)")
+            }
+        }
+        switch target {
+        case .slot(let slot):
+            try resize(into: slot)
+        case .plane(let flip):
+            b.shape(size, size, 3)
+            let done: Result<Void, CodecError> = b.storage.withUnsafeMutableBytes { out in
+                guard let base = out.baseAddress else { return .success(()) }
+                return Result { () throws(CodecError) in try resize(into: PixelOutput(base: base, layout: .uint8HWC, flip: flip)) }
+            }
+            try done.get()
+            swap(&a, &b)
+        }
     }
 
     /// Decodes into `a`, then converts to the renderer's channel count. JPEG regions

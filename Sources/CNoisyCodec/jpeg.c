@@ -396,6 +396,130 @@ int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt
 }
 
 /*
+ * Raw planes. Upsampling chroma and converting to RGB are about a fifth of a full
+ * decode, and a train view then resizes three full-resolution channels. Handed
+ * libjpeg's planes instead, the view resizes luma at its resolution and chroma at
+ * its own (a quarter of the samples for 4:2:0) and converts the 224 x 224 result:
+ * what the pixels lose is that chroma is interpolated once, bilinearly, instead of
+ * by libjpeg's upsampler and then the resize (README, "Fast decode").
+ */
+
+/* 1 when cinfo (after jpeg_read_header) is YCbCr with chroma planes the resize can map:
+ * both chroma components sampled once per MCU, luma once or twice in each direction. */
+static int nc_jpeg_planar_layout(const struct jpeg_decompress_struct *cinfo) {
+    if (cinfo->num_components != 3 || cinfo->jpeg_color_space != JCS_YCbCr || cinfo->arith_code) return 0;
+    const jpeg_component_info *c = cinfo->comp_info;
+    if (c[1].h_samp_factor != 1 || c[1].v_samp_factor != 1 || c[2].h_samp_factor != 1 || c[2].v_samp_factor != 1)
+        return 0;
+    return c[0].h_samp_factor <= 2 && c[0].v_samp_factor <= 2;
+}
+
+/* Grows buffer to n bytes; 0 when memory runs out. */
+static int nc_buffer_reserve(nc_buffer *buffer, size_t n) {
+    if (buffer->capacity >= n) return 1;
+    uint8_t *p = realloc(buffer->data, n);
+    if (!p) return 0;
+    buffer->data = p;
+    buffer->capacity = n;
+    return 1;
+}
+
+#define NC_PLANE_PAD 32
+
+int nc_jpeg_decode_planes(const uint8_t *data, size_t len, const nc_decode_options *opt,
+                          nc_buffer *buffer, nc_planes *out, char *err) {
+    struct jpeg_decompress_struct cinfo;
+    nc_jpeg_error jerr;
+    uint8_t *volatile slice = NULL;
+    nc_jpeg_install(&cinfo, &jerr, err);
+    if (setjmp(jerr.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        free(slice);
+        return NC_ERR_CORRUPT;
+    }
+    jpeg_create_decompress(&cinfo);
+    nc_plan plan;
+    int status = nc_jpeg_prepare(&cinfo, data, len, opt, &plan, err);
+    if (status == NC_OK && !nc_jpeg_planar_layout(&cinfo)) status = NC_NOT_PLANAR;
+    const int d = opt->scale_denom, cropping = opt->crop_w > 0;
+    nc_restart_layout L;
+    if (status == NC_OK && cropping && !nc_restart_layout_of(&cinfo, data, len, &L)) status = NC_NOT_PLANAR;
+    if (status != NC_OK) {
+        jpeg_destroy_decompress(&cinfo);
+        return status;
+    }
+    memset(out, 0, sizeof(*out));
+    out->info = plan.info;
+    /* Scaled rows needed below the planes' first row (all of them without a crop). */
+    int need = (int)cinfo.output_height;
+    if (cropping) {
+        int x0 = 0, y0 = 0;
+        /* No slice (it would read no less, or its markers are not where they should
+         * be): the whole stream from its top, where libjpeg reports any damage. */
+        if (nc_jpeg_use_slice(&cinfo, data, len, opt, plan.out_height, &slice, &x0, &y0)) {
+            out->origin_x = x0 / d;
+            out->origin_y = y0 / d;
+        }
+        need = opt->crop_y - out->origin_y + plan.out_height + 2;
+    }
+    cinfo.raw_data_out = TRUE;
+    cinfo.out_color_space = JCS_YCbCr;
+    jerr.stage = "entropy data";
+    jpeg_start_decompress(&cinfo);
+    if (need > (int)cinfo.output_height) need = (int)cinfo.output_height;
+    const int group = cinfo.max_v_samp_factor * cinfo.min_DCT_scaled_size;  /* scaled rows per iMCU row */
+    const int imcu_rows = (need + group - 1) / group;
+    size_t total = 0;
+    for (int k = 0; k < 3; k++) {
+        const jpeg_component_info *c = &cinfo.comp_info[k];
+        const int sx = cinfo.max_h_samp_factor * cinfo.min_DCT_scaled_size, ux = c->h_samp_factor * c->DCT_scaled_size;
+        const int uy = c->v_samp_factor * c->DCT_scaled_size;
+        if (sx % ux != 0 || group % uy != 0) {  /* not a whole number of pixels per sample */
+            jpeg_destroy_decompress(&cinfo);
+            free(slice);
+            return NC_NOT_PLANAR;
+        }
+        nc_plane *p = &out->planes[k];
+        p->fx = sx / ux;
+        p->fy = group / uy;
+        p->stride = (int32_t)(c->width_in_blocks * (JDIMENSION)c->DCT_scaled_size);
+        p->width = (int32_t)c->downsampled_width;
+        p->height = imcu_rows * uy;
+        if (p->height > (int32_t)c->downsampled_height) p->height = (int32_t)c->downsampled_height;
+        p->offset = total;
+        total += (size_t)p->stride * (size_t)(imcu_rows * uy) + NC_PLANE_PAD;
+    }
+    if (!nc_buffer_reserve(buffer, total)) {
+        nc_set_error(err, "out of memory for %zu bytes of planes", total);
+        jpeg_destroy_decompress(&cinfo);
+        free(slice);
+        return NC_ERR_NO_MEMORY;
+    }
+    JSAMPROW rows[3][2 * DCTSIZE];
+    JSAMPARRAY arrays[3] = {rows[0], rows[1], rows[2]};
+    for (int r = 0; r < imcu_rows; r++) {
+        for (int k = 0; k < 3; k++) {
+            const nc_plane *p = &out->planes[k];
+            const int n = group / p->fy;
+            for (int i = 0; i < n; i++) {
+                rows[k][i] = buffer->data + p->offset + (size_t)(r * n + i) * (size_t)p->stride;
+            }
+        }
+        jpeg_read_raw_data(&cinfo, arrays, (JDIMENSION)group);
+    }
+    if (cinfo.output_scanline < cinfo.output_height) {
+        jpeg_abort_decompress(&cinfo);
+    } else {
+        jerr.stage = "trailer";
+        jpeg_finish_decompress(&cinfo);
+    }
+    out->info.warnings = jerr.benign;
+    jpeg_destroy_decompress(&cinfo);
+    free(slice);
+    return NC_OK;
+}
+
+/*
  * Encoders write into a malloc'd buffer of ours, given to jpeg_mem_dest and sized past
  * the output so that libjpeg does not grow it. (Given none, libjpeg allocates one,
  * frees it when it grows and hands the new one back only at the end: on an error in

@@ -145,6 +145,129 @@ void pk_write_row(const uint8_t *in, int32_t w, int32_t h, int32_t ch, int32_t y
     pk_row_scalar(in, w, done, ch, o, (size_t)w * (size_t)h, row_start);
 }
 
+/* libjpeg's YCbCr to RGB (jdcolor.c, build_ycc_rgb_table): FIX(c) = c * 65536 rounded. */
+#define PK_FIX_1_40200 91881
+#define PK_FIX_1_77200 116130
+#define PK_FIX_0_71414 46802
+#define PK_FIX_0_34414 22554
+
+static inline uint8_t pk_clamp255(int v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v); }
+
+static void pk_ycc_scalar(const uint8_t *y, const uint8_t *cb, const uint8_t *cr, int32_t from, int32_t w,
+                          uint8_t *r, uint8_t *g, uint8_t *b) {
+    for (int32_t x = from; x < w; x++) {
+        const int yy = y[x], u = cb[x] - 128, v = cr[x] - 128;
+        /* >> of a negative int is arithmetic on every compiler noisy builds with, as libjpeg assumes. */
+        r[x] = pk_clamp255(yy + ((PK_FIX_1_40200 * v + 32768) >> 16));
+        g[x] = pk_clamp255(yy + ((-PK_FIX_0_34414 * u - PK_FIX_0_71414 * v + 32768) >> 16));
+        b[x] = pk_clamp255(yy + ((PK_FIX_1_77200 * u + 32768) >> 16));
+    }
+}
+
+#if defined(__x86_64__)
+/* The same arithmetic, 8 pixels per step in 32-bit lanes; returns how many it converted. */
+__attribute__((target("avx2")))
+static int32_t pk_ycc_avx2(const uint8_t *y, const uint8_t *cb, const uint8_t *cr, int32_t w,
+                           uint8_t *r, uint8_t *g, uint8_t *b) {
+    const __m256i c128 = _mm256_set1_epi32(128), half = _mm256_set1_epi32(32768);
+    const __m256i kr = _mm256_set1_epi32(PK_FIX_1_40200), kb = _mm256_set1_epi32(PK_FIX_1_77200);
+    const __m256i kgu = _mm256_set1_epi32(-PK_FIX_0_34414), kgv = _mm256_set1_epi32(-PK_FIX_0_71414);
+    int32_t x = 0;
+    for (; x + 8 <= w; x += 8) {
+        const __m256i Y = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(y + x)));
+        const __m256i U = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cb + x))), c128);
+        const __m256i V = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cr + x))), c128);
+        const __m256i R = _mm256_add_epi32(Y, _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(V, kr), half), 16));
+        const __m256i B = _mm256_add_epi32(Y, _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(U, kb), half), 16));
+        const __m256i G = _mm256_add_epi32(Y, _mm256_srai_epi32(
+            _mm256_add_epi32(_mm256_add_epi32(_mm256_mullo_epi32(U, kgu), _mm256_mullo_epi32(V, kgv)), half), 16));
+        const __m256i planes[3] = {R, G, B};
+        uint8_t *outs[3] = {r, g, b};
+        for (int c = 0; c < 3; c++) {
+            const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(planes[c]), _mm256_extracti128_si256(planes[c], 1));
+            _mm_storel_epi64((__m128i *)(outs[c] + x), _mm_packus_epi16(w16, w16));  /* clamps to 0..255 */
+        }
+    }
+    return x;
+}
+#endif
+
+#if defined(__x86_64__)
+/*
+ * The conversion and the float CHW write in one step, 8 pixels at a time: each
+ * channel's clamped integer goes straight to float, v * scale + offset, the same
+ * floats as packing it to a byte and writing that (pk_store_plane16). Returns how
+ * many pixels it wrote.
+ */
+__attribute__((target("avx2")))
+static int32_t pk_ycc_chw_avx2(const uint8_t *y, const uint8_t *cb, const uint8_t *cr, int32_t w,
+                               float *out, size_t plane, const pk_output *o) {
+    const __m256i c128 = _mm256_set1_epi32(128), half = _mm256_set1_epi32(32768);
+    const __m256i zero = _mm256_setzero_si256(), top = _mm256_set1_epi32(255);
+    const __m256i kr = _mm256_set1_epi32(PK_FIX_1_40200), kb = _mm256_set1_epi32(PK_FIX_1_77200);
+    const __m256i kgu = _mm256_set1_epi32(-PK_FIX_0_34414), kgv = _mm256_set1_epi32(-PK_FIX_0_71414);
+    const __m256i reverse = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+    __m256 scale[3], offset[3];
+    for (int c = 0; c < 3; c++) {
+        scale[c] = _mm256_set1_ps(o->scale[c]);
+        offset[c] = _mm256_set1_ps(o->offset[c]);
+    }
+    int32_t x = 0;
+    for (; x + 8 <= w; x += 8) {
+        const __m256i Y = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(y + x)));
+        const __m256i U = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cb + x))), c128);
+        const __m256i V = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cr + x))), c128);
+        __m256i v[3];
+        v[0] = _mm256_add_epi32(Y, _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(V, kr), half), 16));
+        v[1] = _mm256_add_epi32(Y, _mm256_srai_epi32(
+            _mm256_add_epi32(_mm256_add_epi32(_mm256_mullo_epi32(U, kgu), _mm256_mullo_epi32(V, kgv)), half), 16));
+        v[2] = _mm256_add_epi32(Y, _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(U, kb), half), 16));
+        const size_t d = o->flip ? (size_t)(w - 8 - x) : (size_t)x;
+        for (int c = 0; c < 3; c++) {
+            const __m256i clamped = _mm256_min_epi32(_mm256_max_epi32(v[c], zero), top);
+            __m256 f = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(clamped), scale[c]), offset[c]);
+            if (o->flip) f = _mm256_permutevar8x32_ps(f, reverse);
+            _mm256_storeu_ps(out + (size_t)c * plane + d, f);
+        }
+    }
+    return x;
+}
+#endif
+
+void pk_write_ycc_row(const uint8_t *y, const uint8_t *cb, const uint8_t *cr, int32_t w, int32_t h, int32_t row,
+                      uint8_t *scratch, const pk_output *o) {
+    uint8_t *r = scratch, *g = scratch + w, *b = scratch + 2 * (size_t)w;
+    if (o->kind == PK_OUT_F32_CHW) {
+        const size_t plane = (size_t)w * (size_t)h, row_start = (size_t)row * (size_t)w;
+        float *out = (float *)o->out + row_start;
+        int32_t done = 0;
+#if defined(__x86_64__)
+        if (__builtin_cpu_supports("avx2")) done = pk_ycc_chw_avx2(y, cb, cr, w, out, plane, o);
+#endif
+        pk_ycc_scalar(y, cb, cr, done, w, r, g, b);
+        const uint8_t *rgb[3] = {r, g, b};
+        for (int c = 0; c < 3; c++) {
+            for (int32_t x = done; x < w; x++) {
+                const size_t d = o->flip ? (size_t)(w - 1 - x) : (size_t)x;
+                out[(size_t)c * plane + d] = (float)rgb[c][x] * o->scale[c] + o->offset[c];
+            }
+        }
+        return;
+    }
+    int32_t done = 0;
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx2")) done = pk_ycc_avx2(y, cb, cr, w, r, g, b);
+#endif
+    pk_ycc_scalar(y, cb, cr, done, w, r, g, b);
+    uint8_t *packed = scratch + 3 * (size_t)w;
+    for (int32_t x = 0; x < w; x++) {
+        packed[3 * x] = r[x];
+        packed[3 * x + 1] = g[x];
+        packed[3 * x + 2] = b[x];
+    }
+    pk_write_row(packed, w, h, 3, row, o);
+}
+
 void pk_write_output(const uint8_t *in, int32_t w, int32_t h, int32_t ch, const pk_output *o) {
     for (int32_t y = 0; y < h; y++) pk_write_row(in + (size_t)y * w * ch, w, h, ch, y, o);
 }

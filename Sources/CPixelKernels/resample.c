@@ -295,12 +295,179 @@ static size_t pk_column_avx2(const uint8_t *hsrc, size_t stride, int ymin, int y
 }
 #endif
 
-/* Rows [y0, y1) of the horizontal pass; the last source row is `last`. */
+#if defined(__x86_64__)
+/* One row's four output pixels: 8 bytes from each one's first tap against its split weights. */
+__attribute__((target("avx2")))
+static inline __m256i pk_gray4(const uint8_t *in, const int *bx, __m256i h01, __m256i l01, __m256i h23, __m256i l23) {
+    const __m128i p01 = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(in + bx[0])),
+                                           _mm_loadl_epi64((const __m128i *)(in + bx[2])));
+    const __m128i p23 = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(in + bx[4])),
+                                           _mm_loadl_epi64((const __m128i *)(in + bx[6])));
+    const __m256i a = _mm256_cvtepu8_epi16(p01), b = _mm256_cvtepu8_epi16(p23);
+    const __m256i sa = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(a, h01), 11), _mm256_madd_epi16(a, l01));
+    const __m256i sb = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(b, h23), 11), _mm256_madd_epi16(b, l23));
+    /* Lanes: [x0 x2 x0 x2 | x1 x3 x1 x3] after two pairwise sums. */
+    const __m256i t = _mm256_hadd_epi32(sa, sb);
+    return _mm256_hadd_epi32(t, t);
+}
+
+/*
+ * One-channel rows with AVX2, exact as above, two rows at once against the same
+ * weights (two rows of a plane, or the same row of Cb and Cr): four output pixels
+ * per step, each reading 8 bytes from its first tap against its 8 split weights
+ * (hi and lo int16, 0 past its taps), two pixels per 256-bit register, then summed
+ * across lanes. Handles ksx <= 8. Stops before the first pixel whose 8-byte read
+ * would pass `end` bytes from either row's start; returns how many pixels it wrote
+ * per row, a multiple of 4.
+ */
+__attribute__((target("avx2")))
+static int pk_resample_rows2_gray_avx2(const uint8_t *in0, const uint8_t *in1, uint8_t *o0, uint8_t *o1, int dw,
+                                       const int *bx, const int16_t *kh, const int16_t *kl, long end) {
+    const __m256i init = _mm256_set1_epi32(1 << (PK_PRECISION_BITS - 1));
+    /* [r0: x0 x2 x0 x2 | x1 x3 x1 x3] and r1 likewise, blended as [r0 x0 x2, r1 x0 x2 | r0 x1 x3, r1 x1 x3]. */
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int xx = 0;
+    for (; xx + 4 <= dw; xx += 4) {
+        if ((long)bx[(xx + 3) * 2] + 8 > end) break;  /* first taps only grow along the row */
+        const int16_t *h = kh + (size_t)xx * 8, *l = kl + (size_t)xx * 8;
+        const __m256i h01 = _mm256_loadu_si256((const __m256i *)h), l01 = _mm256_loadu_si256((const __m256i *)l);
+        const __m256i h23 = _mm256_loadu_si256((const __m256i *)(h + 16)), l23 = _mm256_loadu_si256((const __m256i *)(l + 16));
+        const __m256i t0 = pk_gray4(in0, bx + xx * 2, h01, l01, h23, l23);
+        const __m256i t1 = pk_gray4(in1, bx + xx * 2, h01, l01, h23, l23);
+        __m256i t = _mm256_blend_epi32(t0, t1, 0xCC);  /* elements 2, 3, 6, 7 from row 1 */
+        t = _mm256_srai_epi32(_mm256_add_epi32(t, init), PK_PRECISION_BITS);
+        t = _mm256_permutevar8x32_epi32(t, order);  /* [r0 x0 x1 x2 x3 | r1 x0 x1 x2 x3] */
+        const __m128i v = _mm_packs_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        const __m128i bytes = _mm_packus_epi16(v, v);  /* saturates like pk_clip8 */
+        const int32_t r0 = _mm_cvtsi128_si32(bytes), r1 = _mm_extract_epi32(bytes, 1);
+        memcpy(o0 + xx, &r0, 4);
+        memcpy(o1 + xx, &r1, 4);
+    }
+    return xx;
+}
+#endif
+
+#if defined(__x86_64__)
+/* One row's eight output pixels of at most 4 taps: one gather of 4 bytes from each first tap. */
+__attribute__((target("avx2")))
+static inline __m256i pk_gray8_4taps(const uint8_t *in, const int32_t *f, __m256i hA, __m256i lA, __m256i hB, __m256i lB) {
+    /* Eight plain loads: a gather is slower where microcode guards it (Gather Data Sampling). */
+    int32_t w[8];
+    for (int i = 0; i < 8; i++) memcpy(&w[i], in + f[i], 4);
+    const __m256i g = _mm256_loadu_si256((const __m256i *)w);
+    const __m256i a = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(g));       /* pixels 0-3, 4 taps each */
+    const __m256i b = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(g, 1));  /* pixels 4-7 */
+    const __m256i sa = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(a, hA), 11), _mm256_madd_epi16(a, lA));
+    const __m256i sb = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(b, hB), 11), _mm256_madd_epi16(b, lB));
+    return _mm256_hadd_epi32(sa, sb);  /* [x0 x1 x4 x5 | x2 x3 x6 x7] */
+}
+
+/*
+ * As pk_resample_rows2_gray_avx2 for rows whose pixels all have at most 4 taps (most
+ * bilinear resizes under 1.5x, and every enlargement): eight output pixels per step
+ * and row, a gathered 4 bytes each against 4 split weights. Stops before the first
+ * pixel whose read would pass `end`; returns how many pixels it wrote per row.
+ */
+__attribute__((target("avx2")))
+static int pk_resample_rows2_gray4_avx2(const uint8_t *in0, const uint8_t *in1, uint8_t *o0, uint8_t *o1, int dw,
+                                        const int32_t *first, const int16_t *kh, const int16_t *kl, long end) {
+    const __m256i init = _mm256_set1_epi32(1 << (PK_PRECISION_BITS - 1));
+    const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+    int xx = 0;
+    for (; xx + 8 <= dw; xx += 8) {
+        if ((long)first[xx + 7] + 4 > end) break;  /* first taps only grow along the row */
+        const int16_t *h = kh + (size_t)xx * 4, *l = kl + (size_t)xx * 4;
+        const __m256i hA = _mm256_loadu_si256((const __m256i *)h), lA = _mm256_loadu_si256((const __m256i *)l);
+        const __m256i hB = _mm256_loadu_si256((const __m256i *)(h + 16)), lB = _mm256_loadu_si256((const __m256i *)(l + 16));
+        __m256i t0 = pk_gray8_4taps(in0, first + xx, hA, lA, hB, lB);
+        __m256i t1 = pk_gray8_4taps(in1, first + xx, hA, lA, hB, lB);
+        t0 = _mm256_permutevar8x32_epi32(_mm256_srai_epi32(_mm256_add_epi32(t0, init), PK_PRECISION_BITS), order);
+        t1 = _mm256_permutevar8x32_epi32(_mm256_srai_epi32(_mm256_add_epi32(t1, init), PK_PRECISION_BITS), order);
+        /* packs interleaves 128-bit lanes: [r0 x0-3, r1 x0-3 | r0 x4-7, r1 x4-7] as 16-bit. */
+        const __m256i w16 = _mm256_packs_epi32(t0, t1);
+        const __m256i bytes = _mm256_packus_epi16(w16, w16);  /* saturates like pk_clip8 */
+        const __m128i lo = _mm256_castsi256_si128(bytes), hi = _mm256_extracti128_si256(bytes, 1);
+        /* lo: [r0 x0-3, r1 x0-3, ...], hi: [r0 x4-7, r1 x4-7, ...] */
+        const __m128i rows = _mm_unpacklo_epi32(lo, hi);  /* [r0 x0-3, r0 x4-7, r1 x0-3, r1 x4-7] */
+        _mm_storel_epi64((__m128i *)(o0 + xx), rows);
+        _mm_storel_epi64((__m128i *)(o1 + xx), _mm_unpackhi_epi64(rows, rows));
+    }
+    return xx;
+}
+#endif
+
+/* The 4-tap weights: 4 (hi, lo) int16 per output pixel, 0 past its taps; the first taps as int32. 1 when every pixel has at most 4 taps. */
+static int pk_split_weights4(const int *bx, const int *kx, int ksx, int dw, int16_t *kh, int16_t *kl, int32_t *first) {
+    for (int xx = 0; xx < dw; xx++) {
+        const int xmax = bx[xx * 2 + 1];
+        if (xmax > 4) return 0;
+        first[xx] = bx[xx * 2];
+        for (int x = 0; x < 4; x++) {
+            const int k = x < xmax && x < ksx ? kx[xx * ksx + x] : 0;
+            kh[(size_t)xx * 4 + x] = (int16_t)(k >> 11);
+            kl[(size_t)xx * 4 + x] = (int16_t)(k & 2047);
+        }
+    }
+    return 1;
+}
+
+/* The one-channel AVX2 weights: 8 (hi, lo) int16 per output pixel, 0 past its taps. */
+static void pk_split_weights8(const int *bx, const int *kx, int ksx, int dw, int16_t *kh, int16_t *kl) {
+    for (int xx = 0; xx < dw; xx++) {
+        const int xmax = bx[xx * 2 + 1];
+        for (int x = 0; x < 8; x++) {
+            const int k = x < xmax && x < ksx ? kx[xx * ksx + x] : 0;
+            kh[(size_t)xx * 8 + x] = (int16_t)(k >> 11);
+            kl[(size_t)xx * 8 + x] = (int16_t)(k & 2047);
+        }
+    }
+}
+
+#if defined(__x86_64__)
+/*
+ * The one-channel AVX2 pass's weights, in khi and klo (room for dw * 4 int32 each):
+ * returns the taps per pixel its kernel reads, 4 or 8, or 0 when no kernel fits.
+ */
+static int pk_gray_weights(const int *bx, const int *kx, int ksx, int dw, int32_t *khi, int32_t *klo) {
+    if (pk_split_weights4(bx, kx, ksx, dw, (int16_t *)khi, (int16_t *)klo, khi + (size_t)dw * 2)) return 4;
+    if (ksx > 8) return 0;
+    pk_split_weights8(bx, kx, ksx, dw, (int16_t *)khi, (int16_t *)klo);
+    return 8;
+}
+
+/* Two rows through the kernel pk_gray_weights chose; returns the pixels done per row. */
+static int pk_gray_rows2(int taps, const uint8_t *in0, const uint8_t *in1, uint8_t *o0, uint8_t *o1, int dw,
+                         const int *bx, const int32_t *khi, const int32_t *klo, long end) {
+    if (taps == 4) {
+        return pk_resample_rows2_gray4_avx2(in0, in1, o0, o1, dw, khi + (size_t)dw * 2, (const int16_t *)khi,
+                                            (const int16_t *)klo, end);
+    }
+    return pk_resample_rows2_gray_avx2(in0, in1, o0, o1, dw, bx, (const int16_t *)khi, (const int16_t *)klo, end);
+}
+#endif
+
+/* Rows [y0, y1) of the horizontal pass into tmp. */
 static void pk_resample_rows(const uint8_t *src, size_t stride, uint8_t *tmp, int y0, int y1, int dw, int ch,
                              const int *bx, const int *kx, int ksx, int sw, int sh,
                              int32_t *khi, int32_t *klo) {
     const size_t ostride = (size_t)dw * ch;
 #if defined(__x86_64__)
+    int taps = 0;
+    if (ch == 1 && sw >= 8 && __builtin_cpu_supports("avx2")) taps = pk_gray_weights(bx, kx, ksx, dw, khi, klo);
+    if (taps) {
+        /* A read past a row's end lands in the next row (sw >= 8 > the 7 bytes it can
+         * pass by), except on the buffer's last row, which stops at its end. */
+        for (int y = y0; y < y1; y += 2) {
+            const int y2 = y + 1 < y1 ? y + 1 : y;  /* an odd last row pairs with itself */
+            const uint8_t *in0 = src + (size_t)y * stride, *in1 = src + (size_t)y2 * stride;
+            uint8_t *o0 = tmp + (size_t)(y - y0) * ostride, *o1 = tmp + (size_t)(y2 - y0) * ostride;
+            const int done = pk_gray_rows2(taps, in0, in1, o0, o1, dw, bx, khi, klo,
+                                           y2 == sh - 1 ? (long)sw : (long)stride + sw);
+            pk_resample_row_scalar(in0, o0 + done, dw - done, 1, bx + 2 * done, kx + (size_t)done * ksx, ksx);
+            if (y2 != y) pk_resample_row_scalar(in1, o1 + done, dw - done, 1, bx + 2 * done, kx + (size_t)done * ksx, ksx);
+        }
+        return;
+    }
     if (ch == 3 && __builtin_cpu_supports("sse4.1")) {
         int y = y0;
         /* Pairs never include the buffer's last row, whose final pixel must not be over-read. */
@@ -344,93 +511,251 @@ int pk_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_s
     return pk_resample_to(src, sw, sh, src_stride, ch, x0, y0, x1, y1, dw, dh, filter, scratch, &o);
 }
 
+/*
+ * One resize, split so that several can share an output row: pk_job_bytes sizes
+ * its memory, pk_job_plan computes both axes' coefficients, pk_job_horizontal runs
+ * the horizontal pass, and pk_job_row makes one output row of the vertical pass.
+ */
+typedef struct {
+    int sw, sh, dw, dh, ch, ksx, ksy;
+    int need_h, need_v, wide;
+    int yfirst, ylast;           /* source rows the vertical pass reads */
+    int *bx, *kx, *by, *ky;
+    int32_t *khi, *klo, *kyhi, *kylo;
+    uint8_t *tmp;                /* the horizontal pass's rows */
+    int *acc;
+    const uint8_t *hsrc;         /* what the vertical pass reads */
+    size_t hstride;
+} pk_job;
+
+typedef struct {
+    double (*fn)(double);
+    double support;
+} pk_kernel;
+
+static int pk_kernel_of(int32_t filter, pk_kernel *k) {
+    switch (filter) {
+    case PK_FILTER_BILINEAR: k->fn = pk_bilinear; k->support = 1.0; return 1;
+    case PK_FILTER_BICUBIC: k->fn = pk_bicubic; k->support = 2.0; return 1;
+    case PK_FILTER_LANCZOS: k->fn = pk_lanczos; k->support = 3.0; return 1;
+    default: return 0;
+    }
+}
+
+static size_t pk_align16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* The int arrays of a job: bounds, weights and split weights of both axes. */
+static size_t pk_job_ints(int dw, int dh, int ksx, int ksy) {
+    const int pairs = (ksx + 1) / 2 > 4 ? (ksx + 1) / 2 : 4;  /* 4 int32: the one-channel pass's 8 int16 */
+    return (size_t)dw * 2 + (size_t)dh * 2 + (size_t)dw * ksx + (size_t)dh * ksy
+        + 2 * (size_t)dw * pairs + 2 * (size_t)dh * (size_t)((ksy + 1) / 2);
+}
+
+/* Bytes a job needs (0 for arguments no resize takes). */
+static size_t pk_job_bytes(int sw, int sh, int ch, float x0, float y0, float x1, float y1,
+                           int dw, int dh, const pk_kernel *k) {
+    if (sw <= 0 || sh <= 0 || dw <= 0 || dh <= 0 || ch < 1 || ch > 4 ||
+        x0 < 0 || y0 < 0 || x1 > sw || y1 > sh || x1 <= x0 || y1 <= y0) {
+        return 0;
+    }
+    const int ksx = pk_coeffs_size(sw, x0, x1, dw, k->support);
+    const int ksy = pk_coeffs_size(sh, y0, y1, dh, k->support);
+    const size_t n_kx = (size_t)dw * ksx, n_ky = (size_t)dh * ksy;
+    const size_t pre = (n_kx > n_ky ? n_kx : n_ky) * sizeof(double);
+    return pk_align16(pk_job_ints(dw, dh, ksx, ksy) * sizeof(int)) + pk_align16(pre)
+        + pk_align16((size_t)dw * sh * ch) + pk_align16((size_t)dw * ch * sizeof(int));
+}
+
+/*
+ * Carves a job out of mem (pk_job_bytes of it) and computes both axes' coefficients,
+ * or takes them from `like`, a job of the same geometry (Cr shares Cb's).
+ */
+static void pk_job_plan(pk_job *j, int sw, int sh, int ch, float x0, float y0, float x1, float y1,
+                        int dw, int dh, const pk_kernel *k, uint8_t *mem, const pk_job *like) {
+    const int ksx = pk_coeffs_size(sw, x0, x1, dw, k->support);
+    const int ksy = pk_coeffs_size(sh, y0, y1, dh, k->support);
+    const size_t n_kx = (size_t)dw * ksx, n_ky = (size_t)dh * ksy;
+    const size_t ints = pk_job_ints(dw, dh, ksx, ksy);
+    const size_t pre = (n_kx > n_ky ? n_kx : n_ky) * sizeof(double);
+    uint8_t *tmp = mem + pk_align16(ints * sizeof(int)) + pk_align16(pre);
+    int *acc = (int *)(tmp + pk_align16((size_t)dw * sh * ch));
+    if (like) {
+        *j = *like;
+        j->tmp = tmp;
+        j->acc = acc;
+        return;
+    }
+    const int pairs = (ksx + 1) / 2 > 4 ? (ksx + 1) / 2 : 4;
+    const size_t n_split = (size_t)dw * pairs, n_split_y = (size_t)dh * (size_t)((ksy + 1) / 2);
+    j->sw = sw; j->sh = sh; j->dw = dw; j->dh = dh; j->ch = ch; j->ksx = ksx; j->ksy = ksy;
+    j->bx = (int *)mem;
+    j->by = j->bx + (size_t)dw * 2;
+    j->kx = j->by + (size_t)dh * 2;
+    j->ky = j->kx + n_kx;
+    j->khi = j->ky + n_ky;
+    j->klo = j->khi + n_split;
+    j->kyhi = j->klo + n_split;
+    j->kylo = j->kyhi + n_split_y;
+    j->tmp = tmp;
+    j->acc = acc;
+    double *prekk = (double *)(mem + pk_align16(ints * sizeof(int)));
+    pk_precompute(sw, x0, x1, dw, k->fn, k->support, ksx, j->bx, j->kx, prekk);
+    pk_precompute(sh, y0, y1, dh, k->fn, k->support, ksy, j->by, j->ky, prekk);
+    j->need_h = dw != sw || x0 != 0 || x1 != sw;
+    j->need_v = dh != sh || y0 != 0 || y1 != sh;
+    j->yfirst = j->need_v ? j->by[0] : 0;
+    j->ylast = j->need_v ? j->by[(dh - 1) * 2] + j->by[(dh - 1) * 2 + 1] : sh;
+    j->wide = 0;
+#if defined(__x86_64__)
+    if (j->need_v && (size_t)dw * ch >= 16 && __builtin_cpu_supports("avx2")) {
+        pk_split_weights(j->by, j->ky, ksy, dh, (ksy + 1) / 2, j->kyhi, j->kylo);
+        j->wide = 1;
+    }
+#endif
+}
+
+/* The horizontal pass of src (rows stride bytes apart), or none when the box spans the rows. */
+static void pk_job_horizontal(pk_job *j, const uint8_t *src, size_t stride) {
+    if (j->need_h) {
+        pk_resample_rows(src, stride, j->tmp, j->yfirst, j->ylast, j->dw, j->ch, j->bx, j->kx, j->ksx,
+                         j->sw, j->sh, j->khi, j->klo);
+        j->hsrc = j->tmp;
+        j->hstride = (size_t)j->dw * j->ch;
+    } else {
+        j->hsrc = src + (size_t)j->yfirst * stride;
+        j->hstride = stride;
+    }
+}
+
+/* The horizontal passes of two one-channel jobs of one geometry (Cb and Cr), a row of each at once. */
+static void pk_jobs_horizontal_pair(pk_job *a, const uint8_t *sa, size_t ta, pk_job *b, const uint8_t *sb, size_t tb) {
+#if defined(__x86_64__)
+    const int taps = a->need_h && a->ch == 1 && a->sw >= 8 && __builtin_cpu_supports("avx2")
+        ? pk_gray_weights(a->bx, a->kx, a->ksx, a->dw, a->khi, a->klo) : 0;
+    if (taps) {
+        const size_t dw = (size_t)a->dw;
+        const long end = (long)(ta < tb ? ta : tb) + a->sw;
+        for (int y = a->yfirst; y < a->ylast; y++) {
+            const uint8_t *in0 = sa + (size_t)y * ta, *in1 = sb + (size_t)y * tb;
+            uint8_t *o0 = a->tmp + (size_t)(y - a->yfirst) * dw, *o1 = b->tmp + (size_t)(y - a->yfirst) * dw;
+            const int done = pk_gray_rows2(taps, in0, in1, o0, o1, a->dw, a->bx, a->khi, a->klo,
+                                           y == a->sh - 1 ? (long)a->sw : end);
+            const int *bx = a->bx + 2 * done, *kx = a->kx + (size_t)done * a->ksx;
+            pk_resample_row_scalar(in0, o0 + done, a->dw - done, 1, bx, kx, a->ksx);
+            pk_resample_row_scalar(in1, o1 + done, a->dw - done, 1, bx, kx, a->ksx);
+        }
+        a->hsrc = a->tmp;
+        b->hsrc = b->tmp;
+        a->hstride = b->hstride = dw;
+        return;
+    }
+#endif
+    pk_job_horizontal(a, sa, ta);
+    pk_job_horizontal(b, sb, tb);
+}
+
+/* Output row yy (dw x ch bytes) into o; returns o, or the row in place when no vertical pass is needed. */
+static const uint8_t *pk_job_row(const pk_job *j, int yy, uint8_t *o) {
+    if (!j->need_v) return j->hsrc + (size_t)yy * j->hstride;
+    /* Row-major accumulation: each input row is read once per output row, in order. */
+    const size_t n = (size_t)j->dw * j->ch;
+    const int ymin = j->by[yy * 2] - j->yfirst, ymax = j->by[yy * 2 + 1];
+    size_t done = 0;
+#if defined(__x86_64__)
+    if (j->wide) {
+        const int pairs_y = (j->ksy + 1) / 2;
+        done = pk_column_avx2(j->hsrc, j->hstride, ymin, ymax, j->kyhi + (size_t)yy * pairs_y,
+                              j->kylo + (size_t)yy * pairs_y, o, n);
+    }
+#endif
+    pk_resample_column_pass(j->hsrc, j->hstride, ymin, ymax, &j->ky[yy * j->ksy], j->acc, o, done, n);
+    return o;
+}
+
 int pk_resample_to(const uint8_t *src, int32_t sw, int32_t sh, size_t src_stride, int32_t ch,
                    float x0, float y0, float x1, float y1, int32_t dw, int32_t dh, int32_t filter,
                    pk_scratch *scratch, const pk_output *output) {
-    double (*fn)(double);
-    double support;
-    switch (filter) {
-    case PK_FILTER_BILINEAR: fn = pk_bilinear; support = 1.0; break;
-    case PK_FILTER_BICUBIC: fn = pk_bicubic; support = 2.0; break;
-    case PK_FILTER_LANCZOS: fn = pk_lanczos; support = 3.0; break;
-    default: return PK_ERR_ARGUMENT;
-    }
-    if (sw <= 0 || sh <= 0 || dw <= 0 || dh <= 0 || ch < 1 || ch > 4 ||
-        x0 < 0 || y0 < 0 || x1 > sw || y1 > sh || x1 <= x0 || y1 <= y0) {
-        return PK_ERR_ARGUMENT;
-    }
-    const int ksx = pk_coeffs_size(sw, x0, x1, dw, support);
-    const int ksy = pk_coeffs_size(sh, y0, y1, dh, support);
-    /* Scratch layout: bounds and weights for both axes, then the horizontal pass. */
-    size_t n_bx = (size_t)dw * 2, n_by = (size_t)dh * 2;
-    size_t n_kx = (size_t)dw * ksx, n_ky = (size_t)dh * ksy;
-    size_t pre = (n_kx > n_ky ? n_kx : n_ky) * sizeof(double);
-    size_t n_split = (size_t)dw * (size_t)((ksx + 1) / 2);   /* hi and lo 16-bit weight pairs */
-    size_t n_split_y = (size_t)dh * (size_t)((ksy + 1) / 2);
-    size_t ints = (n_bx + n_by + n_kx + n_ky + 2 * n_split + 2 * n_split_y) * sizeof(int);
-    ints = (ints + 15) & ~(size_t)15;
-    pre = (pre + 15) & ~(size_t)15;
-    size_t tmp_bytes = (size_t)dw * (size_t)sh * (size_t)ch;
-    size_t tmp_bytes_aligned = (tmp_bytes + 15) & ~(size_t)15;
-    size_t acc_bytes = (size_t)dw * (size_t)ch * sizeof(int);
-    size_t row_bytes = (size_t)dw * (size_t)ch;
-    uint8_t *base = (uint8_t *)pk_scratch_reserve(scratch, ints + pre + tmp_bytes_aligned + acc_bytes + row_bytes);
+    pk_kernel k;
+    if (!pk_kernel_of(filter, &k)) return PK_ERR_ARGUMENT;
+    const size_t bytes = pk_job_bytes(sw, sh, ch, x0, y0, x1, y1, dw, dh, &k);
+    if (bytes == 0) return PK_ERR_ARGUMENT;
+    const size_t row_bytes = pk_align16((size_t)dw * (size_t)ch);
+    uint8_t *base = (uint8_t *)pk_scratch_reserve(scratch, bytes + row_bytes);
     if (!base) return PK_ERR_NO_MEMORY;
-    int *bx = (int *)base;
-    int *by = bx + n_bx;
-    int *kx = by + n_by;
-    int *ky = kx + n_kx;
-    int32_t *khi = ky + n_ky, *klo = khi + n_split;
-    int32_t *kyhi = klo + n_split, *kylo = kyhi + n_split_y;
-    double *prekk = (double *)(base + ints);
-    uint8_t *tmp = base + ints + pre;
-    pk_precompute(sw, x0, x1, dw, fn, support, ksx, bx, kx, prekk);
-    pk_precompute(sh, y0, y1, dh, fn, support, ksy, by, ky, prekk);
-
-    const int need_h = dw != sw || x0 != 0 || x1 != sw;
-    const int need_v = dh != sh || y0 != 0 || y1 != sh;
-    /* Rows touched by the vertical pass. */
-    int yfirst = by[0];
-    int ylast = by[(dh - 1) * 2] + by[(dh - 1) * 2 + 1];
-    if (!need_v) { yfirst = 0; ylast = sh; }
-    const uint8_t *hsrc = src;
-    size_t hstride = src_stride;
-    if (need_h) {
-        pk_resample_rows(src, src_stride, tmp, yfirst, ylast, dw, ch, bx, kx, ksx, sw, sh, khi, klo);
-        hsrc = tmp;
-        hstride = (size_t)dw * ch;
-    } else {
-        hsrc = src + (size_t)yfirst * src_stride;
-    }
+    pk_job j;
+    pk_job_plan(&j, sw, sh, ch, x0, y0, x1, y1, dw, dh, &k, base, NULL);
+    pk_job_horizontal(&j, src, src_stride);
     /* Plain bytes go straight into place; anything else goes through one row. */
     const int direct = output->kind == PK_OUT_U8_HWC && !output->flip;
-    uint8_t *row = tmp + tmp_bytes_aligned + acc_bytes;
-    if (need_v) {
-        /* Row-major accumulation: each input row is read once per output row, in order. */
-        const size_t n = (size_t)dw * ch;
-        int *acc = (int *)(tmp + tmp_bytes_aligned);
-        const int pairs_y = (ksy + 1) / 2;
-#if defined(__x86_64__)
-        const int wide = n >= 16 && __builtin_cpu_supports("avx2");
-        if (wide) pk_split_weights(by, ky, ksy, dh, pairs_y, kyhi, kylo);
-#else
-        const int wide = 0;
-        (void)kyhi; (void)kylo;
-#endif
-        for (int yy = 0; yy < dh; yy++) {
-            uint8_t *o = direct ? (uint8_t *)output->out + (size_t)yy * n : row;
-            size_t done = 0;
-#if defined(__x86_64__)
-            if (wide) {
-                done = pk_column_avx2(hsrc, hstride, by[yy * 2] - yfirst, by[yy * 2 + 1],
-                                      kyhi + (size_t)yy * pairs_y, kylo + (size_t)yy * pairs_y, o, n);
-            }
-#endif
-            pk_resample_column_pass(hsrc, hstride, by[yy * 2] - yfirst, by[yy * 2 + 1], &ky[yy * ksy], acc, o, done, n);
-            if (!direct) pk_write_row(row, dw, dh, ch, yy, output);
+    uint8_t *row = base + bytes;
+    for (int yy = 0; yy < dh; yy++) {
+        uint8_t *o = direct ? (uint8_t *)output->out + (size_t)yy * dw * ch : row;
+        const uint8_t *done = pk_job_row(&j, yy, o);
+        if (done != o || !direct) pk_write_row(done, dw, dh, ch, yy, output);
+    }
+    return PK_OK;
+}
+
+/* A plane's box: the image box in its samples, kept inside it against rounding. */
+static void pk_plane_box(const pk_plane *p, float x0, float y0, float x1, float y1, float box[4]) {
+    box[0] = x0 / p->fx; box[1] = y0 / p->fy; box[2] = x1 / p->fx; box[3] = y1 / p->fy;
+    if (box[2] > p->width) box[2] = (float)p->width;
+    if (box[3] > p->height) box[3] = (float)p->height;
+}
+
+int pk_resample_ycc_to(const pk_plane given[3], float x0, float y0, float x1, float y1, int32_t cut,
+                       int32_t dw, int32_t dh, int32_t filter, pk_scratch *scratch, const pk_output *output) {
+    pk_kernel k;
+    if (!pk_kernel_of(filter, &k)) return PK_ERR_ARGUMENT;
+    float box[3][4];
+    pk_plane planes[3];
+    size_t bytes[3], total = 0;
+    for (int c = 0; c < 3; c++) {
+        pk_plane *p = &planes[c];
+        *p = given[c];
+        if (p->fx < 1 || p->fy < 1 || !p->data) return PK_ERR_ARGUMENT;
+        pk_plane_box(p, x0, y0, x1, y1, box[c]);
+        if (cut && box[c][0] >= 0 && box[c][1] >= 0 && box[c][2] > box[c][0] && box[c][3] > box[c][1]) {
+            /* Only the samples the box covers: the plane's own crop, as crop-then-resize sees it. */
+            const int sx0 = (int)floorf(box[c][0]), sy0 = (int)floorf(box[c][1]);
+            const int sx1 = (int)ceilf(box[c][2]), sy1 = (int)ceilf(box[c][3]);
+            p->data += (size_t)sy0 * p->stride + (size_t)sx0;
+            p->width = sx1 - sx0;
+            p->height = sy1 - sy0;
+            box[c][0] -= sx0; box[c][2] -= sx0;
+            box[c][1] -= sy0; box[c][3] -= sy0;
         }
+        bytes[c] = pk_job_bytes(p->width, p->height, 1, box[c][0], box[c][1], box[c][2], box[c][3], dw, dh, &k);
+        if (bytes[c] == 0) return PK_ERR_ARGUMENT;
+        total += bytes[c];
+    }
+    const size_t row_bytes = pk_align16((size_t)dw);
+    uint8_t *base = (uint8_t *)pk_scratch_reserve(scratch, total + 9 * row_bytes);
+    if (!base) return PK_ERR_NO_MEMORY;
+    pk_job jobs[3];
+    uint8_t *mem = base;
+    /* Cr has Cb's geometry in every JPEG this path takes: one set of coefficients, one paired pass. */
+    const int shared = planes[2].width == planes[1].width && planes[2].height == planes[1].height &&
+                       memcmp(box[2], box[1], sizeof(box[1])) == 0;
+    for (int c = 0; c < 3; c++) {
+        const pk_plane *p = &planes[c];
+        pk_job_plan(&jobs[c], p->width, p->height, 1, box[c][0], box[c][1], box[c][2], box[c][3], dw, dh, &k, mem,
+                    c == 2 && shared ? &jobs[1] : NULL);
+        mem += bytes[c];
+    }
+    pk_job_horizontal(&jobs[0], planes[0].data, planes[0].stride);
+    if (shared) {
+        pk_jobs_horizontal_pair(&jobs[1], planes[1].data, planes[1].stride, &jobs[2], planes[2].data, planes[2].stride);
     } else {
-        for (int y = 0; y < dh; y++) pk_write_row(hsrc + (size_t)y * hstride, dw, dh, ch, y, output);
+        pk_job_horizontal(&jobs[1], planes[1].data, planes[1].stride);
+        pk_job_horizontal(&jobs[2], planes[2].data, planes[2].stride);
+    }
+    uint8_t *rows = base + total;
+    for (int yy = 0; yy < dh; yy++) {
+        const uint8_t *yc = pk_job_row(&jobs[0], yy, rows);
+        const uint8_t *cb = pk_job_row(&jobs[1], yy, rows + row_bytes);
+        const uint8_t *cr = pk_job_row(&jobs[2], yy, rows + 2 * row_bytes);
+        pk_write_ycc_row(yc, cb, cr, dw, dh, yy, rows + 3 * row_bytes, output);
     }
     return PK_OK;
 }

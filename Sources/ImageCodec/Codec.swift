@@ -166,6 +166,33 @@ public enum Codec {
         return ImageHeader(plan: plan, format: format)
     }
 
+    /// Decodes a JPEG to its Y, Cb and Cr planes (no chroma upsampling, no colour
+    /// conversion) into `buffer`, or returns nil, having decoded nothing, where the
+    /// file or the crop takes the RGB decode: not YCbCr with luma sampled 1 or 2 times
+    /// chroma's, or a crop of a stream whose restart markers do not tile its rows.
+    /// The planes point into `buffer` and stay valid until its next use.
+    public static func decodePlanes(_ bytes: UnsafeRawBufferPointer, options: DecodeOptions,
+                                    into buffer: PlaneBuffer) throws(CodecError) -> DecodedPlanes? {
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
+            throw CodecError(.corrupt, "empty file (0 bytes)")
+        }
+        var opt = options.c
+        var out = nc_planes()
+        var planar = true
+        try checked { err in
+            let status = nc_jpeg_decode_planes(base, bytes.count, &opt, &buffer.c, &out, err)
+            if status == Int32(NC_NOT_PLANAR.rawValue) { planar = false; return 0 }
+            return status
+        }
+        guard planar, let data = buffer.c.data else { return nil }
+        func plane(_ p: nc_plane) -> SamplePlane {
+            SamplePlane(base: UnsafePointer(data + p.offset), width: Int(p.width), height: Int(p.height),
+                        stride: Int(p.stride), fx: Int(p.fx), fy: Int(p.fy))
+        }
+        return DecodedPlanes(originX: Int(out.origin_x), originY: Int(out.origin_y),
+                             planes: (plane(out.planes.0), plane(out.planes.1), plane(out.planes.2)))
+    }
+
     /// The C decoder of `format`.
     private static func decodeC(_ format: ImageFormat, _ data: UnsafePointer<UInt8>, _ count: Int, _ opt: UnsafePointer<nc_decode_options>,
                                 _ out: UnsafeMutablePointer<UInt8>?, _ cap: Int, _ plan: UnsafeMutablePointer<nc_plan>,
@@ -226,4 +253,17 @@ extension ImageHeader {
                   outputWidth: Int(plan.out_width), outputHeight: Int(plan.out_height),
                   outputX: Int(plan.out_x), outputY: Int(plan.out_y), benignWarnings: Int(plan.info.warnings))
     }
+}
+
+/// Memory that `Codec.decodePlanes` grows and reuses. Not thread-safe: each worker owns one.
+public final class PlaneBuffer {
+    var c = nc_buffer()
+    public init() {}
+    deinit { nc_free(c.data) }
+}
+
+/// A JPEG's Y, Cb and Cr planes; sample (0, 0) of each starts at scaled pixel (originX, originY).
+public struct DecodedPlanes {
+    public var originX: Int, originY: Int
+    public var planes: (SamplePlane, SamplePlane, SamplePlane)
 }

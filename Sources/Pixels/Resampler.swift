@@ -21,6 +21,8 @@ public final class Resampler {
     public init() {}
     deinit { pk_scratch_release(&scratch) }
 
+    fileprivate func withScratch<R>(_ body: (UnsafeMutablePointer<pk_scratch>) -> R) -> R { body(&scratch) }
+
     /// Resamples the box `(x0, y0, x1, y1)` of `image` (default: all of it) to `width x height`.
     public func resize(_ image: Image, width: Int, height: Int, box: (Float, Float, Float, Float)? = nil,
                        filter: ResampleFilter = .bilinear) throws(PixelError) -> Image {
@@ -70,6 +72,47 @@ public final class Resampler {
         }
         if status != 0 {
             throw PixelError("cannot resize \(sw)x\(sh) box \(b) to \(dw)x\(dh)")
+        }
+    }
+}
+
+/// One channel's samples in memory someone else owns (a decoder's planes): each
+/// sample covers `fx x fy` pixels of the image, 2 for subsampled chroma.
+public struct SamplePlane: @unchecked Sendable {
+    // @unchecked: a borrowed pointer; the owner (the decoder's buffer) documents how
+    // long it stays valid, and nothing here writes through it.
+    public var base: UnsafePointer<UInt8>
+    public var width: Int, height: Int, stride: Int
+    public var fx: Int, fy: Int
+    public init(base: UnsafePointer<UInt8>, width: Int, height: Int, stride: Int, fx: Int, fy: Int) {
+        self.base = base; self.width = width; self.height = height; self.stride = stride; self.fx = fx; self.fy = fy
+    }
+}
+
+extension Resampler {
+    /// Resizes the image box `b` (image pixels, relative to the planes' first sample)
+    /// of Y, Cb and Cr planes to `dw x dh`, each plane as a one-channel `resize`, and
+    /// hands every row, converted to RGB with libjpeg's arithmetic, to `output`.
+    /// `cut`: each plane's filter sees only the samples the box covers (crop, then resize).
+    public func resizeYCbCr(_ planes: (SamplePlane, SamplePlane, SamplePlane), box b: (Float, Float, Float, Float),
+                            cut: Bool, into output: PixelOutput, width dw: Int, height dh: Int,
+                            filter: ResampleFilter = .bilinear) throws(PixelError) {
+        func c(_ p: SamplePlane) -> pk_plane {
+            pk_plane(data: p.base, width: Int32(p.width), height: Int32(p.height), stride: p.stride,
+                     fx: Int32(p.fx), fy: Int32(p.fy))
+        }
+        // A homogeneous tuple of C structs is laid out as an array of three.
+        var all = (c(planes.0), c(planes.1), c(planes.2))
+        let status = output.withC(channels: 3) { o in
+            withUnsafeBytes(of: &all) { raw in
+                withScratch { scratch in
+                    pk_resample_ycc_to(raw.baseAddress?.assumingMemoryBound(to: pk_plane.self), b.0, b.1, b.2, b.3,
+                                       cut ? 1 : 0, Int32(dw), Int32(dh), filter.c, scratch, o)
+                }
+            }
+        }
+        if status != 0 {
+            throw PixelError("cannot resize YCbCr planes \(planes.0.width)x\(planes.0.height) box \(b) to \(dw)x\(dh)")
         }
     }
 }

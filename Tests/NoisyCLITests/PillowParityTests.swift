@@ -93,6 +93,9 @@ final class PillowParityTests: XCTestCase {
             ("bilinear", 32, 32, [10.5, 3.25, 70.0, 50.75]), ("lanczos", 128, 96, [0, 0, 97, 61]), ("bicubic", 97, 30, nil),
             // Many taps per pixel, odd and even counts (the split 16-bit weights of the AVX2 pass).
             ("lanczos", 12, 9, nil), ("bicubic", 23, 61, nil), ("bilinear", 31, 17, [1.5, 2.5, 96.0, 60.0]),
+            // Bilinear downscales of up to 3.5x (8 taps or fewer: the one-channel AVX2 pass), to the last column.
+            ("bilinear", 57, 40, [0.0, 0.0, 97.0, 61.0]), ("bilinear", 29, 20, [3.25, 1.0, 97.0, 61.0]),
+            ("bicubic", 61, 45, [20.5, 10.0, 97.0, 58.5]),
         ]
         let spec = jobs.map { j in ["filter": j.0, "w": j.1, "h": j.2, "box": j.3 as Any? ?? NSNull()] as [String: Any] }
         let specData = try JSONSerialization.data(withJSONObject: spec)
@@ -107,6 +110,10 @@ final class PillowParityTests: XCTestCase {
             box = tuple(j["box"]) if j["box"] else None
             out = im.resize((j["w"], j["h"]), F[j["filter"]], box=box)
             open(f"{d}/r{i}.raw", "wb").write(out.tobytes())
+            # One channel (mode L): the pass that resizes a JPEG's Y, Cb and Cr planes.
+            gray = im.convert("L")
+            open(d + "/gray.raw", "wb").write(gray.tobytes())
+            open(f"{d}/g{i}.raw", "wb").write(gray.resize((j["w"], j["h"]), F[j["filter"]], box=box).tobytes())
         """
         let r = try Processes.python(script, [root])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -116,6 +123,14 @@ final class PillowParityTests: XCTestCase {
             let ours = try resampler.resize(src, width: j.1, height: j.2, box: box, filter: ResampleFilter(rawValue: j.0)!)
             let theirs = [UInt8](try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/r\(i).raw")))
             XCTAssertEqual(ours.pixels, theirs, "job \(i) \(j.0) \(j.1)x\(j.2) box \(String(describing: j.3))")
+        }
+        let grayPixels = [UInt8](try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/gray.raw")))
+        let gray = Image(width: src.width, height: src.height, channels: 1, pixels: grayPixels)
+        for (i, j) in jobs.enumerated() {
+            let box = j.3.map { ($0[0], $0[1], $0[2], $0[3]) }
+            let ours = try resampler.resize(gray, width: j.1, height: j.2, box: box, filter: ResampleFilter(rawValue: j.0)!)
+            let theirs = [UInt8](try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/g\(i).raw")))
+            XCTAssertEqual(ours.pixels, theirs, "gray job \(i) \(j.0) \(j.1)x\(j.2) box \(String(describing: j.3))")
         }
     }
 }

@@ -30,7 +30,8 @@ typedef enum {
     NC_ERR_ARGUMENT = 4,     /* the caller asked for something impossible */
     NC_ERR_NO_MEMORY = 5,
     NC_ERR_IO = 6,
-    NC_ERR_BUFFER = 7        /* output buffer smaller than nc_*_plan said */
+    NC_ERR_BUFFER = 7,       /* output buffer smaller than nc_*_plan said */
+    NC_NOT_PLANAR = 8        /* nc_jpeg_decode_planes: this file or crop takes the RGB decode */
 } nc_status;
 
 typedef enum {
@@ -106,6 +107,38 @@ int nc_webp_plan(const uint8_t *data, size_t len, const nc_decode_options *opt,
                  nc_plan *plan, char *err);
 int nc_webp_decode(const uint8_t *data, size_t len, const nc_decode_options *opt,
                    uint8_t *out, size_t cap, nc_plan *plan, char *err);
+
+/** Memory a decoder may grow with realloc and the caller reuses; release data with nc_free. */
+typedef struct {
+    uint8_t *data;
+    size_t capacity;
+} nc_buffer;
+
+/** One component's samples, as libjpeg hands them out before upsampling. */
+typedef struct {
+    size_t offset;          /* first sample, from the start of the buffer */
+    int32_t width, height;  /* samples that belong to the image */
+    int32_t stride;         /* bytes between rows; readable 32 bytes past every row's last sample */
+    int32_t fx, fy;         /* scaled output pixels per sample: 1, or 2 for subsampled chroma */
+} nc_plane;
+
+/** Y, Cb and Cr planes of a decode; sample (0, 0) of every plane starts at scaled pixel (origin_x, origin_y). */
+typedef struct {
+    nc_info info;
+    int32_t origin_x, origin_y;
+    nc_plane planes[3];
+} nc_planes;
+
+/**
+ * Decodes a YCbCr JPEG (luma sampled 1 or 2 times chroma's in each direction) to its
+ * raw planes at DCT scale 1/opt->scale_denom: no chroma upsampling, no colour
+ * conversion. With a crop (scaled coordinates), only a stream whose restart markers
+ * tile its MCU rows is decoded this way, and only the restart segments the crop and
+ * a 2-pixel margin need. Returns NC_NOT_PLANAR, having decoded nothing, for every
+ * other file or crop: nc_jpeg_decode handles those.
+ */
+int nc_jpeg_decode_planes(const uint8_t *data, size_t len, const nc_decode_options *opt,
+                          nc_buffer *buffer, nc_planes *out, char *err);
 
 /**
  * Encodes 8-bit pixels (components 1 = gray, 3 = RGB, 4 = CMYK as given) to JPEG.

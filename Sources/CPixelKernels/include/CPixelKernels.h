@@ -80,6 +80,35 @@ int pk_resample_to(const uint8_t *src, int32_t sw, int32_t sh, size_t src_stride
                    float x0, float y0, float x1, float y1, int32_t dw, int32_t dh, int32_t filter,
                    pk_scratch *scratch, const pk_output *output);
 
+/* ---- YCbCr planes (a JPEG's samples before upsampling) ---- */
+
+/** One channel's samples; each covers fx x fy pixels of the image being resized. */
+typedef struct {
+    const uint8_t *data;
+    int32_t width, height;
+    size_t stride;
+    int32_t fx, fy;
+} pk_plane;
+
+/**
+ * Resizes the image box [x0,x1) x [y0,y1) (image pixels; each plane's box is that
+ * divided by its fx, fy) of Y, Cb and Cr planes to dw x dh, each plane as
+ * pk_resample resizes one channel, and hands every finished row, converted to RGB
+ * by libjpeg's arithmetic, to the output. With cut, each plane's filter sees only
+ * the samples its box covers (a crop, then its resize, as torchvision's
+ * RandomResizedCrop does); otherwise it may read samples round the box.
+ */
+int pk_resample_ycc_to(const pk_plane planes[3], float x0, float y0, float x1, float y1, int32_t cut,
+                       int32_t dw, int32_t dh, int32_t filter, pk_scratch *scratch, const pk_output *output);
+
+/**
+ * Row y of Y, Cb and Cr (w samples each) converted to RGB as libjpeg-turbo converts
+ * (jdcolor.c: 16-bit fixed point, rounded, clamped) and written to the output;
+ * scratch holds 6 * w bytes.
+ */
+void pk_write_ycc_row(const uint8_t *y, const uint8_t *cb, const uint8_t *cr, int32_t w, int32_t h, int32_t row,
+                      uint8_t *scratch, const pk_output *output);
+
 /* ---- Augmentation loops (PIL arithmetic; HWC, 1 or 3 channels) ---- */
 
 /** Per-channel histograms: hist holds 256 * ch counts. */
