@@ -668,7 +668,7 @@ static const uint8_t *pk_job_row(const pk_job *j, int yy, uint8_t *o) {
                               j->kylo + (size_t)yy * pairs_y, o, n);
     }
 #endif
-    pk_resample_column_pass(j->hsrc, j->hstride, ymin, ymax, &j->ky[yy * j->ksy], j->acc, o, done, n);
+    if (done < n) pk_resample_column_pass(j->hsrc, j->hstride, ymin, ymax, &j->ky[yy * j->ksy], j->acc, o, done, n);
     return o;
 }
 

@@ -193,6 +193,13 @@ public enum Codec {
                              planes: (plane(out.planes.0), plane(out.planes.1), plane(out.planes.2)))
     }
 
+    /// As `decodePlanes` over a byte array.
+    public static func decodePlanes(_ bytes: [UInt8], options: DecodeOptions, into buffer: PlaneBuffer) throws(CodecError) -> DecodedPlanes? {
+        try bytes.withUnsafeBytes { raw in
+            Result { () throws(CodecError) in try decodePlanes(raw, options: options, into: buffer) }
+        }.get()
+    }
+
     /// The C decoder of `format`.
     private static func decodeC(_ format: ImageFormat, _ data: UnsafePointer<UInt8>, _ count: Int, _ opt: UnsafePointer<nc_decode_options>,
                                 _ out: UnsafeMutablePointer<UInt8>?, _ cap: Int, _ plan: UnsafeMutablePointer<nc_plan>,

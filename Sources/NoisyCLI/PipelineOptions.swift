@@ -19,7 +19,7 @@ struct PipelineOptions: ParsableArguments {
     var raPreset: RandAugment.Preset = .reference
     @Option(help: "Side of a random grey Cutout square after RandAugment (0: off).") var cutout: Int = 0
     @Flag(help: "No random horizontal flip.") var noFlip = false
-    @Flag(help: "Decode whole images at full scale (slower; the fast path decodes only the crop, DCT-scaled).")
+    @Flag(help: "Decode whole images at full scale to RGB, as Pillow does (slower; the fast path decodes only the crop, DCT-scaled, and resizes restart-marked JPEGs in YCbCr).")
     var exactDecode = false
     @Option(help: "Teacher view: centre crop share of the resized shorter side.") var cropFraction: Double = 0.875
     @Option(help: "Output channels: 1, 3 or auto (what most labeled samples are).")

@@ -146,6 +146,7 @@ final class FuzzCorpusReplayTests: XCTestCase {
         let files = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
         XCTAssertGreaterThan(files.count, 20, "the corpus is part of the repository")
         var decoded = 0, refused = 0
+        let planeBuffer = PlaneBuffer()
         for name in files {
             let bytes = [UInt8](try XCTUnwrap(FileManager.default.contents(atPath: dir + "/" + name)))
             for scale in [1, 2, 8] {
@@ -160,12 +161,18 @@ final class FuzzCorpusReplayTests: XCTestCase {
                         refused += 1
                         XCTAssertFalse(error.message.isEmpty, "\(name): a refusal says why")
                     }
+                    do {
+                        _ = try Codec.decodePlanes(bytes, options: DecodeOptions(scaleDenominator: scale, region: region, maxPixels: 1 << 22),
+                                                   into: planeBuffer)
+                    } catch {
+                        XCTAssertFalse(error.message.isEmpty, "\(name): a refusal says why")
+                    }
                 }
             }
         }
         // JPEGs: the restart-marker rewrite either refuses with a reason or yields a file
         // whose crops (restart slices) decode like the rewrite's own region decode.
-        var rewritten = 0
+        var rewritten = 0, planar = 0
         for name in files {
             let bytes = [UInt8](try XCTUnwrap(FileManager.default.contents(atPath: dir + "/" + name)))
             guard case .supported(.jpeg) = bytes.withUnsafeBytes({ Codec.sniff($0) }) else { continue }
@@ -183,11 +190,22 @@ final class FuzzCorpusReplayTests: XCTestCase {
             let box = PixelRect(x: whole.width / 2, y: whole.height / 3, width: max(1, whole.width / 4), height: max(1, whole.height / 3))
             let crop = try Codec.decode(restarted, options: DecodeOptions(region: box, maxPixels: 1 << 22))
             XCTAssertEqual([crop.width, crop.height], [box.width, box.height], name)
+            // The YCbCr path's planes of the same crop: luma covers the crop, chroma covers luma.
+            if let planes = try Codec.decodePlanes(restarted, options: DecodeOptions(region: box, maxPixels: 1 << 22), into: planeBuffer) {
+                let (y, cb) = (planes.planes.0, planes.planes.1)
+                XCTAssertLessThanOrEqual(planes.originX, box.x, name)
+                XCTAssertGreaterThanOrEqual(planes.originX + y.width, box.x + box.width, name)
+                XCTAssertGreaterThanOrEqual(planes.originY + y.height, box.y + box.height, name)
+                XCTAssertEqual((y.width + cb.fx - 1) / cb.fx, cb.width, name)
+                XCTAssertLessThanOrEqual(y.width, y.stride, name)
+                planar += 1
+            }
         }
         // The corpus keeps inputs of both kinds: a run where everything decodes, or
         // nothing does, means the decoder (or the corpus) changed.
         XCTAssertGreaterThan(decoded, 0, "some kept inputs decode")
         XCTAssertGreaterThan(refused, 0, "some kept inputs are refused")
-        print("fuzz corpus: \(files.count) inputs, \(decoded) decodes, \(refused) refusals, \(rewritten) restart rewrites")
+        XCTAssertGreaterThan(planar, 0, "some rewrites take the YCbCr path")
+        print("fuzz corpus: \(files.count) inputs, \(decoded) decodes, \(refused) refusals, \(rewritten) restart rewrites, \(planar) planar crops")
     }
 }

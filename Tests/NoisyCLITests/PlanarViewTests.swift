@@ -95,8 +95,8 @@ final class PlanarViewTests: XCTestCase {
         XCTAssertNil(try plain.withUnsafeBytes { try Codec.decodePlanes($0, options: crop, into: buffer) })
         let sliced = try XCTUnwrap(try Codec.addingRestartMarkers(plain))
         let planes = try XCTUnwrap(try sliced.withUnsafeBytes { try Codec.decodePlanes($0, options: crop, into: buffer) })
-        // Only the restart segments round the crop: columns from 96 (MCU 32 px wide with
-        // 2 per segment, 2 pixels of margin), rows from 64.
+        // Only the restart segments round the crop and its 2 pixels of margin: columns
+        // from 96 (segments of one 16-pixel MCU), rows from 64.
         XCTAssertEqual([planes.originX, planes.originY], [96, 64])
         XCTAssertLessThanOrEqual(planes.planes.0.width, 160)
     }
@@ -160,9 +160,9 @@ final class PlanarViewTests: XCTestCase {
         let original = try XCTUnwrap(try flavours().first { $0.0 == "420.jpg" }?.1)
         let rewritten = try XCTUnwrap(try Codec.addingRestartMarkers(original))
         let buffer = PlaneBuffer()
-        // 480 pixels = 30 MCUs of 16: a restart every 2 MCUs, 15 segments per MCU row.
+        // 480 pixels = 30 MCUs of 16: a restart after every MCU, 30 segments per MCU row.
         let segments = RestartSliceTests.segments(rewritten)
-        XCTAssertEqual(segments.count, 15 * 23)
+        XCTAssertEqual(segments.count, 30 * 23)
         var damaged = rewritten
         let first = segments[0]  // the top left corner
         for i in stride(from: first.lowerBound, to: first.upperBound - 1, by: 2) { damaged[i] = 0xFF; damaged[i + 1] = 0x00 }

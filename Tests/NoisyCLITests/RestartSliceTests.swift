@@ -13,8 +13,7 @@ final class RestartSliceTests: XCTestCase {
     override func setUp() { root = Fixtures.temporaryDirectory(name) }
     override func tearDown() { try? FileManager.default.removeItem(atPath: root) }
 
-    /// The flavours Pillow writes: MCU rows of odd length (restart every MCU) and even
-    /// (every 2 MCUs), 4:2:0, 4:2:2, 4:4:4, progressive, gray, and sizes that are no
+    /// The flavours Pillow writes: MCU rows of odd and even length, 4:2:0, 4:2:2, 4:4:4, progressive, gray, and sizes that are no
     /// multiple of the MCU.
     static let flavours = """
     import sys
@@ -122,10 +121,10 @@ final class RestartSliceTests: XCTestCase {
         XCTAssertEqual(made.status, 0, made.stderr)
         let original = try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/even-420.jpg"))
         var bytes = try XCTUnwrap(try Codec.addingRestartMarkers([UInt8](original)))
-        // 320 pixels = 20 MCUs of 16: a restart every 2 MCUs, 10 segments per MCU row.
+        // 320 pixels = 20 MCUs of 16: a restart after every MCU, 20 segments per MCU row.
         let segments = Self.segments(bytes)
-        XCTAssertEqual(segments.count, 10 * 15)
-        let last = try XCTUnwrap(segments.count > 9 ? segments[9] : nil)  // the right end of MCU row 0
+        XCTAssertEqual(segments.count, 20 * 15)
+        let last = try XCTUnwrap(segments.count > 19 ? segments[19] : nil)  // the right end of MCU row 0
         for i in stride(from: last.lowerBound, to: last.upperBound - 1, by: 2) { bytes[i] = 0xFF; bytes[i + 1] = 0x00 }
         let crop = Crop(scale: 1, x: 10, y: 4, w: 100, h: 10)
         let ours = try Self.crop(bytes, crop)

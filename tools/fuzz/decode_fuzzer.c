@@ -38,6 +38,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
     if (!out) return 0;
     decode_fn(data, len, &opt, out, cap, &plan, err);
     free(out);
+    /* JPEG: the raw YCbCr planes of the same decode (the fast view's path). */
+    nc_buffer planes_buffer = {0};
+    nc_planes planes;
+    if (f == NC_FORMAT_JPEG) nc_jpeg_decode_planes(data, len, &opt, &planes_buffer, &planes, err);
     /* JPEG: the lossless rewrite with restart markers, then a crop of the rewrite,
      * which decodes only the restart segments it covers. */
     if (f == NC_FORMAT_JPEG && (knob >> 4) & 1) {
@@ -56,9 +60,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
                 uint8_t *pixels = malloc(n ? n : 1);
                 if (pixels) nc_jpeg_decode(rewritten, rewritten_len, &crop, pixels, n, &whole, err);
                 free(pixels);
+                nc_jpeg_decode_planes(rewritten, rewritten_len, &crop, &planes_buffer, &planes, err);
             }
             nc_free(rewritten);
         }
     }
+    nc_free(planes_buffer.data);
     return 0;
 }

@@ -152,8 +152,8 @@ int nc_png_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t 
                   uint8_t **out, size_t *out_len, char *err);
 
 /**
- * Losslessly transcodes a JPEG so that restart markers tile its MCU rows (every 2
- * MCUs where that divides a row, else every MCU), with optimal Huffman tables and
+ * Losslessly transcodes a JPEG so that restart markers tile its MCU rows (a marker
+ * after every MCU), with optimal Huffman tables and
  * every APPn/COM marker kept: the decoded pixels are identical, and a crop then
  * decodes only the restart segments it covers (nc_jpeg_decode). A progressive
  * file becomes baseline. Leaves *out NULL (and returns NC_OK) for files it keeps
