@@ -442,8 +442,9 @@ int nc_jpeg_decode_planes(const uint8_t *data, size_t len, const nc_decode_optio
     int status = nc_jpeg_prepare(&cinfo, data, len, opt, &plan, err);
     if (status == NC_OK && !nc_jpeg_planar_layout(&cinfo)) status = NC_NOT_PLANAR;
     const int d = opt->scale_denom, cropping = opt->crop_w > 0;
+    /* Only sliceable streams, crop or not: a store's files take one path or the other. */
     nc_restart_layout L;
-    if (status == NC_OK && cropping && !nc_restart_layout_of(&cinfo, data, len, &L)) status = NC_NOT_PLANAR;
+    if (status == NC_OK && !nc_restart_layout_of(&cinfo, data, len, &L)) status = NC_NOT_PLANAR;
     if (status != NC_OK) {
         jpeg_destroy_decompress(&cinfo);
         return status;

@@ -168,8 +168,8 @@ public enum Codec {
 
     /// Decodes a JPEG to its Y, Cb and Cr planes (no chroma upsampling, no colour
     /// conversion) into `buffer`, or returns nil, having decoded nothing, where the
-    /// file or the crop takes the RGB decode: not YCbCr with luma sampled 1 or 2 times
-    /// chroma's, or a crop of a stream whose restart markers do not tile its rows.
+    /// file takes the RGB decode: not YCbCr with luma sampled 1 or 2 times chroma's,
+    /// or without restart markers that tile its rows (`addingRestartMarkers`).
     /// The planes point into `buffer` and stay valid until its next use.
     public static func decodePlanes(_ bytes: UnsafeRawBufferPointer, options: DecodeOptions,
                                     into buffer: PlaneBuffer) throws(CodecError) -> DecodedPlanes? {

@@ -43,8 +43,8 @@ final class PlanarViewTests: XCTestCase {
         return files
     }
 
-    /// Planes resized to their own size (no resize) and converted equal libjpeg's RGB
-    /// decode in Pillow, byte for byte: 4:4:4 at full scale, and 4:2:0 at scale 1/2,
+    /// Planes of restart-marked files resized to their own size (no resize) and
+    /// converted equal libjpeg's RGB decode in Pillow of the original, byte for byte: 4:4:4 at full scale, and 4:2:0 at scale 1/2,
     /// where libjpeg-turbo decodes chroma at luma's size (a scaled IDCT) and so
     /// upsamples nothing. Which plane is subsampled where is checked too.
     func testPlanesConvertToRGBLikeLibjpeg() throws {
@@ -63,7 +63,7 @@ final class PlanarViewTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let resampler = Resampler(), buffer = PlaneBuffer()
         for (name, scale, raw) in [("444.jpg", 1, "444.raw"), ("420.jpg", 2, "420-half.raw")] {
-            let bytes = try XCTUnwrap(files[name])
+            let bytes = try XCTUnwrap(try Codec.addingRestartMarkers(try XCTUnwrap(files[name])))
             let header = try bytes.withUnsafeBytes { try Codec.header($0) }
             let (w, h) = ((header.width + scale - 1) / scale, (header.height + scale - 1) / scale)
             let planes = try XCTUnwrap(try bytes.withUnsafeBytes {
@@ -82,15 +82,16 @@ final class PlanarViewTests: XCTestCase {
         }
         // 4:2:0 at full scale hands out chroma at half resolution each way; 4:2:2 at half width.
         for (name, fx, fy) in [("420.jpg", 2, 2), ("422.jpg", 2, 1)] {
-            let bytes = try XCTUnwrap(files[name])
+            let bytes = try XCTUnwrap(try Codec.addingRestartMarkers(try XCTUnwrap(files[name])))
             let planes = try XCTUnwrap(try bytes.withUnsafeBytes { try Codec.decodePlanes($0, options: DecodeOptions(), into: buffer) })
             XCTAssertEqual([planes.planes.1.fx, planes.planes.1.fy, planes.planes.2.fx, planes.planes.2.fy], [fx, fy, fx, fy], name)
             XCTAssertEqual(planes.planes.1.width, (planes.planes.0.width + fx - 1) / fx, name)
         }
-        // Gray and crops of streams without restart markers take the RGB decode.
-        let gray = try XCTUnwrap(files["gray.jpg"])
+        // Gray, and streams without restart markers, crop or not, take the RGB decode.
+        let gray = try XCTUnwrap(try Codec.addingRestartMarkers(try XCTUnwrap(files["gray.jpg"])))
         XCTAssertNil(try gray.withUnsafeBytes { try Codec.decodePlanes($0, options: DecodeOptions(), into: buffer) })
         let plain = try XCTUnwrap(files["420.jpg"])
+        XCTAssertNil(try plain.withUnsafeBytes { try Codec.decodePlanes($0, options: DecodeOptions(), into: buffer) })
         let crop = DecodeOptions(scaleDenominator: 1, region: PixelRect(x: 100, y: 80, width: 120, height: 90))
         XCTAssertNil(try plain.withUnsafeBytes { try Codec.decodePlanes($0, options: crop, into: buffer) })
         let sliced = try XCTUnwrap(try Codec.addingRestartMarkers(plain))

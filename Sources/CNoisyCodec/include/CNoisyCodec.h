@@ -132,10 +132,11 @@ typedef struct {
 /**
  * Decodes a YCbCr JPEG (luma sampled 1 or 2 times chroma's in each direction) to its
  * raw planes at DCT scale 1/opt->scale_denom: no chroma upsampling, no colour
- * conversion. With a crop (scaled coordinates), only a stream whose restart markers
- * tile its MCU rows is decoded this way, and only the restart segments the crop and
- * a 2-pixel margin need. Returns NC_NOT_PLANAR, having decoded nothing, for every
- * other file or crop: nc_jpeg_decode handles those.
+ * conversion. Only streams whose restart markers tile their MCU rows (what
+ * nc_jpeg_add_restarts writes) are decoded this way, so that a file takes one path
+ * whatever the crop; a crop (scaled coordinates) decodes only the restart segments
+ * it and a 2-pixel margin need. Returns NC_NOT_PLANAR, having decoded nothing, for
+ * every other file: nc_jpeg_decode handles those.
  */
 int nc_jpeg_decode_planes(const uint8_t *data, size_t len, const nc_decode_options *opt,
                           nc_buffer *buffer, nc_planes *out, char *err);
