@@ -426,8 +426,26 @@ static int nc_buffer_reserve(nc_buffer *buffer, size_t n) {
 
 #define NC_PLANE_PAD 32
 
+/* 1 when a DRI segment with a non-zero interval comes before the first scan: a walk of
+ * the marker segments, so that files without restart markers (a plain store, every
+ * view) are declined without libjpeg reading their header twice. */
+static int nc_jpeg_declares_restarts(const uint8_t *d, size_t len) {
+    size_t p = 2;
+    while (p + 4 <= len) {
+        if (d[p] != 0xFF) return 0;
+        const int m = d[p + 1];
+        if (m == 0xFF) { p++; continue; }
+        if (m == 0xDA || m == 0xD9) return 0;
+        const size_t seg = ((size_t)d[p + 2] << 8) | d[p + 3];
+        if (m == 0xDD && seg >= 4 && p + 6 <= len) return ((d[p + 4] << 8) | d[p + 5]) != 0;
+        p += 2 + seg;
+    }
+    return 0;
+}
+
 int nc_jpeg_decode_planes(const uint8_t *data, size_t len, const nc_decode_options *opt,
                           nc_buffer *buffer, nc_planes *out, char *err) {
+    if (!nc_jpeg_declares_restarts(data, len)) return NC_NOT_PLANAR;
     struct jpeg_decompress_struct cinfo;
     nc_jpeg_error jerr;
     uint8_t *volatile slice = NULL;
