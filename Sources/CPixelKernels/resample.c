@@ -351,7 +351,7 @@ static int pk_resample_rows2_gray_avx2(const uint8_t *in0, const uint8_t *in1, u
 /* One row's eight output pixels of at most 4 taps: one gather of 4 bytes from each first tap. */
 __attribute__((target("avx2")))
 static inline __m256i pk_gray8_4taps(const uint8_t *in, const int32_t *f, __m256i hA, __m256i lA, __m256i hB, __m256i lB) {
-    /* Eight plain loads: a gather is slower where microcode guards it (Gather Data Sampling). */
+    /* Eight plain loads: a gather measured slower here (probably the Gather Data Sampling microcode). */
     int32_t w[8];
     for (int i = 0; i < 8; i++) memcpy(&w[i], in + f[i], 4);
     const __m256i g = _mm256_loadu_si256((const __m256i *)w);
