@@ -235,22 +235,26 @@ public final class ViewRenderer {
             }
             try result.get()
         }
-        let flip: Bool
+        try write(target, size: size, channels: a.channels, resize)
+        return true
+    }
+
+    /// Runs `resize` into the target: the slot, or the next plane (size x size x
+    /// channels bytes, mirrored as the target asks), which then becomes `a`.
+    private func write(_ target: ResizeTarget, size: Int, channels: Int,
+                       _ resize: (PixelOutput) throws(CodecError) -> Void) throws(CodecError) {
         switch target {
         case .slot(let slot):
-            try resize(into: slot)
-            return true
-        case .plane(let f):
-            flip = f
+            try resize(slot)
+        case .plane(let flip):
+            b.shape(size, size, channels)
+            let done: Result<Void, CodecError> = b.storage.withUnsafeMutableBytes { out in
+                guard let base = out.baseAddress else { return .success(()) }
+                return Result { () throws(CodecError) in try resize(PixelOutput(base: base, layout: .uint8HWC, flip: flip)) }
+            }
+            try done.get()
+            swap(&a, &b)
         }
-        b.shape(size, size, a.channels)
-        let done: Result<Void, CodecError> = b.storage.withUnsafeMutableBytes { out in
-            guard let base = out.baseAddress else { return .success(()) }
-            return Result { () throws(CodecError) in try resize(into: PixelOutput(base: base, layout: .uint8HWC, flip: flip)) }
-        }
-        try done.get()
-        swap(&a, &b)
-        return true
     }
 
     /// The YCbCr path of `decodeAndResize`: the plan's box, moved to the planes' first
@@ -268,18 +272,7 @@ public final class ViewRenderer {
                 throw CodecError(.noMemory, "resize: \(error)")
             }
         }
-        switch target {
-        case .slot(let slot):
-            try resize(into: slot)
-        case .plane(let flip):
-            b.shape(size, size, 3)
-            let done: Result<Void, CodecError> = b.storage.withUnsafeMutableBytes { out in
-                guard let base = out.baseAddress else { return .success(()) }
-                return Result { () throws(CodecError) in try resize(into: PixelOutput(base: base, layout: .uint8HWC, flip: flip)) }
-            }
-            try done.get()
-            swap(&a, &b)
-        }
+        try write(target, size: size, channels: 3, resize)
     }
 
     /// Decodes into `a`, then converts to the renderer's channel count. JPEG regions

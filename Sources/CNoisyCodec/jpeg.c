@@ -102,6 +102,24 @@ static void nc_jpeg_mcu_size(const struct jpeg_decompress_struct *cinfo, int *w,
     }
 }
 
+/*
+ * The offset of the first marker segment m1 or m2 before the first scan, walking the
+ * segments from SOI up to `end`; 0 when there is none, or the walk meets a byte that
+ * starts no marker.
+ */
+static size_t nc_jpeg_segment(const uint8_t *d, size_t end, int m1, int m2) {
+    size_t p = 2;
+    while (p + 4 <= end) {
+        if (d[p] != 0xFF) return 0;
+        const int m = d[p + 1];
+        if (m == 0xFF) { p++; continue; }  /* fill byte */
+        if (m == 0xDA || m == 0xD9) return 0;
+        if (m == m1 || m == m2) return p;
+        p += 2 + (((size_t)d[p + 2] << 8) | d[p + 3]);
+    }
+    return 0;
+}
+
 /* After jpeg_read_header: 1 when the stream can be sliced (see above). */
 static int nc_restart_layout_of(struct jpeg_decompress_struct *cinfo, const uint8_t *data, size_t len,
                                 nc_restart_layout *L) {
@@ -117,22 +135,11 @@ static int nc_restart_layout_of(struct jpeg_decompress_struct *cinfo, const uint
     L->per_row = mcus_per_row / (int)cinfo->restart_interval;
     L->seg_w = mcu_w * (int)cinfo->restart_interval;
     L->entropy = len - cinfo->src->bytes_in_buffer;
-    /* The frame header's height and width fields, found by walking the marker segments. */
-    size_t p = 2;
-    L->sof_dims = 0;
-    while (p + 4 <= L->entropy) {
-        if (data[p] != 0xFF) return 0;
-        int m = data[p + 1];
-        if (m == 0xFF) { p++; continue; }
-        size_t seg = ((size_t)data[p + 2] << 8) | data[p + 3];
-        if (m == 0xC0 || m == 0xC1) {
-            if (p + 9 > L->entropy) return 0;
-            L->sof_dims = p + 5;
-        }
-        if (m == 0xDA) break;
-        p += 2 + seg;
-    }
-    return L->sof_dims != 0;
+    /* The frame header's height and width fields. */
+    const size_t sof = nc_jpeg_segment(data, L->entropy, 0xC0, 0xC1);
+    if (sof == 0 || sof + 9 > L->entropy) return 0;
+    L->sof_dims = sof + 5;
+    return 1;
 }
 
 /*
@@ -252,16 +259,16 @@ static void nc_cmyk_row_to_rgb(const uint8_t *in, uint8_t *out, int width) {
 }
 
 /*
- * For a crop of a sliceable stream (see nc_restart_layout), points cinfo at a JPEG of
- * only the restart segments the crop needs, held in *slice (malloc'd; the caller
- * frees it), and returns the full-size pixel where that JPEG starts. Returns 0 and
- * leaves cinfo alone when the stream cannot be sliced or a slice would not help.
+ * For a crop of a sliceable stream (its layout L, from nc_restart_layout_of), points
+ * cinfo at a JPEG of only the restart segments the crop needs, held in *slice
+ * (malloc'd; the caller frees it), and returns the full-size pixel where that JPEG
+ * starts. Returns 0 and leaves cinfo alone when a slice would not help or the markers
+ * are not where L says.
  */
 static int nc_jpeg_use_slice(struct jpeg_decompress_struct *cinfo, const uint8_t *data, size_t len,
-                             const nc_decode_options *opt, int rows, uint8_t *volatile *slice,
-                             int *x0, int *y0) {
-    nc_restart_layout L;
-    if (!nc_restart_layout_of(cinfo, data, len, &L)) return 0;
+                             const nc_restart_layout *layout, const nc_decode_options *opt, int rows,
+                             uint8_t *volatile *slice, int *x0, int *y0) {
+    const nc_restart_layout L = *layout;
     const int d = opt->scale_denom, W = L.width, H = L.height, seg_w = L.seg_w;
     /* The crop in full-size pixels, 2 scaled pixels wider on each side (edge upsampling). */
     int left = (opt->crop_x - 2) * d, top = (opt->crop_y - 2) * d;
@@ -293,6 +300,21 @@ static int nc_jpeg_use_slice(struct jpeg_decompress_struct *cinfo, const uint8_t
     e->benign = benign;
     nc_jpeg_set_output(cinfo, d);
     return 1;
+}
+
+/*
+ * After the rows a decode needs: a crop with rows left below it stops there; a decode
+ * that read every row reads the trailer, where libjpeg reports what follows the image.
+ * Then the warnings tolerated go into info.
+ */
+static void nc_jpeg_finish(struct jpeg_decompress_struct *cinfo, nc_jpeg_error *e, nc_info *info) {
+    if (cinfo->output_scanline < cinfo->output_height) {
+        jpeg_abort_decompress(cinfo);
+    } else {
+        e->stage = "trailer";
+        jpeg_finish_decompress(cinfo);
+    }
+    info->warnings = e->benign;
 }
 
 int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt,
@@ -330,9 +352,10 @@ int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt
     const int cmyk = cinfo.out_color_space == JCS_CMYK;
     /* The crop in the coordinates of what is decoded: the image, or a restart slice of it. */
     int crop_x = opt->crop_x, crop_y = opt->crop_y, origin_x = 0;
-    if (cropping) {
+    nc_restart_layout L;
+    if (cropping && nc_restart_layout_of(&cinfo, data, len, &L)) {
         int x0 = 0, y0 = 0;
-        if (nc_jpeg_use_slice(&cinfo, data, len, opt, plan->out_height, &slice, &x0, &y0)) {
+        if (nc_jpeg_use_slice(&cinfo, data, len, &L, opt, plan->out_height, &slice, &x0, &y0)) {
             origin_x = x0 / opt->scale_denom;
             crop_x -= origin_x;
             crop_y -= y0 / opt->scale_denom;
@@ -382,14 +405,7 @@ int nc_jpeg_decode(const uint8_t *data, size_t len, const nc_decode_options *opt
             memcpy(dst, src, out_stride);
         }
     }
-    if (cropping && cinfo.output_scanline < cinfo.output_height) {
-        /* The rows below the crop are not needed: stop here. */
-        jpeg_abort_decompress(&cinfo);
-    } else {
-        jerr.stage = "trailer";
-        jpeg_finish_decompress(&cinfo);
-    }
-    plan->info.warnings = jerr.benign;
+    nc_jpeg_finish(&cinfo, &jerr, &plan->info);
     jpeg_destroy_decompress(&cinfo);
     free(slice);
     return NC_OK;
@@ -430,17 +446,8 @@ static int nc_buffer_reserve(nc_buffer *buffer, size_t n) {
  * the marker segments, so that files without restart markers (a plain store, every
  * view) are declined without libjpeg reading their header twice. */
 static int nc_jpeg_declares_restarts(const uint8_t *d, size_t len) {
-    size_t p = 2;
-    while (p + 4 <= len) {
-        if (d[p] != 0xFF) return 0;
-        const int m = d[p + 1];
-        if (m == 0xFF) { p++; continue; }
-        if (m == 0xDA || m == 0xD9) return 0;
-        const size_t seg = ((size_t)d[p + 2] << 8) | d[p + 3];
-        if (m == 0xDD && seg >= 4 && p + 6 <= len) return ((d[p + 4] << 8) | d[p + 5]) != 0;
-        p += 2 + seg;
-    }
-    return 0;
+    const size_t p = nc_jpeg_segment(d, len, 0xDD, 0xDD);
+    return p != 0 && p + 6 <= len && ((d[p + 2] << 8) | d[p + 3]) >= 4 && ((d[p + 4] << 8) | d[p + 5]) != 0;
 }
 
 int nc_jpeg_decode_planes(const uint8_t *data, size_t len, const nc_decode_options *opt,
@@ -475,7 +482,7 @@ int nc_jpeg_decode_planes(const uint8_t *data, size_t len, const nc_decode_optio
         int x0 = 0, y0 = 0;
         /* No slice (it would read no less, or its markers are not where they should
          * be): the whole stream from its top, where libjpeg reports any damage. */
-        if (nc_jpeg_use_slice(&cinfo, data, len, opt, plan.out_height, &slice, &x0, &y0)) {
+        if (nc_jpeg_use_slice(&cinfo, data, len, &L, opt, plan.out_height, &slice, &x0, &y0)) {
             out->origin_x = x0 / d;
             out->origin_y = y0 / d;
         }
@@ -526,13 +533,7 @@ int nc_jpeg_decode_planes(const uint8_t *data, size_t len, const nc_decode_optio
         }
         jpeg_read_raw_data(&cinfo, arrays, (JDIMENSION)group);
     }
-    if (cinfo.output_scanline < cinfo.output_height) {
-        jpeg_abort_decompress(&cinfo);
-    } else {
-        jerr.stage = "trailer";
-        jpeg_finish_decompress(&cinfo);
-    }
-    out->info.warnings = jerr.benign;
+    nc_jpeg_finish(&cinfo, &jerr, &out->info);
     jpeg_destroy_decompress(&cinfo);
     free(slice);
     return NC_OK;

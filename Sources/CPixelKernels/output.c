@@ -165,34 +165,38 @@ static void pk_ycc_scalar(const uint8_t *y, const uint8_t *cb, const uint8_t *cr
 }
 
 #if defined(__x86_64__)
-/* The same arithmetic, 8 pixels per step in 32-bit lanes; returns how many it converted. */
+/* The same arithmetic for 8 pixels in 32-bit lanes: R, G, B, not yet clamped. */
+__attribute__((target("avx2")))
+static inline void pk_ycc8(const uint8_t *y, const uint8_t *cb, const uint8_t *cr, __m256i rgb[3]) {
+    const __m256i c128 = _mm256_set1_epi32(128), half = _mm256_set1_epi32(32768);
+    const __m256i Y = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)y));
+    const __m256i U = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)cb)), c128);
+    const __m256i V = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)cr)), c128);
+    const __m256i kr = _mm256_set1_epi32(PK_FIX_1_40200), kb = _mm256_set1_epi32(PK_FIX_1_77200);
+    const __m256i kgu = _mm256_set1_epi32(-PK_FIX_0_34414), kgv = _mm256_set1_epi32(-PK_FIX_0_71414);
+    rgb[0] = _mm256_add_epi32(Y, _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(V, kr), half), 16));
+    rgb[1] = _mm256_add_epi32(Y, _mm256_srai_epi32(
+        _mm256_add_epi32(_mm256_add_epi32(_mm256_mullo_epi32(U, kgu), _mm256_mullo_epi32(V, kgv)), half), 16));
+    rgb[2] = _mm256_add_epi32(Y, _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(U, kb), half), 16));
+}
+
+/* Rows of R, G and B bytes, 8 pixels per step; returns how many it converted. */
 __attribute__((target("avx2")))
 static int32_t pk_ycc_avx2(const uint8_t *y, const uint8_t *cb, const uint8_t *cr, int32_t w,
                            uint8_t *r, uint8_t *g, uint8_t *b) {
-    const __m256i c128 = _mm256_set1_epi32(128), half = _mm256_set1_epi32(32768);
-    const __m256i kr = _mm256_set1_epi32(PK_FIX_1_40200), kb = _mm256_set1_epi32(PK_FIX_1_77200);
-    const __m256i kgu = _mm256_set1_epi32(-PK_FIX_0_34414), kgv = _mm256_set1_epi32(-PK_FIX_0_71414);
+    uint8_t *outs[3] = {r, g, b};
     int32_t x = 0;
     for (; x + 8 <= w; x += 8) {
-        const __m256i Y = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(y + x)));
-        const __m256i U = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cb + x))), c128);
-        const __m256i V = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cr + x))), c128);
-        const __m256i R = _mm256_add_epi32(Y, _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(V, kr), half), 16));
-        const __m256i B = _mm256_add_epi32(Y, _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(U, kb), half), 16));
-        const __m256i G = _mm256_add_epi32(Y, _mm256_srai_epi32(
-            _mm256_add_epi32(_mm256_add_epi32(_mm256_mullo_epi32(U, kgu), _mm256_mullo_epi32(V, kgv)), half), 16));
-        const __m256i planes[3] = {R, G, B};
-        uint8_t *outs[3] = {r, g, b};
+        __m256i v[3];
+        pk_ycc8(y + x, cb + x, cr + x, v);
         for (int c = 0; c < 3; c++) {
-            const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(planes[c]), _mm256_extracti128_si256(planes[c], 1));
+            const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(v[c]), _mm256_extracti128_si256(v[c], 1));
             _mm_storel_epi64((__m128i *)(outs[c] + x), _mm_packus_epi16(w16, w16));  /* clamps to 0..255 */
         }
     }
     return x;
 }
-#endif
 
-#if defined(__x86_64__)
 /*
  * The conversion and the float CHW write in one step, 8 pixels at a time: each
  * channel's clamped integer goes straight to float, v * scale + offset, the same
@@ -202,10 +206,7 @@ static int32_t pk_ycc_avx2(const uint8_t *y, const uint8_t *cb, const uint8_t *c
 __attribute__((target("avx2")))
 static int32_t pk_ycc_chw_avx2(const uint8_t *y, const uint8_t *cb, const uint8_t *cr, int32_t w,
                                float *out, size_t plane, const pk_output *o) {
-    const __m256i c128 = _mm256_set1_epi32(128), half = _mm256_set1_epi32(32768);
     const __m256i zero = _mm256_setzero_si256(), top = _mm256_set1_epi32(255);
-    const __m256i kr = _mm256_set1_epi32(PK_FIX_1_40200), kb = _mm256_set1_epi32(PK_FIX_1_77200);
-    const __m256i kgu = _mm256_set1_epi32(-PK_FIX_0_34414), kgv = _mm256_set1_epi32(-PK_FIX_0_71414);
     const __m256i reverse = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
     __m256 scale[3], offset[3];
     for (int c = 0; c < 3; c++) {
@@ -214,14 +215,8 @@ static int32_t pk_ycc_chw_avx2(const uint8_t *y, const uint8_t *cb, const uint8_
     }
     int32_t x = 0;
     for (; x + 8 <= w; x += 8) {
-        const __m256i Y = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(y + x)));
-        const __m256i U = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cb + x))), c128);
-        const __m256i V = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cr + x))), c128);
         __m256i v[3];
-        v[0] = _mm256_add_epi32(Y, _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(V, kr), half), 16));
-        v[1] = _mm256_add_epi32(Y, _mm256_srai_epi32(
-            _mm256_add_epi32(_mm256_add_epi32(_mm256_mullo_epi32(U, kgu), _mm256_mullo_epi32(V, kgv)), half), 16));
-        v[2] = _mm256_add_epi32(Y, _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(U, kb), half), 16));
+        pk_ycc8(y + x, cb + x, cr + x, v);
         const size_t d = o->flip ? (size_t)(w - 8 - x) : (size_t)x;
         for (int c = 0; c < 3; c++) {
             const __m256i clamped = _mm256_min_epi32(_mm256_max_epi32(v[c], zero), top);

@@ -296,6 +296,12 @@ static size_t pk_column_avx2(const uint8_t *hsrc, size_t stride, int ymin, int y
 #endif
 
 #if defined(__x86_64__)
+/* Pixels (16-bit) against split weights: per pair of taps, (px * hi) * 2048 + px * lo, Pillow's sums exactly. */
+__attribute__((target("avx2")))
+static inline __m256i pk_madd_split(__m256i px, __m256i hi, __m256i lo) {
+    return _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(px, hi), 11), _mm256_madd_epi16(px, lo));
+}
+
 /* One row's four output pixels: 8 bytes from each one's first tap against its split weights. */
 __attribute__((target("avx2")))
 static inline __m256i pk_gray4(const uint8_t *in, const int *bx, __m256i h01, __m256i l01, __m256i h23, __m256i l23) {
@@ -304,10 +310,8 @@ static inline __m256i pk_gray4(const uint8_t *in, const int *bx, __m256i h01, __
     const __m128i p23 = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(in + bx[4])),
                                            _mm_loadl_epi64((const __m128i *)(in + bx[6])));
     const __m256i a = _mm256_cvtepu8_epi16(p01), b = _mm256_cvtepu8_epi16(p23);
-    const __m256i sa = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(a, h01), 11), _mm256_madd_epi16(a, l01));
-    const __m256i sb = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(b, h23), 11), _mm256_madd_epi16(b, l23));
     /* Lanes: [x0 x2 x0 x2 | x1 x3 x1 x3] after two pairwise sums. */
-    const __m256i t = _mm256_hadd_epi32(sa, sb);
+    const __m256i t = _mm256_hadd_epi32(pk_madd_split(a, h01, l01), pk_madd_split(b, h23, l23));
     return _mm256_hadd_epi32(t, t);
 }
 
@@ -348,39 +352,37 @@ static int pk_resample_rows2_gray_avx2(const uint8_t *in0, const uint8_t *in1, u
 #endif
 
 #if defined(__x86_64__)
-/* One row's eight output pixels of at most 4 taps: one gather of 4 bytes from each first tap. */
+/* One row's eight output pixels of at most 4 taps: 4 bytes from each one's first tap. */
 __attribute__((target("avx2")))
-static inline __m256i pk_gray8_4taps(const uint8_t *in, const int32_t *f, __m256i hA, __m256i lA, __m256i hB, __m256i lB) {
+static inline __m256i pk_gray8_4taps(const uint8_t *in, const int *bx, __m256i hA, __m256i lA, __m256i hB, __m256i lB) {
     /* Eight plain loads: a gather measured slower here (probably the Gather Data Sampling microcode). */
     int32_t w[8];
-    for (int i = 0; i < 8; i++) memcpy(&w[i], in + f[i], 4);
+    for (int i = 0; i < 8; i++) memcpy(&w[i], in + bx[2 * i], 4);
     const __m256i g = _mm256_loadu_si256((const __m256i *)w);
     const __m256i a = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(g));       /* pixels 0-3, 4 taps each */
     const __m256i b = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(g, 1));  /* pixels 4-7 */
-    const __m256i sa = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(a, hA), 11), _mm256_madd_epi16(a, lA));
-    const __m256i sb = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(b, hB), 11), _mm256_madd_epi16(b, lB));
-    return _mm256_hadd_epi32(sa, sb);  /* [x0 x1 x4 x5 | x2 x3 x6 x7] */
+    return _mm256_hadd_epi32(pk_madd_split(a, hA, lA), pk_madd_split(b, hB, lB));  /* [x0 x1 x4 x5 | x2 x3 x6 x7] */
 }
 
 /*
  * As pk_resample_rows2_gray_avx2 for rows whose pixels all have at most 4 taps (most
  * bilinear resizes under 1.5x, and every enlargement): eight output pixels per step
- * and row, a gathered 4 bytes each against 4 split weights. Stops before the first
+ * and row, 4 bytes each against 4 split weights. Stops before the first
  * pixel whose read would pass `end`; returns how many pixels it wrote per row.
  */
 __attribute__((target("avx2")))
 static int pk_resample_rows2_gray4_avx2(const uint8_t *in0, const uint8_t *in1, uint8_t *o0, uint8_t *o1, int dw,
-                                        const int32_t *first, const int16_t *kh, const int16_t *kl, long end) {
+                                        const int *bx, const int16_t *kh, const int16_t *kl, long end) {
     const __m256i init = _mm256_set1_epi32(1 << (PK_PRECISION_BITS - 1));
     const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
     int xx = 0;
     for (; xx + 8 <= dw; xx += 8) {
-        if ((long)first[xx + 7] + 4 > end) break;  /* first taps only grow along the row */
+        if ((long)bx[(xx + 7) * 2] + 4 > end) break;  /* first taps only grow along the row */
         const int16_t *h = kh + (size_t)xx * 4, *l = kl + (size_t)xx * 4;
         const __m256i hA = _mm256_loadu_si256((const __m256i *)h), lA = _mm256_loadu_si256((const __m256i *)l);
         const __m256i hB = _mm256_loadu_si256((const __m256i *)(h + 16)), lB = _mm256_loadu_si256((const __m256i *)(l + 16));
-        __m256i t0 = pk_gray8_4taps(in0, first + xx, hA, lA, hB, lB);
-        __m256i t1 = pk_gray8_4taps(in1, first + xx, hA, lA, hB, lB);
+        __m256i t0 = pk_gray8_4taps(in0, bx + xx * 2, hA, lA, hB, lB);
+        __m256i t1 = pk_gray8_4taps(in1, bx + xx * 2, hA, lA, hB, lB);
         t0 = _mm256_permutevar8x32_epi32(_mm256_srai_epi32(_mm256_add_epi32(t0, init), PK_PRECISION_BITS), order);
         t1 = _mm256_permutevar8x32_epi32(_mm256_srai_epi32(_mm256_add_epi32(t1, init), PK_PRECISION_BITS), order);
         /* packs interleaves 128-bit lanes: [r0 x0-3, r1 x0-3 | r0 x4-7, r1 x4-7] as 16-bit. */
@@ -396,31 +398,19 @@ static int pk_resample_rows2_gray4_avx2(const uint8_t *in0, const uint8_t *in1, 
 }
 #endif
 
-/* The 4-tap weights: 4 (hi, lo) int16 per output pixel, 0 past its taps; the first taps as int32. 1 when every pixel has at most 4 taps. */
-static int pk_split_weights4(const int *bx, const int *kx, int ksx, int dw, int16_t *kh, int16_t *kl, int32_t *first) {
+/* The one-channel AVX2 weights: `taps` (hi, lo) int16 per output pixel, 0 past its
+ * taps; 0 when a pixel has more taps than that. */
+static int pk_split_weights_n(const int *bx, const int *kx, int ksx, int dw, int taps, int16_t *kh, int16_t *kl) {
     for (int xx = 0; xx < dw; xx++) {
         const int xmax = bx[xx * 2 + 1];
-        if (xmax > 4) return 0;
-        first[xx] = bx[xx * 2];
-        for (int x = 0; x < 4; x++) {
+        if (xmax > taps) return 0;
+        for (int x = 0; x < taps; x++) {
             const int k = x < xmax && x < ksx ? kx[xx * ksx + x] : 0;
-            kh[(size_t)xx * 4 + x] = (int16_t)(k >> 11);
-            kl[(size_t)xx * 4 + x] = (int16_t)(k & 2047);
+            kh[(size_t)xx * taps + x] = (int16_t)(k >> 11);
+            kl[(size_t)xx * taps + x] = (int16_t)(k & 2047);
         }
     }
     return 1;
-}
-
-/* The one-channel AVX2 weights: 8 (hi, lo) int16 per output pixel, 0 past its taps. */
-static void pk_split_weights8(const int *bx, const int *kx, int ksx, int dw, int16_t *kh, int16_t *kl) {
-    for (int xx = 0; xx < dw; xx++) {
-        const int xmax = bx[xx * 2 + 1];
-        for (int x = 0; x < 8; x++) {
-            const int k = x < xmax && x < ksx ? kx[xx * ksx + x] : 0;
-            kh[(size_t)xx * 8 + x] = (int16_t)(k >> 11);
-            kl[(size_t)xx * 8 + x] = (int16_t)(k & 2047);
-        }
-    }
 }
 
 #if defined(__x86_64__)
@@ -429,18 +419,17 @@ static void pk_split_weights8(const int *bx, const int *kx, int ksx, int dw, int
  * returns the taps per pixel its kernel reads, 4 or 8, or 0 when no kernel fits.
  */
 static int pk_gray_weights(const int *bx, const int *kx, int ksx, int dw, int32_t *khi, int32_t *klo) {
-    if (pk_split_weights4(bx, kx, ksx, dw, (int16_t *)khi, (int16_t *)klo, khi + (size_t)dw * 2)) return 4;
-    if (ksx > 8) return 0;
-    pk_split_weights8(bx, kx, ksx, dw, (int16_t *)khi, (int16_t *)klo);
-    return 8;
+    for (int taps = 4; taps <= 8; taps += 4) {
+        if (pk_split_weights_n(bx, kx, ksx, dw, taps, (int16_t *)khi, (int16_t *)klo)) return taps;
+    }
+    return 0;
 }
 
 /* Two rows through the kernel pk_gray_weights chose; returns the pixels done per row. */
 static int pk_gray_rows2(int taps, const uint8_t *in0, const uint8_t *in1, uint8_t *o0, uint8_t *o1, int dw,
                          const int *bx, const int32_t *khi, const int32_t *klo, long end) {
     if (taps == 4) {
-        return pk_resample_rows2_gray4_avx2(in0, in1, o0, o1, dw, khi + (size_t)dw * 2, (const int16_t *)khi,
-                                            (const int16_t *)klo, end);
+        return pk_resample_rows2_gray4_avx2(in0, in1, o0, o1, dw, bx, (const int16_t *)khi, (const int16_t *)klo, end);
     }
     return pk_resample_rows2_gray_avx2(in0, in1, o0, o1, dw, bx, (const int16_t *)khi, (const int16_t *)klo, end);
 }
@@ -512,7 +501,7 @@ int pk_resample_strided(const uint8_t *src, int32_t sw, int32_t sh, size_t src_s
 }
 
 /*
- * One resize, split so that several can share an output row: pk_job_bytes sizes
+ * One resize, split so that several can share an output row: pk_job_layout_of sizes
  * its memory, pk_job_plan computes both axes' coefficients, pk_job_horizontal runs
  * the horizontal pass, and pk_job_row makes one output row of the vertical pass.
  */
@@ -544,61 +533,63 @@ static int pk_kernel_of(int32_t filter, pk_kernel *k) {
 
 static size_t pk_align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-/* The int arrays of a job: bounds, weights and split weights of both axes. */
-static size_t pk_job_ints(int dw, int dh, int ksx, int ksy) {
-    const int pairs = (ksx + 1) / 2 > 4 ? (ksx + 1) / 2 : 4;  /* 4 int32: the one-channel pass's 8 int16 */
-    return (size_t)dw * 2 + (size_t)dh * 2 + (size_t)dw * ksx + (size_t)dh * ksy
-        + 2 * (size_t)dw * pairs + 2 * (size_t)dh * (size_t)((ksy + 1) / 2);
-}
+/* Where a job's arrays lie in its memory, and how much memory it needs. */
+typedef struct {
+    int ksx, ksy;
+    size_t n_kx, n_ky, n_split, n_split_y;  /* int counts after the bounds */
+    size_t pre, tmp, acc;                   /* byte offsets: double weights, horizontal rows, accumulators */
+    size_t bytes;                           /* 0 for arguments no resize takes */
+} pk_job_layout;
 
-/* Bytes a job needs (0 for arguments no resize takes). */
-static size_t pk_job_bytes(int sw, int sh, int ch, float x0, float y0, float x1, float y1,
-                           int dw, int dh, const pk_kernel *k) {
+static pk_job_layout pk_job_layout_of(int sw, int sh, int ch, float x0, float y0, float x1, float y1,
+                                      int dw, int dh, const pk_kernel *k) {
+    pk_job_layout z = {0};
     if (sw <= 0 || sh <= 0 || dw <= 0 || dh <= 0 || ch < 1 || ch > 4 ||
         x0 < 0 || y0 < 0 || x1 > sw || y1 > sh || x1 <= x0 || y1 <= y0) {
-        return 0;
+        return z;
     }
-    const int ksx = pk_coeffs_size(sw, x0, x1, dw, k->support);
-    const int ksy = pk_coeffs_size(sh, y0, y1, dh, k->support);
-    const size_t n_kx = (size_t)dw * ksx, n_ky = (size_t)dh * ksy;
-    const size_t pre = (n_kx > n_ky ? n_kx : n_ky) * sizeof(double);
-    return pk_align16(pk_job_ints(dw, dh, ksx, ksy) * sizeof(int)) + pk_align16(pre)
-        + pk_align16((size_t)dw * sh * ch) + pk_align16((size_t)dw * ch * sizeof(int));
+    z.ksx = pk_coeffs_size(sw, x0, x1, dw, k->support);
+    z.ksy = pk_coeffs_size(sh, y0, y1, dh, k->support);
+    z.n_kx = (size_t)dw * z.ksx;
+    z.n_ky = (size_t)dh * z.ksy;
+    const int pairs = (z.ksx + 1) / 2 > 4 ? (z.ksx + 1) / 2 : 4;  /* 4 int32: the one-channel pass's 8 int16 */
+    z.n_split = (size_t)dw * pairs;
+    z.n_split_y = (size_t)dh * (size_t)((z.ksy + 1) / 2);
+    const size_t ints = (size_t)dw * 2 + (size_t)dh * 2 + z.n_kx + z.n_ky + 2 * z.n_split + 2 * z.n_split_y;
+    z.pre = pk_align16(ints * sizeof(int));
+    z.tmp = z.pre + pk_align16((z.n_kx > z.n_ky ? z.n_kx : z.n_ky) * sizeof(double));
+    z.acc = z.tmp + pk_align16((size_t)dw * sh * ch);
+    z.bytes = z.acc + pk_align16((size_t)dw * ch * sizeof(int));
+    return z;
 }
 
 /*
- * Carves a job out of mem (pk_job_bytes of it) and computes both axes' coefficients,
- * or takes them from `like`, a job of the same geometry (Cr shares Cb's).
+ * Carves a job out of mem (z.bytes of it) and computes both axes' coefficients, or
+ * takes them from `like`, a job of the same geometry (Cr shares Cb's).
  */
-static void pk_job_plan(pk_job *j, int sw, int sh, int ch, float x0, float y0, float x1, float y1,
-                        int dw, int dh, const pk_kernel *k, uint8_t *mem, const pk_job *like) {
-    const int ksx = pk_coeffs_size(sw, x0, x1, dw, k->support);
-    const int ksy = pk_coeffs_size(sh, y0, y1, dh, k->support);
-    const size_t n_kx = (size_t)dw * ksx, n_ky = (size_t)dh * ksy;
-    const size_t ints = pk_job_ints(dw, dh, ksx, ksy);
-    const size_t pre = (n_kx > n_ky ? n_kx : n_ky) * sizeof(double);
-    uint8_t *tmp = mem + pk_align16(ints * sizeof(int)) + pk_align16(pre);
-    int *acc = (int *)(tmp + pk_align16((size_t)dw * sh * ch));
+static void pk_job_plan(pk_job *j, const pk_job_layout *z, int sw, int sh, int ch, float x0, float y0, float x1,
+                        float y1, int dw, int dh, const pk_kernel *k, uint8_t *mem, const pk_job *like) {
+    uint8_t *tmp = mem + z->tmp;
+    int *acc = (int *)(mem + z->acc);
     if (like) {
         *j = *like;
         j->tmp = tmp;
         j->acc = acc;
         return;
     }
-    const int pairs = (ksx + 1) / 2 > 4 ? (ksx + 1) / 2 : 4;
-    const size_t n_split = (size_t)dw * pairs, n_split_y = (size_t)dh * (size_t)((ksy + 1) / 2);
+    const int ksx = z->ksx, ksy = z->ksy;
     j->sw = sw; j->sh = sh; j->dw = dw; j->dh = dh; j->ch = ch; j->ksx = ksx; j->ksy = ksy;
     j->bx = (int *)mem;
     j->by = j->bx + (size_t)dw * 2;
     j->kx = j->by + (size_t)dh * 2;
-    j->ky = j->kx + n_kx;
-    j->khi = j->ky + n_ky;
-    j->klo = j->khi + n_split;
-    j->kyhi = j->klo + n_split;
-    j->kylo = j->kyhi + n_split_y;
+    j->ky = j->kx + z->n_kx;
+    j->khi = j->ky + z->n_ky;
+    j->klo = j->khi + z->n_split;
+    j->kyhi = j->klo + z->n_split;
+    j->kylo = j->kyhi + z->n_split_y;
     j->tmp = tmp;
     j->acc = acc;
-    double *prekk = (double *)(mem + pk_align16(ints * sizeof(int)));
+    double *prekk = (double *)(mem + z->pre);
     pk_precompute(sw, x0, x1, dw, k->fn, k->support, ksx, j->bx, j->kx, prekk);
     pk_precompute(sh, y0, y1, dh, k->fn, k->support, ksy, j->by, j->ky, prekk);
     j->need_h = dw != sw || x0 != 0 || x1 != sw;
@@ -677,17 +668,17 @@ int pk_resample_to(const uint8_t *src, int32_t sw, int32_t sh, size_t src_stride
                    pk_scratch *scratch, const pk_output *output) {
     pk_kernel k;
     if (!pk_kernel_of(filter, &k)) return PK_ERR_ARGUMENT;
-    const size_t bytes = pk_job_bytes(sw, sh, ch, x0, y0, x1, y1, dw, dh, &k);
-    if (bytes == 0) return PK_ERR_ARGUMENT;
+    const pk_job_layout z = pk_job_layout_of(sw, sh, ch, x0, y0, x1, y1, dw, dh, &k);
+    if (z.bytes == 0) return PK_ERR_ARGUMENT;
     const size_t row_bytes = pk_align16((size_t)dw * (size_t)ch);
-    uint8_t *base = (uint8_t *)pk_scratch_reserve(scratch, bytes + row_bytes);
+    uint8_t *base = (uint8_t *)pk_scratch_reserve(scratch, z.bytes + row_bytes);
     if (!base) return PK_ERR_NO_MEMORY;
     pk_job j;
-    pk_job_plan(&j, sw, sh, ch, x0, y0, x1, y1, dw, dh, &k, base, NULL);
+    pk_job_plan(&j, &z, sw, sh, ch, x0, y0, x1, y1, dw, dh, &k, base, NULL);
     pk_job_horizontal(&j, src, src_stride);
     /* Plain bytes go straight into place; anything else goes through one row. */
     const int direct = output->kind == PK_OUT_U8_HWC && !output->flip;
-    uint8_t *row = base + bytes;
+    uint8_t *row = base + z.bytes;
     for (int yy = 0; yy < dh; yy++) {
         uint8_t *o = direct ? (uint8_t *)output->out + (size_t)yy * dw * ch : row;
         const uint8_t *done = pk_job_row(&j, yy, o);
@@ -709,7 +700,8 @@ int pk_resample_ycc_to(const pk_plane given[3], float x0, float y0, float x1, fl
     if (!pk_kernel_of(filter, &k)) return PK_ERR_ARGUMENT;
     float box[3][4];
     pk_plane planes[3];
-    size_t bytes[3], total = 0;
+    pk_job_layout z[3];
+    size_t total = 0;
     for (int c = 0; c < 3; c++) {
         pk_plane *p = &planes[c];
         *p = given[c];
@@ -725,9 +717,9 @@ int pk_resample_ycc_to(const pk_plane given[3], float x0, float y0, float x1, fl
             box[c][0] -= sx0; box[c][2] -= sx0;
             box[c][1] -= sy0; box[c][3] -= sy0;
         }
-        bytes[c] = pk_job_bytes(p->width, p->height, 1, box[c][0], box[c][1], box[c][2], box[c][3], dw, dh, &k);
-        if (bytes[c] == 0) return PK_ERR_ARGUMENT;
-        total += bytes[c];
+        z[c] = pk_job_layout_of(p->width, p->height, 1, box[c][0], box[c][1], box[c][2], box[c][3], dw, dh, &k);
+        if (z[c].bytes == 0) return PK_ERR_ARGUMENT;
+        total += z[c].bytes;
     }
     const size_t row_bytes = pk_align16((size_t)dw);
     uint8_t *base = (uint8_t *)pk_scratch_reserve(scratch, total + 9 * row_bytes);
@@ -739,9 +731,9 @@ int pk_resample_ycc_to(const pk_plane given[3], float x0, float y0, float x1, fl
                        memcmp(box[2], box[1], sizeof(box[1])) == 0;
     for (int c = 0; c < 3; c++) {
         const pk_plane *p = &planes[c];
-        pk_job_plan(&jobs[c], p->width, p->height, 1, box[c][0], box[c][1], box[c][2], box[c][3], dw, dh, &k, mem,
-                    c == 2 && shared ? &jobs[1] : NULL);
-        mem += bytes[c];
+        pk_job_plan(&jobs[c], &z[c], p->width, p->height, 1, box[c][0], box[c][1], box[c][2], box[c][3], dw, dh, &k,
+                    mem, c == 2 && shared ? &jobs[1] : NULL);
+        mem += z[c].bytes;
     }
     pk_job_horizontal(&jobs[0], planes[0].data, planes[0].stride);
     if (shared) {

@@ -21,8 +21,6 @@ public final class Resampler {
     public init() {}
     deinit { pk_scratch_release(&scratch) }
 
-    fileprivate func withScratch<R>(_ body: (UnsafeMutablePointer<pk_scratch>) -> R) -> R { body(&scratch) }
-
     /// Resamples the box `(x0, y0, x1, y1)` of `image` (default: all of it) to `width x height`.
     public func resize(_ image: Image, width: Int, height: Int, box: (Float, Float, Float, Float)? = nil,
                        filter: ResampleFilter = .bilinear) throws(PixelError) -> Image {
@@ -105,10 +103,8 @@ extension Resampler {
         var all = (c(planes.0), c(planes.1), c(planes.2))
         let status = output.withC(channels: 3) { o in
             withUnsafeBytes(of: &all) { raw in
-                withScratch { scratch in
-                    pk_resample_ycc_to(raw.baseAddress?.assumingMemoryBound(to: pk_plane.self), b.0, b.1, b.2, b.3,
-                                       cut ? 1 : 0, Int32(dw), Int32(dh), filter.c, scratch, o)
-                }
+                pk_resample_ycc_to(raw.baseAddress?.assumingMemoryBound(to: pk_plane.self), b.0, b.1, b.2, b.3,
+                                   cut ? 1 : 0, Int32(dw), Int32(dh), filter.c, &scratch, o)
             }
         }
         if status != 0 {
