@@ -71,12 +71,13 @@ final class DemoAndBenchTests: XCTestCase {
     }
 
     /// `noisy demo --long` on a slice: the deeper student (width 1, one residual block
-    /// per stage, stochastic depth) for 2 iterations, as each student checkpoint's header
-    /// says (read with Python's struct and json); options given explicitly still apply.
+    /// per stage, stochastic depth) for 2 iterations of 14 epochs, as each student
+    /// checkpoint's header says (read with Python's struct and json); options given
+    /// explicitly still apply.
     func testLongDemoTrainsTheDeeperStudentForTwoIterations() throws {
         let work = "\(root)/demo-long"
         let r = try Processes.noisy(["demo", "--long", "--workdir", work, "--per-class", "5", "--unlabeled", "100", "--validation-per-class", "10",
-                                     "--teacher-epochs", "1", "--student-epochs", "1", "--keep-per-class", "10", "--threshold", "0",
+                                     "--teacher-epochs", "1", "--keep-per-class", "10", "--threshold", "0",
                                      "--batch-size", "32", "--robustness-samples", "0", "--stochastic-depth", "0.7"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(work)/report.json"))) as? [String: Any])
@@ -90,12 +91,13 @@ final class DemoAndBenchTests: XCTestCase {
             with open(path, "rb") as f:
                 magic, version, length = struct.unpack("<8sIQ", f.read(20))
                 assert magic == b"NOISYCKP", magic
-                a = json.loads(f.read(length))["architecture"]
-            print(float(a["width"]), int(a["depth"]), float(a["final_survival"]))
+                header = json.loads(f.read(length))
+            a = header["architecture"]
+            print(float(a["width"]), int(a["depth"]), float(a["final_survival"]), header["notes"]["epochs_done"])
         """, checkpoints)
         XCTAssertEqual(headers.status, 0, headers.stderr)
         let lines = headers.stdout.split(separator: "\n").map(String.init)
-        XCTAssertEqual(lines, ["1.0 0 1.0"] + Array(repeating: "1.0 1 0.7", count: 2), headers.stdout)
+        XCTAssertEqual(lines, ["1.0 0 1.0 1"] + Array(repeating: "1.0 1 0.7 14", count: 2), headers.stdout)
     }
 
     /// The demo's folders checked with numpy (the IDX files) and Pillow (the PNGs).
