@@ -9,7 +9,7 @@ import Pixels
 
 /// The loop's options, shared by `noisy run` and `noisy demo`.
 struct LoopOptions: ParsableArguments {
-    @Option(help: "Teacher -> student iterations (default: 3; 2 with demo --long).") var iterations: Int?
+    @Option(help: "Teacher -> student iterations.") var iterations: Int = 3
     @Option(help: "Image side (28 for Fashion-MNIST).") var size: Int = 28
     @Option(help: "Teacher width multiplier (the first teacher).") var teacherWidth: Double = 1
     @Option(help: "Student width multiplier, at least the teacher's (default: 2; 1 with demo --long).") var studentWidth: Double?
@@ -49,19 +49,19 @@ struct LoopOptions: ParsableArguments {
 
     /// What `noisy demo --long` changes, where the options leave it open: the deeper
     /// student (16 and 32 channels, one residual block per stage with stochastic
-    /// depth) for 2 iterations, the count that scored best on validation over 3 seeds
-    /// of a 4-iteration run, trained 14 epochs instead of 7: the final student of two
-    /// 14-epoch iterations beats that of two 7-epoch ones on validation on every seed,
-    /// in about twice the time, inside the hour (BENCHMARKS.md, "The long demo").
+    /// depth), trained 14 epochs instead of 7, for the default 3 iterations. Each was
+    /// chosen on validation over 3 seeds: at 7 epochs the deeper students stopped
+    /// gaining after the second iteration, at 14 every iteration up to the third gains
+    /// on every seed, and three of them fit inside the hour (about 52 minutes;
+    /// BENCHMARKS.md, "The long demo").
     mutating func applyLongPreset() {
         studentWidth = studentWidth ?? 1
         studentDepth = studentDepth ?? 1
-        iterations = iterations ?? 2
         studentEpochs = studentEpochs ?? "14"
     }
 
     func config(store: Store, workdir: String) throws -> LoopConfig {
-        let iterations = self.iterations ?? 3, studentWidth = self.studentWidth ?? 2
+        let studentWidth = self.studentWidth ?? 2
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
         guard labelTemperature > 0, studentLr > 0, weightDecay >= 0 else {
             throw ValidationError("--label-temperature and --student-lr must be above 0, --weight-decay at least 0")

@@ -71,10 +71,10 @@ final class DemoAndBenchTests: XCTestCase {
     }
 
     /// `noisy demo --long` on a slice: the deeper student (width 1, one residual block
-    /// per stage, stochastic depth) for 2 iterations of 14 epochs, as each student
+    /// per stage, stochastic depth) for 3 iterations of 14 epochs, as each student
     /// checkpoint's header says (read with Python's struct and json); options given
     /// explicitly still apply.
-    func testLongDemoTrainsTheDeeperStudentForTwoIterations() throws {
+    func testLongDemoTrainsTheDeeperStudentForThreeIterations() throws {
         let work = "\(root)/demo-long"
         let r = try Processes.noisy(["demo", "--long", "--workdir", work, "--per-class", "5", "--unlabeled", "100", "--validation-per-class", "10",
                                      "--teacher-epochs", "1", "--keep-per-class", "10", "--threshold", "0",
@@ -82,9 +82,9 @@ final class DemoAndBenchTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(work)/report.json"))) as? [String: Any])
         let iterations = try XCTUnwrap(report["iterations"] as? [[String: Any]])
-        XCTAssertEqual(iterations.count, 2)
+        XCTAssertEqual(iterations.count, 3)
         let checkpoints = ["\(work)/run/teacher-0.ckpt"] + iterations.compactMap { $0["student_checkpoint"] as? String }
-        XCTAssertEqual(checkpoints.count, 3)
+        XCTAssertEqual(checkpoints.count, 4)
         let headers = try Processes.python("""
         import json, struct, sys
         for path in sys.argv[1:]:
@@ -97,7 +97,7 @@ final class DemoAndBenchTests: XCTestCase {
         """, checkpoints)
         XCTAssertEqual(headers.status, 0, headers.stderr)
         let lines = headers.stdout.split(separator: "\n").map(String.init)
-        XCTAssertEqual(lines, ["1.0 0 1.0 1"] + Array(repeating: "1.0 1 0.7 14", count: 2), headers.stdout)
+        XCTAssertEqual(lines, ["1.0 0 1.0 1"] + Array(repeating: "1.0 1 0.7 14", count: 3), headers.stdout)
     }
 
     /// The demo's folders checked with numpy (the IDX files) and Pillow (the PNGs).
