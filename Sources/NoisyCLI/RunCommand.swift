@@ -52,8 +52,8 @@ struct LoopOptions: ParsableArguments {
     /// depth), trained 14 epochs instead of 7, for the default 3 iterations. Each was
     /// chosen on validation over 3 seeds: at 7 epochs the deeper students stopped
     /// gaining after the second iteration, at 14 every iteration up to the third gains
-    /// on every seed, and three of them fit inside the hour (about 52 minutes;
-    /// BENCHMARKS.md, "The long demo").
+    /// on every seed, and three of them fit inside an hour on 2 cores (about 52 minutes;
+    /// a fourth ties; BENCHMARKS.md, "The long demo").
     mutating func applyLongPreset() {
         studentWidth = studentWidth ?? 1
         studentDepth = studentDepth ?? 1
