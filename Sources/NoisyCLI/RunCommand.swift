@@ -41,6 +41,8 @@ struct LoopOptions: ParsableArguments {
     @Flag(help: "Hard pseudo labels (one-hot of the top class, smoothing 0.1) instead of soft ones.") var hardLabels = false
     @Option(help: "Student stochastic depth (final survival).") var stochasticDepth: Double = 0.8
     @Option(help: "EMA decay of the weights that evaluate and label (0: off).") var ema: Double = 0
+    @Flag(help: "Students after the first start from their teacher's weights (the previous student) instead of from scratch.")
+    var warmStart = false
     @Option(help: "Batch normalisation after every convolution: in no model, the students only, or every model.")
     var batchNorm: BatchNormChoice = .none
     @Option(help: "Seed.") var seed: UInt64 = 0
@@ -93,6 +95,7 @@ struct LoopOptions: ParsableArguments {
         config.studentEpochsByIteration = epochs.compactMap { $0 }
         config.labelOptions = LabelReadOptions(temperature: labelTemperature, hard: hardLabels)
         config.weightDecay = weightDecay
+        config.warmStart = warmStart
         return config
     }
 
@@ -138,7 +141,8 @@ struct Run: ParsableCommand, TrainsModels {
         previous student) labels the unlabeled split through the clean view; the
         generation is filtered (--threshold) and, with --keep-per-class N, balanced to
         N per class (off by default: every entry over the threshold is kept); a student
-        at least as wide, from scratch, learns from labeled + pseudo-labeled batches
+        at least as wide, from scratch (or, with --warm-start, after the first from
+        its teacher's weights), learns from labeled + pseudo-labeled batches
         (--ratio) under noise (pad-and-crop, flips, RandAugment 2,5 by default, Cutout,
         dropout, stochastic depth). Each generation names its teacher's checkpoint.
         Interrupted, it resumes after the last finished step (--workdir holds the
@@ -153,6 +157,8 @@ struct Run: ParsableCommand, TrainsModels {
           # normalised, deeper students
           noisy run --store fmnist.noisy --batch-norm students --student-depth 1 \\
               --workdir runs/bn
+          # students after the first start from their teacher's weights
+          noisy run --store fmnist.noisy --student-depth 1 --warm-start --workdir runs/w
         """
     )
     @OptionGroup var storeOption: StoreOption

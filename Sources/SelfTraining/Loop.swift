@@ -26,6 +26,11 @@ public struct LoopConfig: Sendable {
     public var labelOptions = LabelReadOptions()
     /// SGD weight decay of the teacher and the students (TrainJobConfig's default).
     public var weightDecay = 5e-4
+    /// Students after the first start from their teacher's weights (the previous
+    /// student, the same architecture) instead of from scratch, then train their epochs
+    /// on the new labels with a fresh warm-up and cosine schedule. The first student
+    /// always starts from scratch: it is larger than the first teacher.
+    public var warmStart = false
 
     /// The student of iteration k (1-based).
     public func studentRecipe(iteration k: Int) -> ModelRecipe {
@@ -216,10 +221,12 @@ public final class NoisyStudentLoop {
             }
             let studentPath = config.workdir + "/student-\(k).ckpt"
             let recipe = config.studentRecipe(iteration: k)
-            log("iteration \(k): student (\(recipe.kind) w\(recipe.width), \(recipe.epochs) epochs) on labeled + generation \(g)")
+            let warm = config.warmStart && k > 1
+            log("iteration \(k): student (\(recipe.kind) w\(recipe.width), \(recipe.epochs) epochs\(warm ? ", from the teacher's weights" : "")) on labeled + generation \(g)")
             var pipeline = config.studentPipeline
             pipeline.seed = config.studentPipeline.seed &+ UInt64(k)
-            let (_, reports) = try train(recipe, pipeline: pipeline, generation: g, checkpoint: studentPath, name: "student-\(k)")
+            let (_, reports) = try train(recipe, pipeline: pipeline, generation: g, checkpoint: studentPath, name: "student-\(k)",
+                                         initialWeights: warm ? teacherPath : nil)
             // Over a set, every shard's record of the selection carries the set's class counts.
             let sel = try (set?.stores ?? [store]).lazy.compactMap { try $0.selection(g, name) }.first
             var flip: Double?
@@ -259,12 +266,13 @@ public final class NoisyStudentLoop {
     }
 
     private func train(_ r: ModelRecipe, pipeline: PipelineConfig, generation: Int?, checkpoint: String,
-                       name: String) throws -> (Trainer, [EpochReport]) {
+                       name: String, initialWeights: String? = nil) throws -> (Trainer, [EpochReport]) {
         var jobConfig = TrainJobConfig(pipeline: pipeline, recipe: r, weightDecay: config.weightDecay, generation: generation,
                                        selection: generation == nil ? nil : "run", labelOptions: config.labelOptions,
                                        checkpoint: checkpoint, blasThreads: config.blasThreads)
         // Validation every epoch (nothing when the store has none); test once, after the last.
         jobConfig.evaluateEvery = 1
+        jobConfig.initialWeights = initialWeights
         let job = try set.map { TrainJob(set: try ShardManifest.read($0.path).manifest, stores: $0.stores, config: jobConfig) }
             ?? TrainJob(store: store, config: jobConfig)
         job.onEpoch = { [onEpoch] in onEpoch(name, $0) }

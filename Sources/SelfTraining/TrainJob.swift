@@ -39,6 +39,11 @@ public struct TrainJobConfig: Sendable {
     /// Validation accuracy every this many epochs (and always after the last); 0: only
     /// after the last. The test split is scored once, after the last epoch, for the report.
     public var evaluateEvery: Int = 1
+    /// A checkpoint of the same architecture whose weights the model starts from,
+    /// instead of the seed's random ones (the loop's `warmStart`). Its optimiser state
+    /// and schedule are not used: the job warms up and decays from step 0 as usual.
+    /// Ignored when the job resumes from its own checkpoint, which holds later weights.
+    public var initialWeights: String?
 
     public init(pipeline: PipelineConfig, recipe: ModelRecipe, weightDecay: Double = 5e-4, generation: Int? = nil,
                 selection: String? = nil, labelOptions: LabelReadOptions = .init(), checkpoint: String, blasThreads: Int = 1) {
@@ -120,6 +125,12 @@ public final class TrainJob {
                 throw TrainerError(.checkpoint, "\(config.checkpoint) exists but was made with other settings (architecture, optimiser or seed); remove it or write the checkpoint elsewhere")
             }
             trainer = Trainer(model: model, optimizer: opt, seed: h.seed)
+        } else if let start = config.initialWeights {
+            let (h, model, _) = try Checkpoint.load(path: start)
+            guard h.architecture == arch else {
+                throw TrainerError(.checkpoint, "\(start): cannot start from its weights: it holds a \(h.architecture.kind) w\(h.architecture.width) d\(h.architecture.depth) model, this job trains a \(arch.kind) w\(arch.width) d\(arch.depth) one")
+            }
+            trainer = Trainer(model: model, optimizer: SGD(parameters: model.parameters, config: sgd), seed: config.pipeline.seed)
         } else {
             trainer = try Trainer(architecture: arch, optimizer: sgd, seed: config.pipeline.seed)
         }

@@ -181,6 +181,48 @@ final class LoopTests: XCTestCase {
         XCTAssertEqual(try Processes.noisy(["verify", "--store", store]).status, 0)
     }
 
+    /// `--warm-start`: student 2 begins from student 1's weights, student 1 from scratch.
+    /// At a learning rate of 1e-6 and no weight decay its weights barely move from where
+    /// it began, so python reads both checkpoints (schemas/checkpoint.md) and finds
+    /// student 2 within 1e-3 of student 1 with the flag, and far from it without. A
+    /// resumed run whose student no longer fits the teacher's weights stops with one line.
+    func testWarmStartBeginsEachLaterStudentFromItsTeachersWeights() throws {
+        let store = try makeStore()
+        func run(_ dir: String, iterations: Int = 2, _ extra: [String]) throws -> ProcessResult {
+            try Processes.noisy(["run", "--store", store, "--iterations", String(iterations), "--depth", "0", "--teacher-epochs", "1",
+                                 "--student-epochs", "1", "--student-lr", "1e-6", "--weight-decay", "0", "--threshold", "0",
+                                 "--workdir", "\(root)/\(dir)", "--batch-size", "16", "--threads", "1", "--seed", "7"] + extra)
+        }
+        let warm = try run("warm", ["--warm-start"])
+        XCTAssertEqual(warm.status, 0, warm.stderr)
+        XCTAssertTrue(warm.stderr.contains("iteration 2: student (cnn w2.0, 1 epochs, from the teacher's weights)"), warm.stderr)
+        XCTAssertFalse(warm.stderr.contains("iteration 1: student (cnn w2.0, 1 epochs, from"), "the first student starts from scratch")
+        let cold = try run("cold", [])
+        XCTAssertEqual(cold.status, 0, cold.stderr)
+        let distance = try Processes.python("""
+        import json, struct, sys
+        import numpy as np
+        def weights(path):
+            b = open(path, "rb").read(); assert b[:8] == b"NOISYCKP"
+            (n,) = struct.unpack("<Q", b[12:20]); h = json.loads(b[20:20 + n])
+            p = sum(q["count"] for q in h["parameters"])
+            return np.frombuffer(b, dtype="<f4", count=p, offset=20 + n)
+        for d in sys.argv[1:]:
+            a, b = weights(d + "/student-1.ckpt"), weights(d + "/student-2.ckpt")
+            print(float(np.abs(a - b).max()))
+        """, ["\(root)/warm", "\(root)/cold"])
+        let d = distance.stdout.split(separator: "\n").compactMap { Double($0) }
+        XCTAssertEqual(d.count, 2, distance.stderr)
+        XCTAssertLessThan(d.first ?? 1, 1e-3, "student 2 began at student 1's weights")
+        XCTAssertGreaterThan(d.last ?? 0, 1e-2, "without the flag student 2 began from its own random weights")
+        // Resumed for a third iteration with a wider student: student 2's weights do not fit it.
+        let wider = try run("warm", iterations: 3, ["--warm-start", "--student-width", "3"])
+        XCTAssertNotEqual(wider.status, 0)
+        let line = wider.stderr.split(separator: "\n").first { $0.hasPrefix("Error: ") }.map(String.init) ?? wider.stderr
+        XCTAssertTrue(line.contains("\(root)/warm/student-2.ckpt: cannot start from its weights"), wider.stderr)
+        XCTAssertFalse(wider.stderr.contains("Fatal error"), wider.stderr)
+    }
+
     /// Loop options that cannot work are refused (ArgumentParser's error line, then the usage)
     /// before any training, and the store is left as it was.
     func testBadLoopOptionsAreRefusedBeforeTraining() throws {
