@@ -158,7 +158,8 @@ struct Run: ParsableCommand, TrainsModels {
           noisy run --store fmnist.noisy --batch-norm students --student-depth 1 \\
               --workdir runs/bn
           # students after the first start from their teacher's weights
-          noisy run --store fmnist.noisy --student-depth 1 --warm-start --workdir runs/w
+          noisy run --store fmnist.noisy --student-depth 1 --warm-start \\
+              --workdir runs/w
         """
     )
     @OptionGroup var storeOption: StoreOption
