@@ -43,7 +43,7 @@ def main():
     if n == 0 and not done:
         sys.exit(f"fork_demo: {state_path}: no iteration done, so the first teacher's accuracy is not recorded")
     # The state's paths are absolute: the source folder is the part before /run/.
-    old = state["iterations"][0]["teacherCheckpoint"].rsplit("/run/", 1)[0] if done else src
+    old = done[0]["teacherCheckpoint"].rsplit("/run/", 1)[0]
 
     if os.path.exists(dst):
         shutil.rmtree(dst)
@@ -65,7 +65,7 @@ def main():
         teacher = (last["studentCheckpoint"], last["studentAccuracy"], last["studentValidationAccuracy"])
     else:
         first = done[0]
-        teacher = (os.path.join(dst, "run", "teacher-0.ckpt"), first["teacherAccuracy"], first["teacherValidationAccuracy"])
+        teacher = (moved(first["teacherCheckpoint"]), first["teacherAccuracy"], first["teacherValidationAccuracy"])
     state["iterations"] = kept
     state["teacherCheckpoint"], state["teacherAccuracy"], state["teacherValidationAccuracy"] = teacher
     # An iteration in progress (its generation and selection) starts again in the copy.
