@@ -21,7 +21,8 @@ final class BatchNormTests: XCTestCase {
         SGD(parameters: p, config: SGDConfig(learningRate: 0, momentum: 0, nesterov: false, weightDecay: 0, warmupSteps: 0, totalSteps: 1))
     }
 
-    /// One training step and one evaluation, NHWC [4, 5, 6, 3] and dense [8, 5], against
+    /// One training step and one evaluation, NHWC [4, 5, 6, 3] and [2, 5, 7, 19] (two
+    /// 8-float vectors and a scalar tail of channels in the vector clones) and dense [8, 5], against
     /// torch.nn.BatchNorm2d / BatchNorm1d (momentum 0.1, eps 1e-5): the output, the
     /// input, scale and shift gradients, the running mean and (unbiased) variance after
     /// the step, and the evaluation output with them. The inputs have a mean far from 0,
@@ -29,7 +30,7 @@ final class BatchNormTests: XCTestCase {
     func testOneStepAndEvaluationMatchPyTorch() throws {
         var cases: [[String: Any]] = []
         var ours: [[String: [Float]]] = []
-        for (k, shape) in [[4, 5, 6, 3], [8, 5]].enumerated() {
+        for (k, shape) in [[4, 5, 6, 3], [2, 5, 7, 19], [8, 5]].enumerated() {
             let c = shape.last ?? 1, count = shape.reduce(1, *)
             let seed = UInt64(10 * k)
             let x = values(count, seed: seed + 1, scale: 2, offset: 30)
@@ -87,7 +88,7 @@ final class BatchNormTests: XCTestCase {
         """, [path])
         XCTAssertEqual(r.status, 0, r.stderr)
         let torch = try XCTUnwrap(JSONSerialization.jsonObject(with: r.stdoutData) as? [[String: [Double]]])
-        XCTAssertEqual(torch.count, 2)
+        XCTAssertEqual(torch.count, 3)
         for (k, (mine, theirs)) in zip(ours, torch).enumerated() {
             for key in ["y", "dx", "dgamma", "dbeta", "mean", "var", "y_eval"] {
                 let a = mine[key] ?? [], b = theirs[key] ?? []
@@ -97,6 +98,55 @@ final class BatchNormTests: XCTestCase {
                 XCTAssertLessThan(worst / scale, 2e-5, "case \(k) \(key): worst difference \(worst) from PyTorch")
             }
         }
+    }
+
+    /// The kernels' AVX2 clone and their SSE2 baseline (target_clones; the loader runs
+    /// only one of them on a given CPU) give the same bits: kernels.c is compiled by the
+    /// toolchain's clang into a shared library, and Python's ctypes calls each clone by
+    /// its symbol on the same seeded inputs, at the widths the models use and at ragged
+    /// ones. A different rounding in either would make training depend on the CPU.
+    func testVectorClonesComputeTheSameBits() throws {
+        let dir = Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Processes.repositoryRoot + "/Sources/CTensorKernels"
+        let cc = try Processes.run("/usr/bin/env", ["clang", "-O3", "-shared", "-fPIC", "-I", root + "/include",
+                                                    root + "/kernels.c", "-o", dir + "/kernels.so"])
+        XCTAssertEqual(cc.status, 0, "clang: " + cc.stderr)
+        let r = try Processes.python("""
+        import ctypes, sys, numpy as np
+        lib = ctypes.CDLL(sys.argv[1])
+        ptr, n = (lambda a: a.ctypes.data_as(ctypes.c_void_p)), ctypes.c_ssize_t
+        def find(name, clone):
+            for k in range(4):
+                try: return lib[f"{name}.{clone}.{k}"]
+                except AttributeError: pass
+            raise SystemExit(f"no symbol {name}.{clone}.*")
+        rng = np.random.default_rng(5)
+        for rows, c in [(4 * 28 * 28, 16), (4 * 14 * 14, 32), (37, 300), (5, 3)]:
+            x = (rng.standard_normal((rows, c)) * 2 + 30).astype(np.float32)
+            dy = rng.standard_normal((rows, c)).astype(np.float32)
+            gamma, beta = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+            results = []
+            for clone in ["avx2", "default"]:
+                mean, var = np.zeros(c, np.float32), np.zeros(c, np.float32)
+                find("tk_bn_statistics", clone)(ptr(x), n(rows), n(c), ptr(mean), ptr(var))
+                inv = (1 / np.sqrt(var + 1e-5)).astype(np.float32)
+                xhat, y, dx = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+                find("tk_bn_forward", clone)(ptr(x), n(rows), n(c), ptr(mean), ptr(inv), ptr(gamma), ptr(beta), ptr(xhat), ptr(y))
+                dgamma, dbeta = np.zeros(c, np.float32), np.zeros(c, np.float32)
+                find("tk_bn_backward", clone)(ptr(dy), ptr(xhat), n(rows), n(c), ptr(gamma), ptr(inv), ptr(dgamma), ptr(dbeta), ptr(dx))
+                results.append([mean, var, xhat, y, dgamma, dbeta, dx])
+            for name, a, b in zip(["mean", "var", "xhat", "y", "dgamma", "dbeta", "dx"], *results):
+                if a.tobytes() != b.tobytes():
+                    print(f"{rows}x{c} {name}: AVX2 and SSE2 differ by up to {np.abs(a - b).max()}")
+            # The clones must also be right, not merely alike: the mean and variance against numpy.
+            ref = x.astype(np.float64)
+            assert np.allclose(results[0][0], ref.mean(0), rtol=1e-6, atol=1e-5), "mean"
+            assert np.allclose(results[0][1], ref.var(0), rtol=1e-4, atol=1e-5), "variance"
+        print("checked")
+        """, [dir + "/kernels.so"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "checked")
     }
 
     /// Finite differences through batch normalisation in training mode, alone, between
