@@ -163,13 +163,13 @@ public final class Dense: Layer {
 /// 3x3 convolution, stride 1, zero padding 1, NHWC.
 ///
 /// Two ways to compute it, chosen per layer by shape (`directSupported`):
-/// - **direct** (`conv3x3.c`, AVX2 + FMA) for the residual blocks' convolutions,
-///   as many channels in as out, at most 32 and a multiple of 8: the input is
-///   copied once into a zero-bordered image and each kernel sums taps and
-///   channels in registers. There the GEMM below is a tall product only 16-32
-///   columns wide, which OpenBLAS spends as long packing as multiplying; direct,
-///   the deeper student (`--student-width 1 --student-depth 1`) trains 1.35x as
-///   fast (BENCHMARKS.md, "Direct convolutions").
+/// - **direct** (`conv3x3.c`: AVX2 + FMA, or AVX-512 with the same bits) for the
+///   residual blocks' convolutions, as many channels in as out, at most 32 and a
+///   multiple of 8: the input is copied once into a zero-bordered image and each
+///   kernel sums taps and channels in registers. There the GEMM below is a tall
+///   product only 16-32 columns wide, which OpenBLAS spends as long packing as
+///   multiplying; direct, the deeper student (`--student-width 1 --student-depth 1`)
+///   trains 1.35x as fast with AVX2 (BENCHMARKS.md, "Direct convolutions").
 /// - **im2col + GEMM** otherwise: one GEMM of the im2col matrix [N*H*W, 9*Cin] by
 ///   the weights [9*Cin, Cout]. For the stem and the stage convolutions (1 -> 16,
 ///   16 -> 32, 32 -> 64 in the demo's models) it is as fast or faster, and keeping

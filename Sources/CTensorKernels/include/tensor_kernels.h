@@ -67,5 +67,17 @@ void tk_conv3x3_weight_grad(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t
 /// [9*cin, cout] with the taps mirrored and the channels transposed, so that
 /// dx = tk_conv3x3_forward(pad(dy), cin: cout, out, cout: cin).
 void tk_conv3x3_flip(const float *wt, ptrdiff_t cin, ptrdiff_t cout, float *out);
+/// The two kernels above pick one of these per call: AVX-512 where the CPU has it
+/// (which hands an output width that is not a multiple of 16 to AVX2), AVX2 otherwise.
+/// Both give the same bits; they are public so that a test can run each and compare
+/// (KernelCloneTests).
+void tk_conv3x3_forward_avx2(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
+                             const float *wt, ptrdiff_t cout, float *out);
+void tk_conv3x3_forward_avx512(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
+                               const float *wt, ptrdiff_t cout, float *out);
+void tk_conv3x3_weight_grad_avx2(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
+                                 const float *dy, ptrdiff_t cout, float *dw);
+void tk_conv3x3_weight_grad_avx512(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
+                                   const float *dy, ptrdiff_t cout, float *dw);
 
 #endif
