@@ -50,10 +50,10 @@ void tk_conv3x3_flip(const float *wt, ptrdiff_t cin, ptrdiff_t cout, float *out)
 /* out[P pixels][V vectors at co] += sum over taps and input channels. */
 __attribute__((target("avx2,fma"), always_inline))
 static inline void fwd_tile(const float *const rows[3], ptrdiff_t x, ptrdiff_t cin, const float *wt,
-                            ptrdiff_t cout, ptrdiff_t co, float *orow, const int P, const int V) {
+                            ptrdiff_t cout, ptrdiff_t co, const float *bias, float *orow, const int P, const int V) {
     __m256 acc[8];
     for (int p = 0; p < P; p++)
-        for (int v = 0; v < V; v++) acc[p * V + v] = _mm256_loadu_ps(orow + (x + p) * cout + co + 8 * v);
+        for (int v = 0; v < V; v++) acc[p * V + v] = bias ? _mm256_loadu_ps(bias + co + 8 * v) : _mm256_setzero_ps();
     for (int ky = 0; ky < 3; ky++) {
         for (int kx = 0; kx < 3; kx++) {
             const float *src = rows[ky] + (x + kx) * cin;
@@ -74,7 +74,7 @@ static inline void fwd_tile(const float *const rows[3], ptrdiff_t x, ptrdiff_t c
 
 __attribute__((target("avx2,fma")))
 void tk_conv3x3_forward_avx2(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
-                        const float *wt, ptrdiff_t cout, float *out) {
+                        const float *wt, ptrdiff_t cout, const float *bias, float *out) {
     const ptrdiff_t row = (w + 2) * cin;
     for (ptrdiff_t img = 0; img < n; img++) {
         for (ptrdiff_t y = 0; y < h; y++) {
@@ -84,13 +84,13 @@ void tk_conv3x3_forward_avx2(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_
             ptrdiff_t co = 0;
             for (; co + 16 <= cout; co += 16) {
                 ptrdiff_t x = 0;
-                for (; x + 4 <= w; x += 4) fwd_tile(rows, x, cin, wt, cout, co, orow, 4, 2);
-                for (; x < w; x++) fwd_tile(rows, x, cin, wt, cout, co, orow, 1, 2);
+                for (; x + 4 <= w; x += 4) fwd_tile(rows, x, cin, wt, cout, co, bias, orow, 4, 2);
+                for (; x < w; x++) fwd_tile(rows, x, cin, wt, cout, co, bias, orow, 1, 2);
             }
             for (; co < cout; co += 8) {
                 ptrdiff_t x = 0;
-                for (; x + 8 <= w; x += 8) fwd_tile(rows, x, cin, wt, cout, co, orow, 8, 1);
-                for (; x < w; x++) fwd_tile(rows, x, cin, wt, cout, co, orow, 1, 1);
+                for (; x + 8 <= w; x += 8) fwd_tile(rows, x, cin, wt, cout, co, bias, orow, 8, 1);
+                for (; x < w; x++) fwd_tile(rows, x, cin, wt, cout, co, bias, orow, 1, 1);
             }
         }
     }
@@ -154,10 +154,10 @@ void tk_conv3x3_weight_grad_avx2(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrd
    and 2x or more (32) as fast as AVX2 (the forward and weight-gradient kernels). */
 __attribute__((target("avx512f"), always_inline))
 static inline void fwd_tile16(const float *const rows[3], ptrdiff_t x, ptrdiff_t cin, const float *wt,
-                              ptrdiff_t cout, ptrdiff_t co, float *orow, const int P, const int V) {
+                              ptrdiff_t cout, ptrdiff_t co, const float *bias, float *orow, const int P, const int V) {
     __m512 acc[16];
     for (int p = 0; p < P; p++)
-        for (int v = 0; v < V; v++) acc[p * V + v] = _mm512_loadu_ps(orow + (x + p) * cout + co + 16 * v);
+        for (int v = 0; v < V; v++) acc[p * V + v] = bias ? _mm512_loadu_ps(bias + co + 16 * v) : _mm512_setzero_ps();
     for (int ky = 0; ky < 3; ky++) {
         for (int kx = 0; kx < 3; kx++) {
             const float *src = rows[ky] + (x + kx) * cin;
@@ -179,8 +179,8 @@ static inline void fwd_tile16(const float *const rows[3], ptrdiff_t x, ptrdiff_t
 /* Output channels not a multiple of 16 (8, 24) are left to the AVX2 kernels. */
 __attribute__((target("avx512f")))
 void tk_conv3x3_forward_avx512(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
-                               const float *wt, ptrdiff_t cout, float *out) {
-    if (cout % 16) { tk_conv3x3_forward_avx2(xp, n, h, w, cin, wt, cout, out); return; }
+                               const float *wt, ptrdiff_t cout, const float *bias, float *out) {
+    if (cout % 16) { tk_conv3x3_forward_avx2(xp, n, h, w, cin, wt, cout, bias, out); return; }
     const ptrdiff_t row = (w + 2) * cin;
     for (ptrdiff_t img = 0; img < n; img++) {
         for (ptrdiff_t y = 0; y < h; y++) {
@@ -190,14 +190,14 @@ void tk_conv3x3_forward_avx512(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdif
             ptrdiff_t co = 0;
             for (; co + 32 <= cout; co += 32) {
                 ptrdiff_t x = 0;
-                for (; x + 7 <= w; x += 7) fwd_tile16(rows, x, cin, wt, cout, co, orow, 7, 2);
-                for (; x < w; x++) fwd_tile16(rows, x, cin, wt, cout, co, orow, 1, 2);
+                for (; x + 7 <= w; x += 7) fwd_tile16(rows, x, cin, wt, cout, co, bias, orow, 7, 2);
+                for (; x < w; x++) fwd_tile16(rows, x, cin, wt, cout, co, bias, orow, 1, 2);
             }
             for (; co < cout; co += 16) {
                 ptrdiff_t x = 0;
-                for (; x + 14 <= w; x += 14) fwd_tile16(rows, x, cin, wt, cout, co, orow, 14, 1);
-                for (; x + 4 <= w; x += 4) fwd_tile16(rows, x, cin, wt, cout, co, orow, 4, 1);
-                for (; x < w; x++) fwd_tile16(rows, x, cin, wt, cout, co, orow, 1, 1);
+                for (; x + 14 <= w; x += 14) fwd_tile16(rows, x, cin, wt, cout, co, bias, orow, 14, 1);
+                for (; x + 4 <= w; x += 4) fwd_tile16(rows, x, cin, wt, cout, co, bias, orow, 4, 1);
+                for (; x < w; x++) fwd_tile16(rows, x, cin, wt, cout, co, bias, orow, 1, 1);
             }
         }
     }
@@ -253,8 +253,8 @@ void tk_conv3x3_weight_grad_avx512(const float *xp, ptrdiff_t n, ptrdiff_t h, pt
 }
 
 void tk_conv3x3_forward(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
-                        const float *wt, ptrdiff_t cout, float *out) {
-    (__builtin_cpu_supports("avx512f") ? tk_conv3x3_forward_avx512 : tk_conv3x3_forward_avx2)(xp, n, h, w, cin, wt, cout, out);
+                        const float *wt, ptrdiff_t cout, const float *bias, float *out) {
+    (__builtin_cpu_supports("avx512f") ? tk_conv3x3_forward_avx512 : tk_conv3x3_forward_avx2)(xp, n, h, w, cin, wt, cout, bias, out);
 }
 
 void tk_conv3x3_weight_grad(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,

@@ -215,14 +215,18 @@ public final class Conv3x3: Layer {
             x.data.withUnsafeBufferPointer { src in
                 cols.withUnsafeMutableBufferPointer { p in tk_pad1(src.baseAddress, n, h, wd, cin, p.baseAddress) }
             }
-            if let b {
-                out = uninitializedFloats(rows * cout)
-                fillRows(&out, rows: rows, with: b.value)
-            } else {
-                out = [Float](repeating: 0, count: rows * cout)
-            }
+            // The kernel starts each sum from the bias (or zero) and overwrites every output.
+            out = uninitializedFloats(rows * cout)
             cols.withUnsafeBufferPointer { p in
-                out.withUnsafeMutableBufferPointer { o in tk_conv3x3_forward(p.baseAddress, n, h, wd, cin, w.value, cout, o.baseAddress) }
+                out.withUnsafeMutableBufferPointer { o in
+                    if let b {
+                        b.value.withUnsafeBufferPointer { bp in
+                            tk_conv3x3_forward(p.baseAddress, n, h, wd, cin, w.value, cout, bp.baseAddress, o.baseAddress)
+                        }
+                    } else {
+                        tk_conv3x3_forward(p.baseAddress, n, h, wd, cin, w.value, cout, nil, o.baseAddress)
+                    }
+                }
             }
             return Tensor(shape: [n, h, wd, cout], data: out)
         }
@@ -257,12 +261,12 @@ public final class Conv3x3: Layer {
             if dcols.count != padded { dcols = uninitializedFloats(padded) }
             var flipped = uninitializedFloats(9 * cin * cout)
             tk_conv3x3_flip(w.value, cin, cout, &flipped)
-            var dx = [Float](repeating: 0, count: n * h * wd * cin)
+            var dx = uninitializedFloats(n * h * wd * cin)
             dy.data.withUnsafeBufferPointer { g in
                 dcols.withUnsafeMutableBufferPointer { p in
                     tk_pad1(g.baseAddress, n, h, wd, cout, p.baseAddress)
                     dx.withUnsafeMutableBufferPointer { o in
-                        tk_conv3x3_forward(p.baseAddress, n, h, wd, cout, flipped, cin, o.baseAddress)
+                        tk_conv3x3_forward(p.baseAddress, n, h, wd, cout, flipped, cin, nil, o.baseAddress)
                     }
                 }
             }

@@ -80,14 +80,19 @@ final class KernelCloneTests: XCTestCase {
             xp[:, 1:-1, 1:-1] = rng.standard_normal((b, h, w, c))
             wt = rng.standard_normal((9, c, c)).astype(np.float32)
             dy = rng.standard_normal((b, h, w, c)).astype(np.float32)
+            bias = rng.standard_normal(c).astype(np.float32)
             results = []
             for isa in isas:
-                out, dw = np.full((b, h, w, c), 0.25, np.float32), np.full((9, c, c), 0.5, np.float32)
-                lib["tk_conv3x3_forward_" + isa](ptr(xp), n(b), n(h), n(w), n(c), ptr(wt), n(c), ptr(out))
+                # Garbage in the outputs: the forward kernel overwrites them (from the bias,
+                # or from zero), the weight gradient adds to what is there.
+                out, bare, dw = np.full((b, h, w, c), 7.0, np.float32), np.full((b, h, w, c), 7.0, np.float32), np.full((9, c, c), 0.5, np.float32)
+                lib["tk_conv3x3_forward_" + isa](ptr(xp), n(b), n(h), n(w), n(c), ptr(wt), n(c), ptr(bias), ptr(out))
+                lib["tk_conv3x3_forward_" + isa](ptr(xp), n(b), n(h), n(w), n(c), ptr(wt), n(c), None, ptr(bare))
                 lib["tk_conv3x3_weight_grad_" + isa](ptr(xp), n(b), n(h), n(w), n(c), ptr(dy), n(c), ptr(dw))
                 results.append((out, dw))
+                assert np.abs(out - bias - bare).max() < 1e-4, f"{isa} bias {b}x{h}x{w}x{c}"
             x64 = xp.astype(np.float64)
-            ref_out = 0.25 + sum(np.einsum("bhwc,cd->bhwd", x64[:, ky:ky + h, kx:kx + w], wt[3 * ky + kx].astype(np.float64))
+            ref_out = bias.astype(np.float64) + sum(np.einsum("bhwc,cd->bhwd", x64[:, ky:ky + h, kx:kx + w], wt[3 * ky + kx].astype(np.float64))
                                  for ky in range(3) for kx in range(3))
             ref_dw = 0.5 + np.stack([np.einsum("bhwc,bhwd->cd", x64[:, ky:ky + h, kx:kx + w], dy.astype(np.float64))
                                      for ky in range(3) for kx in range(3)])

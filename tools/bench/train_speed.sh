@@ -5,8 +5,10 @@
 # trained by `noisy train` on the demo's 1,000 labeled Fashion-MNIST images under
 # the demo's student noise, two data-parallel shards. ROUNDS interleaved rounds; each
 # run's figure is the median images/s of its epochs (validation passes excluded);
-# the table gives the median over rounds and the ratio. Both binaries must produce
-# the same checkpoint for the plain student (its convolutions did not change).
+# the table gives the median over rounds, the ratio, and whether the two builds wrote
+# byte-identical checkpoints (a speed-up that changes no arithmetic must say yes). Both
+# binaries must produce the same checkpoint for the plain student (its convolutions run
+# on OpenBLAS in every revision this compares).
 #
 #   tools/bench/train_speed.sh [BASE_REV] [ROUNDS] [EPOCHS]   # defaults: ac66a7f^ 3 12
 set -euo pipefail
@@ -33,6 +35,10 @@ fi
 store="$work/demo/store.noisy"
 noise=(--size 28 --crop pad --pad 3 --cutout 10 --randaugment 2,5 --dropout 0.5 --model cnn --seed 1 --epochs "$epochs")
 archs=("--width 2 --depth 0" "--width 1 --depth 1 --stochastic-depth 0.8")
+# Batch normalisation (--batch-norm) arrived after ac66a7f; older bases skip that row.
+if "$old" train --help 2>/dev/null | grep -q -- --batch-norm; then
+  archs+=("--width 1 --depth 1 --stochastic-depth 0.8 --batch-norm")
+fi
 results="$work/results.txt"
 : > "$results"
 for ((r = 1; r <= rounds; r++)); do
@@ -53,14 +59,19 @@ if ! cmp -s "$work/old-0.ckpt" "$work/new-0.ckpt"; then
   echo "train_speed: the plain student's checkpoints differ between $rev and this checkout" >&2
   exit 1
 fi
-/usr/bin/python3 - "$results" "$rev" "${archs[@]}" <<'EOF'
+same=()
+for a in "${!archs[@]}"; do
+  if cmp -s "$work/old-$a.ckpt" "$work/new-$a.ckpt"; then same+=(yes); else same+=(no); fi
+done
+/usr/bin/python3 - "$results" "$rev" "${#archs[@]}" "${archs[@]}" "${same[@]}" <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-rev, archs = sys.argv[2], sys.argv[3:]
-print(f"| student | {rev} (images/s) | this checkout (images/s) | ratio |")
-print("| --- | --- | --- | --- |")
+rev, k = sys.argv[2], int(sys.argv[3])
+archs, same = sys.argv[4:4 + k], sys.argv[4 + k:]
+print(f"| student | {rev} (images/s) | this checkout (images/s) | ratio | same checkpoint |")
+print("| --- | --- | --- | --- | --- |")
 for a, name in enumerate(archs):
     runs = {w: [int(r[3]) for r in rows if r[0] == str(a) and r[1] == w] for w in ("old", "new")}
     o, n = statistics.median(runs["old"]), statistics.median(runs["new"])
-    print(f"| `{name}` | {o:,.0f} ({', '.join(map(str, runs['old']))}) | {n:,.0f} ({', '.join(map(str, runs['new']))}) | **{n / o:.2f}x** |")
+    print(f"| `{name}` | {o:,.0f} ({', '.join(map(str, runs['old']))}) | {n:,.0f} ({', '.join(map(str, runs['new']))}) | **{n / o:.2f}x** | {same[a]} |")
 EOF

@@ -55,26 +55,28 @@ void tk_bn_backward(const float *dy, const float *xhat, ptrdiff_t rows, ptrdiff_
 int tk_conv3x3_direct_supported(ptrdiff_t cin, ptrdiff_t cout);
 /// dst [n, h+2, w+2, c] = src [n, h, w, c] inside a border of zeros.
 void tk_pad1(const float *src, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, float *dst);
-/// out [n, h, w, cout] += the 3x3 convolution of the padded input xp [n, h+2, w+2, cin]
-/// with wt [9*cin, cout] (tap-major then input channel, as the im2col matrix's columns).
+/// out [n, h, w, cout] = bias [cout] (zeros when NULL) + the 3x3 convolution of the
+/// padded input xp [n, h+2, w+2, cin] with wt [9*cin, cout] (tap-major then input
+/// channel, as the im2col matrix's columns). Each sum starts from the bias in
+/// registers, so out needs no fill beforehand.
 void tk_conv3x3_forward(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
-                        const float *wt, ptrdiff_t cout, float *out);
+                        const float *wt, ptrdiff_t cout, const float *bias, float *out);
 /// dw [9*cin, cout] += the weight gradient: sum over pixels of the padded input's
 /// 3x3 neighbourhood times dy [n, h, w, cout].
 void tk_conv3x3_weight_grad(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
                             const float *dy, ptrdiff_t cout, float *dw);
 /// The weights of the input gradient's convolution: out [9*cout, cin] holds wt
 /// [9*cin, cout] with the taps mirrored and the channels transposed, so that
-/// dx = tk_conv3x3_forward(pad(dy), cin: cout, out, cout: cin).
+/// dx = tk_conv3x3_forward(pad(dy), cin: cout, out, cout: cin, bias: NULL).
 void tk_conv3x3_flip(const float *wt, ptrdiff_t cin, ptrdiff_t cout, float *out);
 /// The two kernels above pick one of these per call: AVX-512 where the CPU has it
 /// (which hands an output width that is not a multiple of 16 to AVX2), AVX2 otherwise.
 /// Both give the same bits; they are public so that a test can run each and compare
 /// (KernelCloneTests).
 void tk_conv3x3_forward_avx2(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
-                             const float *wt, ptrdiff_t cout, float *out);
+                             const float *wt, ptrdiff_t cout, const float *bias, float *out);
 void tk_conv3x3_forward_avx512(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
-                               const float *wt, ptrdiff_t cout, float *out);
+                               const float *wt, ptrdiff_t cout, const float *bias, float *out);
 void tk_conv3x3_weight_grad_avx2(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
                                  const float *dy, ptrdiff_t cout, float *dw);
 void tk_conv3x3_weight_grad_avx512(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
