@@ -43,23 +43,25 @@ struct LoopOptions: ParsableArguments {
     @Option(help: "EMA decay of the weights that evaluate and label (0: off).") var ema: Double = 0
     @Flag(help: "Students after the first start from their teacher's weights (the previous student) instead of from scratch.")
     var warmStart = false
-    @Option(help: "Batch normalisation after every convolution: in no model, the students only, or every model.")
-    var batchNorm: BatchNormChoice = .none
+    @Option(help: "Batch normalisation after every convolution: in no model, the students only, or every model (default: none; students with demo --long).")
+    var batchNorm: BatchNormChoice?
     @Option(help: "Seed.") var seed: UInt64 = 0
     @Option(help: "Decode threads.") var threads: Int = 2
     @Option(help: "OpenBLAS threads.") var blasThreads: Int = 1
 
     /// What `noisy demo --long` changes, where the options leave it open: the deeper
     /// student (16 and 32 channels, one residual block per stage with stochastic
-    /// depth), trained 14 epochs instead of 7, for the default 3 iterations. Each was
-    /// chosen on validation over 3 seeds: at 7 epochs the deeper students stopped
-    /// gaining after the second iteration, at 14 every iteration up to the third gains
-    /// on every seed, and three of them fit inside an hour on 2 cores (about 52 minutes;
-    /// a fourth ties; BENCHMARKS.md, "The long demo").
+    /// depth) with batch normalisation, trained 14 epochs instead of 7, for the default
+    /// 3 iterations. Each was chosen on validation over 3 seeds: at 7 epochs the deeper
+    /// students stopped gaining after the second iteration, at 14 every iteration up to
+    /// the third gains on every seed, batch normalisation gains at the second and third
+    /// iterations on every seed, and the three fit inside an hour on 2 cores
+    /// (BENCHMARKS.md, "The long demo").
     mutating func applyLongPreset() {
         studentWidth = studentWidth ?? 1
         studentDepth = studentDepth ?? 1
         studentEpochs = studentEpochs ?? "14"
+        batchNorm = batchNorm ?? .students
     }
 
     func config(store: Store, workdir: String) throws -> LoopConfig {
@@ -82,6 +84,7 @@ struct LoopOptions: ParsableArguments {
         let teacherRA = try RandAugment(option: teacherRandaugment, name: "--teacher-randaugment", preset: .timm)
         let teacherView = View.train(TrainView(size: size, crop: .padCrop(padding: teacherPad), flip: true, randAugment: teacherRA))
         let studentView = View.train(TrainView(size: size, crop: .padCrop(padding: studentPad), flip: true, randAugment: ra, cutout: cutout))
+        let batchNorm = self.batchNorm ?? .none
         var config = LoopConfig(
             iterations: iterations,
             teacher: ModelRecipe(kind: "cnn", width: teacherWidth, depth: depth, dropout: 0.3, finalSurvival: 1, epochs: teacherEpochs,

@@ -71,7 +71,8 @@ final class DemoAndBenchTests: XCTestCase {
     }
 
     /// `noisy demo --long` on a slice: the deeper student (width 1, one residual block
-    /// per stage, stochastic depth) for 3 iterations of 14 epochs, as each student
+    /// per stage, stochastic depth, batch normalisation; the teacher has none) for 3
+    /// iterations of 14 epochs, as each student
     /// checkpoint's header says (read with Python's struct and json); options given
     /// explicitly still apply.
     func testLongDemoTrainsTheDeeperStudentForThreeIterations() throws {
@@ -93,11 +94,11 @@ final class DemoAndBenchTests: XCTestCase {
                 assert magic == b"NOISYCKP", magic
                 header = json.loads(f.read(length))
             a = header["architecture"]
-            print(float(a["width"]), int(a["depth"]), float(a["final_survival"]), header["notes"]["epochs_done"])
+            print(float(a["width"]), int(a["depth"]), float(a["final_survival"]), a.get("batch_norm", False), header["notes"]["epochs_done"])
         """, checkpoints)
         XCTAssertEqual(headers.status, 0, headers.stderr)
         let lines = headers.stdout.split(separator: "\n").map(String.init)
-        XCTAssertEqual(lines, ["1.0 0 1.0 1"] + Array(repeating: "1.0 1 0.7 14", count: 3), headers.stdout)
+        XCTAssertEqual(lines, ["1.0 0 1.0 False 1"] + Array(repeating: "1.0 1 0.7 True 14", count: 3), headers.stdout)
     }
 
     /// The demo's folders checked with numpy (the IDX files) and Pillow (the PNGs).
