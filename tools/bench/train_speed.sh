@@ -36,7 +36,10 @@ store="$work/demo/store.noisy"
 noise=(--size 28 --crop pad --pad 3 --cutout 10 --randaugment 2,5 --dropout 0.5 --model cnn --seed 1 --epochs "$epochs")
 archs=("--width 2 --depth 0" "--width 1 --depth 1 --stochastic-depth 0.8")
 # Batch normalisation (--batch-norm) arrived after ac66a7f; older bases skip that row.
-if "$old" train --help 2>/dev/null | grep -q -- --batch-norm; then
+# (The help is read whole first: grep -q quits at the match, and under pipefail the writer's
+# SIGPIPE would read as no match.)
+old_help=$("$old" train --help 2>/dev/null || true)
+if grep -q -- --batch-norm <<<"$old_help"; then
   archs+=("--width 1 --depth 1 --stochastic-depth 0.8 --batch-norm")
 fi
 results="$work/results.txt"
