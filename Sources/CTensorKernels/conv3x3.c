@@ -47,7 +47,7 @@ void tk_conv3x3_flip(const float *wt, ptrdiff_t cin, ptrdiff_t cout, float *out)
                 out[((8 - tap) * cout + co) * cin + ci] = wt[(tap * cin + ci) * cout + co];
 }
 
-/* out[P pixels][V vectors at co] += sum over taps and input channels. */
+/* out[P pixels][V vectors at co] = bias (or 0) + sum over taps and input channels. */
 __attribute__((target("avx2,fma"), always_inline))
 static inline void fwd_tile(const float *const rows[3], ptrdiff_t x, ptrdiff_t cin, const float *wt,
                             ptrdiff_t cout, ptrdiff_t co, const float *bias, float *orow, const int P, const int V) {
@@ -74,7 +74,7 @@ static inline void fwd_tile(const float *const rows[3], ptrdiff_t x, ptrdiff_t c
 
 __attribute__((target("avx2,fma")))
 void tk_conv3x3_forward_avx2(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
-                        const float *wt, ptrdiff_t cout, const float *bias, float *out) {
+                             const float *wt, ptrdiff_t cout, const float *bias, float *out) {
     const ptrdiff_t row = (w + 2) * cin;
     for (ptrdiff_t img = 0; img < n; img++) {
         for (ptrdiff_t y = 0; y < h; y++) {
@@ -117,7 +117,7 @@ static inline void wgrad_tile(const float *src, const float *dyrow, ptrdiff_t w,
 
 __attribute__((target("avx2,fma")))
 void tk_conv3x3_weight_grad_avx2(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t cin,
-                            const float *dy, ptrdiff_t cout, float *dw) {
+                                 const float *dy, ptrdiff_t cout, float *dw) {
     const ptrdiff_t row = (w + 2) * cin;
     for (ptrdiff_t img = 0; img < n; img++) {
         for (ptrdiff_t y = 0; y < h; y++) {
@@ -146,12 +146,13 @@ void tk_conv3x3_weight_grad_avx2(const float *xp, ptrdiff_t n, ptrdiff_t h, ptrd
 
 /* The same kernels on AVX-512: 16 output channels per vector, so a tile covers twice
    the channels of an AVX2 tile with the same instructions, and 32 registers hold
-   tiles up to 8 pixels by 2 vectors. Each output value still adds the same products in
-   the same order (taps, then input channels; for the weight gradient, images, rows,
-   then pixels), each with one fused multiply-add, so AVX-512 and AVX2 give the same
-   bits and a model trains identically on either (KernelCloneTests compiles this file
-   and checks that). On the 2-core Xeon of BENCHMARKS.md they ran 1.9x (16 channels)
-   and 2x or more (32) as fast as AVX2 (the forward and weight-gradient kernels). */
+   tiles of up to 16 accumulators (14 pixels by 1 vector or 7 by 2; in the weight
+   gradient 16 input channels by 1 or 8 by 2). Each output value still adds the same
+   products in the same order (taps, then input channels; for the weight gradient,
+   images, rows, then pixels), each with one fused multiply-add, so AVX-512 and AVX2
+   give the same bits and a model trains identically on either (KernelCloneTests
+   compiles this file and checks that). On the 2-core Xeon of BENCHMARKS.md they ran
+   1.9-2.0x as fast as AVX2 at 16 channels, 4-5x at 32 (each kernel timed alone). */
 __attribute__((target("avx512f"), always_inline))
 static inline void fwd_tile16(const float *const rows[3], ptrdiff_t x, ptrdiff_t cin, const float *wt,
                               ptrdiff_t cout, ptrdiff_t co, const float *bias, float *orow, const int P, const int V) {
