@@ -20,8 +20,16 @@ final class KernelCloneTests: XCTestCase {
         return out
     }
 
+    /// Runs `script` with `lib` (the library, through ctypes), `ptr` (a numpy array's
+    /// address) and `n` (ptrdiff_t) defined; it prints "checked" when every check holds.
     private func check(_ script: String, library: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let r = try Processes.python(script, [library])
+        let prelude = """
+        import ctypes, sys, numpy as np
+        lib = ctypes.CDLL(sys.argv[1])
+        ptr, n = (lambda a: a.ctypes.data_as(ctypes.c_void_p)), ctypes.c_ssize_t
+
+        """
+        let r = try Processes.python(prelude + script, [library])
         XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)
         XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "checked", file: file, line: line)
     }
@@ -30,9 +38,6 @@ final class KernelCloneTests: XCTestCase {
         let dir = Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try check("""
-        import ctypes, sys, numpy as np
-        lib = ctypes.CDLL(sys.argv[1])
-        ptr, n = (lambda a: a.ctypes.data_as(ctypes.c_void_p)), ctypes.c_ssize_t
         def find(name, clone):
             for k in range(4):
                 try: return lib[f"{name}.{clone}.{k}"]
@@ -69,9 +74,6 @@ final class KernelCloneTests: XCTestCase {
         let dir = Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try check("""
-        import ctypes, sys, numpy as np
-        lib = ctypes.CDLL(sys.argv[1])
-        ptr, n = (lambda a: a.ctypes.data_as(ctypes.c_void_p)), ctypes.c_ssize_t
         flags = next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split()
         isas = ["avx2", "avx512"] if "avx512f" in flags else ["avx2"]
         rng = np.random.default_rng(9)
